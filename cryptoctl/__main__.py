@@ -1,0 +1,3 @@
+from cryptoctl.cli.app import main
+
+main()

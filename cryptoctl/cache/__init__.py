@@ -1,0 +1,1 @@
+"""Redis: the latest-value cache and the candle update channel."""

@@ -1,0 +1,129 @@
+"""The ``cryptoctl`` Typer app and the one place errors become a line and an exit code."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from cryptoctl import __version__
+from cryptoctl.cli.context import state
+from cryptoctl.errors import CryptoctlError, ExitCode
+
+# Order of commands in --help; modules in cryptoctl.cli with a register(app) function are
+# discovered, so a new command module needs no edit here.
+COMMAND_ORDER = [
+    "run", "up", "down", "status", "produce", "watch", "aggregate",
+    "candles", "prices", "stats", "db", "config",
+]
+
+
+def report_error(exc: CryptoctlError) -> None:
+    """One red line on stderr: what failed, where, what to do. Never a traceback."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    line = f"[bold red]error:[/] {escape(exc.message)}"
+    if exc.hint:
+        line += f" [dim]—[/] {escape(exc.hint)}"
+    Console(stderr=True, highlight=False, soft_wrap=True).print(line)
+
+
+class CryptoctlGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(self.commands, key=lambda n: (rank.get(n, len(rank)), n))
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CryptoctlError as exc:
+            report_error(exc)
+            raise typer.Exit(int(exc.exit_code)) from None
+
+
+app = typer.Typer(
+    name="cryptoctl",
+    cls=CryptoctlGroup,
+    help=(
+        "Real-time crypto market pipeline: prices -> Kafka -> event-time OHLC candles in "
+        "PostgreSQL, latest values in Redis, watched live in the terminal.\n\n"
+        "Start with `cryptoctl run`: it brings up the local stack (Kafka-protocol broker, "
+        "PostgreSQL, Redis; no Docker) and runs the whole pipeline with a dashboard."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="markdown",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cryptoctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", envvar="CRYPTOCTL_CONFIG", help="Config file (TOML).",
+        show_envvar=True,
+    ),
+    home: Path | None = typer.Option(
+        None, "--home", help="State dir of the local stack [env CRYPTOCTL_HOME]."
+    ),
+    kafka: str | None = typer.Option(
+        None, "--kafka", help="Kafka bootstrap servers [env CRYPTOCTL_KAFKA_BOOTSTRAP]."
+    ),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="PostgreSQL URL [env CRYPTOCTL_DATABASE_URL, DATABASE_URL]."
+    ),
+    db_schema: str | None = typer.Option(
+        None, "--db-schema", help="PostgreSQL schema for cryptoctl's tables [env CRYPTOCTL_DB_SCHEMA]."
+    ),
+    redis_url: str | None = typer.Option(
+        None, "--redis-url", help="Redis URL [env CRYPTOCTL_REDIS_URL]."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    st = state(ctx)
+    st.config_path = config
+    st.global_flags = {
+        "home": home,
+        "kafka_bootstrap": kafka,
+        "database_url": database_url,
+        "db_schema": db_schema,
+        "redis_url": redis_url,
+    }
+
+
+def _register_commands() -> None:
+    import cryptoctl.cli as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name in {"app", "context"}:
+            continue
+        module = importlib.import_module(f"cryptoctl.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app(prog_name="cryptoctl")
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(int(ExitCode.INTERRUPTED))

@@ -1,0 +1,1 @@
+"""PostgreSQL: connections, schema, and the SQL of every query."""

@@ -1,0 +1,75 @@
+"""PostgreSQL connections bound to the configured schema, and schema application."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptoctl.errors import ConfigError, ServiceUnavailable
+from cryptoctl.settings import Settings, redact
+
+if TYPE_CHECKING:
+    import psycopg
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def schema_ident(name: str) -> str:
+    """A schema name checked to be a plain identifier (it is interpolated into search_path)."""
+    if not _IDENT.match(name):
+        raise ConfigError(f"invalid database schema name {name!r}: use letters, digits, _")
+    return name
+
+
+def db_address(settings: Settings) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(settings.database_url)
+    except Exception:
+        return redact(settings.database_url)
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def connect(settings: Settings, *, autocommit: bool = False, timeout: int = 5) -> psycopg.Connection[Any]:
+    """A connection whose search_path is the configured schema, or ServiceUnavailable."""
+    import psycopg
+
+    schema = schema_ident(settings.db_schema)
+    try:
+        return psycopg.connect(
+            settings.database_url,
+            autocommit=autocommit,
+            connect_timeout=timeout,
+            options=f"-c search_path={schema}",
+            application_name="cryptoctl",
+        )
+    except psycopg.OperationalError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
+        raise ServiceUnavailable("PostgreSQL", db_address(settings), redact(detail)) from None
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"invalid database URL {redact(settings.database_url)}: {exc}") from None
+
+
+def schema_sql() -> str:
+    """schema.sql: packaged copy when installed, the repo root's in a source checkout."""
+    packaged = resources.files("cryptoctl.db").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text()
+    return (Path(__file__).resolve().parents[2] / "schema.sql").read_text()
+
+
+def apply_schema(settings: Settings) -> None:
+    """Create the schema (if not public) and apply schema.sql; idempotent."""
+    schema = schema_ident(settings.db_schema)
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("SET client_min_messages = warning")
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        conn.execute(schema_sql())  # type: ignore[arg-type]  # trusted file shipped with us
+
+
+def timescale_available(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return row is not None

@@ -1,0 +1,76 @@
+"""Parsing of durations (``250ms``, ``10s``, ``5m``, ``1h``, ``1d``) and points in time."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_COMPOUND = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"250ms"`` -> 250, ``"1m30s"`` -> 90000, ``"10"`` -> 10000 (bare numbers are seconds).
+
+    Raises ValueError with an example on anything else.
+    """
+    raw = text.strip().lower()
+    match = _DURATION.match(raw)
+    if match:
+        return round(float(match.group(1)) * _UNITS_MS[match.group(2) or "s"])
+    parts = _COMPOUND.findall(raw)
+    if parts and "".join(n + u for n, u in parts) == raw:
+        return round(sum(float(n) * _UNITS_MS[u] for n, u in parts))
+    raise ValueError(f"invalid duration {text!r}: use e.g. 250ms, 10s, 5m, 1h, 1d or 1h30m")
+
+
+def parse_duration_s(text: str) -> float:
+    return parse_duration_ms(text) / 1000.0
+
+
+def parse_time_ms(text: str, *, now_ms: int) -> int:
+    """A point in time: a relative duration back from now (``1h``), ``now``, epoch ms, or ISO-8601.
+
+    A naive ISO timestamp is taken as UTC.
+    """
+    raw = text.strip()
+    if raw.lower() == "now":
+        return now_ms
+    if raw.isdigit() and len(raw) >= 11:
+        return int(raw)
+    try:
+        return now_ms - parse_duration_ms(raw)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"invalid time {text!r}: use a duration back from now (e.g. 1h, 30m) "
+            "or ISO-8601 (e.g. 2026-11-01T00:00:00Z)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def format_duration_ms(ms: float) -> str:
+    """Short human form: 850ms, 12.3s, 4m05s, 2h03m."""
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    s = ms / 1000
+    if s < 60:
+        return f"{s:.1f}s"
+    m, s = divmod(int(s), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def iso_utc(ms: int) -> str:
+    """Epoch ms -> ISO-8601 UTC with a Z, second precision unless there are milliseconds."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    text = dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+    return text.replace("+00:00", "Z")

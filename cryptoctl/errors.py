@@ -1,0 +1,80 @@
+"""The one error hierarchy of cryptoctl.
+
+Core code raises these; the CLI turns them into one red line on stderr and the exit code
+in :class:`ExitCode` (see ``cryptoctl.cli.app.run_app``). Messages must never contain a
+password: build them from :func:`cryptoctl.settings.redact` when they name an endpoint.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes (docs/troubleshooting.md lists them)."""
+
+    OK = 0
+    ERROR = 1  # a failure not covered below
+    USAGE = 2  # bad flag, bad value, bad config file
+    SERVICE_UNAVAILABLE = 3  # Kafka, PostgreSQL or Redis cannot be reached
+    STACK = 4  # the local stack could not be started or stopped
+    DATA = 5  # input data rejected in --strict mode, or a source gave up
+    INTERRUPTED = 130  # stopped by a second Ctrl-C before finishing cleanly
+
+
+class CryptoctlError(Exception):
+    """Base of every error cryptoctl reports to a user."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(CryptoctlError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """A setting (flag, environment variable or config file entry) is invalid."""
+
+
+class ServiceUnavailable(CryptoctlError):
+    """A service cannot be reached. Names the service, the address and how to start it."""
+
+    exit_code = ExitCode.SERVICE_UNAVAILABLE
+
+    def __init__(self, service: str, address: str, detail: str = "", *, hint: str | None = None):
+        what = f"{service} is not reachable at {address}"
+        if detail:
+            what += f": {detail}"
+        super().__init__(
+            what, hint=hint or "start the local stack with `cryptoctl up`, or point --help at yours"
+        )
+        self.service = service
+        self.address = address
+
+
+class StackError(CryptoctlError):
+    """The local (or docker) stack could not be started, stopped or inspected."""
+
+    exit_code = ExitCode.STACK
+
+
+class DataError(CryptoctlError):
+    """Input data was rejected where the user asked for strictness."""
+
+    exit_code = ExitCode.DATA
+
+
+class InvalidTick(ValueError):
+    """A message is not a valid tick. Not a CryptoctlError: it is routed, not reported."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

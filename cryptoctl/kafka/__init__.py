@@ -1,0 +1,1 @@
+"""Kafka glue: client configurations, topic management, error translation."""

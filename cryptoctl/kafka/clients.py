@@ -1,0 +1,136 @@
+"""confluent-kafka client configurations built from Settings, and topic management.
+
+Constructors here make no network calls; ``check_kafka``/``ensure_topics`` do, and turn an
+unreachable broker into :class:`ServiceUnavailable` naming the address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cryptoctl.errors import ServiceUnavailable
+from cryptoctl.settings import Settings
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
+
+# Consumer-group joins on the local broker take about session.timeout.ms / 2.
+SESSION_TIMEOUT_MS = 6000
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+# Every topic config is set explicitly: the local broker has no defaults to fall back on,
+# and a real cluster's defaults should not silently decide retention.
+TOPIC_CONFIG: dict[str, str] = {
+    "cleanup.policy": "delete",
+    "retention.ms": str(WEEK_MS),
+    "retention.bytes": "-1",
+    "max.message.bytes": "1048588",
+    "message.timestamp.type": "CreateTime",
+    "min.insync.replicas": "1",
+}
+
+
+def _base(settings: Settings, client_id: str) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": client_id,
+        "socket.connection.setup.timeout.ms": 5000,
+        "log_level": 3,  # errors only: connection noise is reported by us, in one line
+    }
+    conf.update(settings.kafka_config)
+    return conf
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    conf = _base(settings, "cryptoctl-producer") | {
+        "acks": "all",
+        "enable.idempotence": True,
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 1_000_000,
+        "message.timeout.ms": 60_000,
+    }
+    conf.update(extra)
+    return conf
+
+
+def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
+    conf = _base(settings, "cryptoctl-consumer") | {
+        "group.id": group,
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": 1000,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_uncommitted",
+        "fetch.wait.max.ms": 100,
+    }
+    conf.update(extra)
+    return conf
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(_base(settings, "cryptoctl-admin"))
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    cluster_id: str | None
+    brokers: int
+    topics: Mapping[str, int]  # topic -> partition count
+
+
+def check_kafka(settings: Settings, timeout: float = 5.0) -> ClusterInfo:
+    """Cluster metadata, or ServiceUnavailable naming the bootstrap address."""
+    from confluent_kafka import KafkaException
+
+    try:
+        md = admin_client(settings).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, _kafka_reason(exc)) from None
+    topics = {
+        name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__")
+    }
+    return ClusterInfo(cluster_id=md.cluster_id, brokers=len(md.brokers), topics=topics)
+
+
+def _kafka_reason(exc: Exception) -> str:
+    err = exc.args[0] if exc.args else exc
+    text = err.str() if hasattr(err, "str") else str(err)
+    return "no broker answered" if "Transport" in text or "timed out" in text.lower() else text
+
+
+def create_topic(
+    settings: Settings, name: str, partitions: int, config: Mapping[str, str] | None = None
+) -> bool:
+    """Create a topic with every config set; False if it already existed."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    admin = admin_client(settings)
+    topic = NewTopic(name, partitions, 1, config=dict(config or TOPIC_CONFIG))
+    future = admin.create_topics([topic], operation_timeout=10, request_timeout=15)[name]
+    try:
+        future.result()
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise ServiceUnavailable(
+            "Kafka", settings.kafka_bootstrap, f"cannot create topic {name}: {_kafka_reason(exc)}"
+        ) from None
+    return True
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create the price topic and its dead-letter topic if missing; returns those created."""
+    info = check_kafka(settings)
+    created = []
+    for name, parts in ((settings.topic, settings.partitions), (settings.dlq, 1)):
+        if name not in info.topics and create_topic(settings, name, parts):
+            created.append(name)
+    return created

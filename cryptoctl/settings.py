@@ -1,0 +1,202 @@
+"""Settings, resolved once into a frozen object: flag > environment > config file > default.
+
+Every service endpoint lives here, so ``cryptoctl up`` starts its servers on exactly the
+addresses that ``produce``/``aggregate``/``candles`` will use.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from cryptoctl.errors import ConfigError
+
+DEFAULT_KAFKA_BOOTSTRAP = "localhost:9092"
+DEFAULT_DATABASE_URL = "postgresql://cryptoctl:cryptoctl@localhost:5432/cryptoctl"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_TOPIC = "crypto-prices"
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback)
+
+
+def default_home() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "cryptoctl"
+
+
+def default_config_path() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config") / "cryptoctl" / "config.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=default_home)
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    database_url: str = DEFAULT_DATABASE_URL
+    db_schema: str = "public"
+    redis_url: str = DEFAULT_REDIS_URL
+    redis_prefix: str = "cryptoctl:"
+    topic: str = DEFAULT_TOPIC
+    dlq_topic: str = ""  # empty: "<topic>.dlq"
+    partitions: int = 6
+    group: str = "cryptoctl-aggregator"
+    coingecko_api_key: str = ""
+    coingecko_api_url: str = ""  # empty: chosen by the key's plan
+    # Extra librdkafka properties for a real cluster (security.protocol, sasl.*, ...),
+    # from the config file's [kafka] table.
+    kafka_config: Mapping[str, str] = field(default_factory=dict)
+    # Where each value came from: "default", "file", "env" or "flag" (for `cryptoctl config`).
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def dlq(self) -> str:
+        return self.dlq_topic or f"{self.topic}.dlq"
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with some values replaced (flags resolved after the first load)."""
+        given = {k: v for k, v in values.items() if v is not None}
+        srcs = dict(self.sources) | dict.fromkeys(given, "flag")
+        return replace(self, **_coerce_all(given), sources=srcs)
+
+
+# name -> environment variables, first set wins
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "home": ("CRYPTOCTL_HOME",),
+    "kafka_bootstrap": ("CRYPTOCTL_KAFKA_BOOTSTRAP",),
+    "database_url": ("CRYPTOCTL_DATABASE_URL", "DATABASE_URL"),
+    "db_schema": ("CRYPTOCTL_DB_SCHEMA",),
+    "redis_url": ("CRYPTOCTL_REDIS_URL",),
+    "redis_prefix": ("CRYPTOCTL_REDIS_PREFIX",),
+    "topic": ("CRYPTOCTL_TOPIC",),
+    "dlq_topic": ("CRYPTOCTL_DLQ_TOPIC",),
+    "partitions": ("CRYPTOCTL_PARTITIONS",),
+    "group": ("CRYPTOCTL_GROUP",),
+    "coingecko_api_key": ("CRYPTOCTL_COINGECKO_API_KEY", "COINGECKO_API_KEY"),
+    "coingecko_api_url": ("CRYPTOCTL_COINGECKO_API_URL",),
+}
+
+_SECRET_FIELDS = {"coingecko_api_key"}
+
+
+def _to_int(name: str) -> Callable[[Any], int]:
+    def conv(value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {name} must be a whole number, got {value!r}") from None
+        if number < 1:
+            raise ConfigError(f"setting {name} must be at least 1, got {number}")
+        return number
+
+    return conv
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "home": lambda v: Path(v).expanduser(),
+    "partitions": _to_int("partitions"),
+    "kafka_config": lambda v: {str(k): str(x) for k, x in dict(v).items()},
+}
+
+
+def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _CONVERTERS.get(k, str)(v) for k, v in values.items()}
+
+
+def _read_config_file(path: Path, explicit: bool) -> dict[str, Any]:
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    known = {f.name for f in fields(Settings)} - {"sources"}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name == "kafka" and isinstance(value, dict):
+            flat["kafka_config"] = value
+        elif name in known:
+            flat[name] = value
+        else:
+            raise ConfigError(f"unknown setting {key!r} in config file {path}")
+    return flat
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+) -> Settings:
+    """Resolve settings once: flag > environment > config file > default."""
+    env = os.environ if environ is None else environ
+    explicit = config_path is not None or bool(env.get("CRYPTOCTL_CONFIG"))
+    path = config_path or Path(env.get("CRYPTOCTL_CONFIG") or default_config_path())
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, value in _read_config_file(path, explicit).items():
+        values[name], sources[name] = value, "file"
+    for name, names in ENV_VARS.items():
+        for var in names:
+            if env.get(var):
+                values[name], sources[name] = env[var], "env"
+                break
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name], sources[name] = value, "flag"
+    settings = Settings(**_coerce_all(values))
+    return replace(settings, sources=sources)
+
+
+def redact(url: str) -> str:
+    """Mask the password of a URL (``postgresql://u:***@host/db``); other text unchanged."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def display_settings(settings: Settings) -> dict[str, Any]:
+    """The resolved settings as plain values, passwords and keys masked."""
+    out: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "sources":
+            continue
+        value = getattr(settings, f.name)
+        if f.name in _SECRET_FIELDS and value:
+            value = "***"
+        elif isinstance(value, str):
+            value = redact(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, Mapping):
+            value = {k: ("***" if "password" in k or "secret" in k else v) for k, v in value.items()}
+        out[f.name] = value
+    out["dlq_topic"] = settings.dlq
+    return out
+
+
+def host_port(address: str, default_port: int) -> tuple[str, int]:
+    """``"localhost:9092"`` -> ("localhost", 9092); first address of a comma list."""
+    first = address.split(",")[0].strip()
+    if "://" in first:
+        first = first.split("://", 1)[1]
+    host, _, port = first.rpartition(":")
+    if not host:
+        return first or "localhost", default_port
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ConfigError(f"invalid address {address!r}: expected host:port") from None

@@ -1,0 +1,130 @@
+"""The tick: the Kafka message value of ``crypto-prices`` (DESIGN.md, "The tick").
+
+``validate_tick`` is the one validation used by every source, by the producer before
+anything reaches the topic, and by the consumers (aggregator, watch) on what they read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from cryptoctl.errors import InvalidTick
+
+SCHEMA_VERSION = 1
+# Event times outside this range are rejected as nonsense (2009-01-01 .. 2100-01-01, ms).
+MIN_TS_MS = 1_230_768_000_000
+MAX_TS_MS = 4_102_444_800_000
+_CORE = ("v", "symbol", "quote", "price", "qty", "ts", "source", "recv_ts")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    symbol: str
+    price: float
+    ts: int
+    source: str
+    recv_ts: int
+    quote: str = "USD"
+    qty: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "symbol": self.symbol,
+            "quote": self.quote,
+            "price": self.price,
+            "qty": self.qty,
+            "ts": self.ts,
+            "source": self.source,
+            "recv_ts": self.recv_ts,
+        }
+        if self.extra:
+            out.update(self.extra)
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def _number(obj: dict[str, Any], name: str, *, positive: bool, nullable: bool) -> float | None:
+    value = obj.get(name)
+    if value is None:
+        if nullable:
+            return None
+        raise InvalidTick(f"missing field {name!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTick(f"field {name!r} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidTick(f"field {name!r} must be finite, got {value!r}")
+    if positive and number <= 0:
+        raise InvalidTick(f"field {name!r} must be > 0, got {value!r}")
+    if not positive and number < 0:
+        raise InvalidTick(f"field {name!r} must be >= 0, got {value!r}")
+    return number
+
+
+def _epoch_ms(obj: dict[str, Any], name: str) -> int:
+    value = obj.get(name)
+    if value is None:
+        raise InvalidTick(f"missing field {name!r}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTick(f"field {name!r} must be integer epoch milliseconds, got {value!r}")
+    if not MIN_TS_MS <= value <= MAX_TS_MS:
+        raise InvalidTick(f"field {name!r} is not a plausible epoch-ms time: {value}")
+    return value
+
+
+def _text(obj: dict[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if value is None:
+        raise InvalidTick(f"missing field {name!r}")
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidTick(f"field {name!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def validate_tick(obj: Any) -> Tick:
+    """A decoded JSON object -> Tick, or InvalidTick with a one-line reason."""
+    if not isinstance(obj, dict):
+        raise InvalidTick(f"tick must be a JSON object, got {type(obj).__name__}")
+    version = obj.get("v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise InvalidTick(f"unsupported tick schema version {version!r}")
+    symbol = _text(obj, "symbol")
+    if symbol != symbol.upper() or not symbol.isalnum():
+        raise InvalidTick(f"field 'symbol' must be upper-case letters/digits, got {symbol!r}")
+    price = _number(obj, "price", positive=True, nullable=False)
+    qty = _number(obj, "qty", positive=False, nullable=True)
+    ts = _epoch_ms(obj, "ts")
+    recv_ts = _epoch_ms(obj, "recv_ts") if obj.get("recv_ts") is not None else ts
+    quote = obj.get("quote") or "USD"
+    if not isinstance(quote, str):
+        raise InvalidTick(f"field 'quote' must be a string, got {quote!r}")
+    extra = {k: v for k, v in obj.items() if k not in _CORE}
+    return Tick(
+        symbol=symbol,
+        price=price,  # type: ignore[arg-type]
+        ts=ts,
+        source=_text(obj, "source"),
+        recv_ts=recv_ts,
+        quote=quote.upper(),
+        qty=qty,
+        extra=extra,
+    )
+
+
+def decode_tick(value: bytes | None) -> Tick:
+    """A Kafka message value -> Tick, or InvalidTick."""
+    if value is None:
+        raise InvalidTick("empty message value")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidTick(f"not valid JSON: {exc}") from None
+    return validate_tick(obj)
