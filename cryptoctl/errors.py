@@ -58,6 +58,7 @@ class ServiceUnavailable(CryptoctlError):
         )
         self.service = service
         self.address = address
+        self.detail = detail
 
 
 class StackError(CryptoctlError):

@@ -52,6 +52,11 @@ def redis_client(settings: Settings, timeout: float = 2.0) -> redis.Redis:
     )
 
 
+def redis_reason(exc: Exception) -> str:
+    text = str(exc)
+    return "Connection refused" if "refused" in text.lower() else text
+
+
 def check_redis(settings: Settings) -> redis.Redis:
     """A client that answered PING, or ServiceUnavailable."""
     import redis as redis_mod
@@ -60,5 +65,5 @@ def check_redis(settings: Settings) -> redis.Redis:
     try:
         client.ping()
     except redis_mod.RedisError as exc:
-        raise ServiceUnavailable("Redis", redis_address(settings), str(exc)) from None
+        raise ServiceUnavailable("Redis", redis_address(settings), redis_reason(exc)) from None
     return client

@@ -47,10 +47,18 @@ def connect(settings: Settings, *, autocommit: bool = False, timeout: int = 5) -
             application_name="cryptoctl",
         )
     except psycopg.OperationalError as exc:
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
-        raise ServiceUnavailable("PostgreSQL", db_address(settings), redact(detail)) from None
+        raise ServiceUnavailable("PostgreSQL", db_address(settings), pg_reason(exc)) from None
     except psycopg.ProgrammingError as exc:
         raise ConfigError(f"invalid database URL {redact(settings.database_url)}: {exc}") from None
+
+
+def pg_reason(exc: Exception) -> str:
+    """The useful part of a libpq error: "Connection refused", "password authentication ..."."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return "connection failed"
+    first = lines[0]
+    return redact(first.rsplit(" failed: ", 1)[1] if " failed: " in first else first)
 
 
 def schema_sql() -> str:

@@ -6,6 +6,7 @@ unreachable broker into :class:`ServiceUnavailable` naming the address.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,23 @@ TOPIC_CONFIG: dict[str, str] = {
 }
 
 
+def _librdkafka_logger() -> logging.Logger:
+    """librdkafka's own log lines (connection refused, ...) go here, not to the terminal:
+    failures reach the user as one clear error instead. `-v` style debugging can attach a
+    handler to the "cryptoctl.librdkafka" logger."""
+    logger = logging.getLogger("cryptoctl.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+    return logger
+
+
 def _base(settings: Settings, client_id: str) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": client_id,
         "socket.connection.setup.timeout.ms": 5000,
-        "log_level": 3,  # errors only: connection noise is reported by us, in one line
+        "logger": _librdkafka_logger(),
     }
     conf.update(settings.kafka_config)
     return conf
@@ -102,7 +114,8 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> ClusterInfo:
 def _kafka_reason(exc: Exception) -> str:
     err = exc.args[0] if exc.args else exc
     text = err.str() if hasattr(err, "str") else str(err)
-    return "no broker answered" if "Transport" in text or "timed out" in text.lower() else text
+    lowered = text.lower()
+    return "no broker answered" if "transport" in lowered or "timed out" in lowered else text
 
 
 def create_topic(

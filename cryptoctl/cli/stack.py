@@ -1,0 +1,101 @@
+"""`cryptoctl up`, `down`, `status`: the local (or docker) stack."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from cryptoctl.cli.context import OutputFormat, state
+from cryptoctl.errors import ExitCode
+
+
+def up(
+    ctx: typer.Context,
+    docker: bool = typer.Option(
+        False, "--docker", help="Use compose/docker-compose.yml instead (needs a Docker engine)."
+    ),
+    partitions: int | None = typer.Option(
+        None, "--partitions", min=1, help="Partitions of the price topic when it is created [default: 6]."
+    ),
+) -> None:
+    """Start Kafka, PostgreSQL and Redis on this machine, create topics, apply schema.sql.
+
+    The local runtime needs no Docker: it runs the servers shipped in the `local` extra's
+    wheels, keeps their data and logs in the state dir (--home / CRYPTOCTL_HOME), and is
+    idempotent: what is already running is left alone.
+    """
+    st = state(ctx)
+    settings = st.settings(partitions=partitions)
+    if docker:
+        from cryptoctl.stack.docker import docker_up
+
+        with st.err.status("starting the docker compose stack…") as spinner:
+            docker_up(settings, on_progress=lambda msg: spinner.update(msg))
+        st.err.print("[green]docker stack is up[/]")
+        return
+    from cryptoctl.render.stack import up_summary, up_table
+    from cryptoctl.stack.local import up as local_up
+
+    with st.err.status("starting the local stack…") as spinner:
+        result = local_up(settings, progress=lambda msg: spinner.update(f"{msg}…"))
+    st.err.print(up_table(result))
+    st.err.print(f"[green]✓[/] {up_summary(result)}")
+
+
+def down(
+    ctx: typer.Context,
+    purge: bool = typer.Option(False, "--purge", help="Also delete the stack's data and logs."),
+    docker: bool = typer.Option(False, "--docker", help="Stop the docker compose stack instead."),
+) -> None:
+    """Stop exactly the processes `cryptoctl up` started (SIGTERM, then SIGKILL after 10 s)."""
+    st = state(ctx)
+    settings = st.settings()
+    if docker:
+        from cryptoctl.stack.docker import docker_down
+
+        docker_down(settings, purge=purge)
+        st.err.print("[green]docker stack is down[/]")
+        return
+    from cryptoctl.render.stack import down_table
+    from cryptoctl.stack.local import down as local_down
+
+    with st.err.status("stopping the local stack…") as spinner:
+        outcomes = local_down(settings, purge=purge, progress=lambda m: spinner.update(m))
+    st.err.print(down_table(outcomes))
+    if purge:
+        st.err.print(f"[green]✓[/] data and logs deleted from {settings.home}")
+
+
+def status(
+    ctx: typer.Context,
+    fmt: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", "-f", help="table or json (csv is not offered here)."
+    ),
+) -> None:
+    """Show every service (up/down, address, version, round-trip ms), topics and tables.
+
+    Exits 3 when any service is down, so scripts can wait on it.
+    """
+    st = state(ctx)
+    from cryptoctl.stack.status import stack_status
+
+    result = stack_status(st.settings())
+    if fmt is OutputFormat.json:
+        st.out.print_json(json.dumps(result.to_dict()))
+    elif fmt is OutputFormat.csv:
+        raise typer.BadParameter("status supports --format table or json", param_hint="--format")
+    else:
+        from cryptoctl.render.stack import status_view
+
+        st.out.print(status_view(result))
+    if not result.all_up:
+        down_names = ", ".join(s.name for s in result.services if not s.up)
+        st.err.print(f"[red]down:[/] {down_names} — start the local stack with `cryptoctl up`")
+        raise typer.Exit(int(ExitCode.SERVICE_UNAVAILABLE))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(down)
+    app.command()(status)

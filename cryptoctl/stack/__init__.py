@@ -1,0 +1,1 @@
+"""Runtimes of the stack: the local one (server processes from wheels) and docker compose."""

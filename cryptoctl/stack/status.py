@@ -1,0 +1,131 @@
+"""`cryptoctl status`: probe each configured service, whoever started it.
+
+Each probe is independent, so one service being down never hides the state of the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptoctl.errors import ServiceUnavailable
+from cryptoctl.settings import Settings, redact
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    up: bool
+    address: str
+    version: str = ""
+    rtt_ms: float | None = None
+    pid: int | None = None  # set when the local runtime started it
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TopicStatus:
+    name: str
+    partitions: int
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    name: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    services: list[ServiceStatus]
+    topics: list[TopicStatus] = field(default_factory=list)
+    tables: list[TableStatus] = field(default_factory=list)
+    home: str = ""
+    cluster_id: str | None = None
+
+    @property
+    def all_up(self) -> bool:
+        return all(s.up for s in self.services)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self) | {"all_up": self.all_up}
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    value = fn()
+    return value, (time.perf_counter() - t0) * 1000
+
+
+def _probe_kafka(settings: Settings) -> tuple[ServiceStatus, list[TopicStatus], str | None]:
+    from cryptoctl.kafka.clients import check_kafka
+
+    try:
+        info, rtt = _timed(lambda: check_kafka(settings, timeout=3.0))
+    except ServiceUnavailable as exc:
+        return ServiceStatus("kafka", False, settings.kafka_bootstrap, detail=exc.detail), [], None
+    topics = [TopicStatus(n, p) for n, p in sorted(info.topics.items())]
+    version = f"{info.brokers} broker(s), cluster {info.cluster_id}"
+    return ServiceStatus("kafka", True, settings.kafka_bootstrap, version, rtt), topics, info.cluster_id
+
+
+_TABLES = (
+    "cryptocurrencies", "raw_price_data", "price_aggregates_1m", "late_ticks",
+    "price_alerts", "processing_metadata",
+)
+
+
+def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus]]:
+    from cryptoctl.db.connection import connect, db_address, timescale_available
+
+    address = db_address(settings)
+    try:
+        conn, rtt = _timed(lambda: connect(settings, autocommit=True, timeout=3))
+    except ServiceUnavailable as exc:
+        return ServiceStatus("postgres", False, address, detail=exc.detail), []
+    with conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        version = f"PostgreSQL {row[0] if row else '?'}"
+        if timescale_available(conn):
+            version += " + TimescaleDB"
+        tables = []
+        for name in _TABLES:
+            exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+            if exists and exists[0] is not None:
+                count = conn.execute(f"SELECT count(*) FROM {name}").fetchone()  # fixed names
+                tables.append(TableStatus(name, int(count[0]) if count else 0))
+    return ServiceStatus("postgres", True, address, version, rtt), tables
+
+
+def _probe_redis(settings: Settings) -> ServiceStatus:
+    from cryptoctl.cache.client import check_redis
+
+    address = redact(settings.redis_url)
+    try:
+        client, rtt = _timed(lambda: check_redis(settings))
+        info = client.info("server")
+    except ServiceUnavailable as exc:
+        return ServiceStatus("redis", False, address, detail=exc.detail)
+    except Exception as exc:  # a server that answered PING but not INFO
+        return ServiceStatus("redis", False, address, detail=str(exc))
+    return ServiceStatus("redis", True, address, f"Redis {info.get('redis_version', '?')}", rtt)
+
+
+def stack_status(settings: Settings) -> StackStatus:
+    from cryptoctl.stack.local import running_records
+
+    records = running_records(settings)
+    kafka, topics, cluster_id = _probe_kafka(settings)
+    postgres, tables = _probe_postgres(settings)
+    redis = _probe_redis(settings)
+    services = []
+    for status in (kafka, postgres, redis):
+        record = records.get(status.name)
+        services.append(
+            ServiceStatus(**{**status.__dict__, "pid": record.pid if record else None})
+        )
+    return StackStatus(services, topics, tables, str(settings.home), cluster_id)
