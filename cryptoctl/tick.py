@@ -128,3 +128,58 @@ def decode_tick(value: bytes | None) -> Tick:
     except orjson.JSONDecodeError as exc:
         raise InvalidTick(f"not valid JSON: {exc}") from None
     return validate_tick(obj)
+
+
+# The hot path of the aggregator: the same rules as validate_tick, as cheap type checks.
+# It only ever says "valid" for an object validate_tick accepts with the same values; for
+# anything unusual it returns None and the caller asks validate_tick for the verdict.
+# tests/aggregator/test_fast_tick.py checks both claims with Hypothesis.
+_INF = math.inf
+_PLAIN_CORE_LEN = len(_CORE)
+_MISSING = object()
+
+
+def fast_tick_fields(
+    obj: Any,
+) -> tuple[str, float, float | None, int, str, str, int, dict[str, Any] | None] | None:
+    """``(symbol, price, qty, ts, quote, source, recv_ts, extra)`` of a plainly valid tick.
+
+    ``extra`` is None when there are no extra fields. None means "ask validate_tick".
+    """
+    if type(obj) is not dict or len(obj) != _PLAIN_CORE_LEN or obj.get("v") != 1:
+        return None
+    symbol = obj.get("symbol")
+    price = obj.get("price")
+    qty = obj.get("qty", _MISSING)
+    ts = obj.get("ts")
+    quote = obj.get("quote")
+    source = obj.get("source")
+    recv_ts = obj.get("recv_ts")
+    tp = type(price)
+    if tp is int:
+        price = float(price)
+    elif tp is not float:
+        return None
+    if not 0.0 < price < _INF:  # type: ignore[operator]
+        return None
+    if qty is not None:
+        if qty is _MISSING:  # then some other key is there: not the plain shape
+            return None
+        tq = type(qty)
+        if tq is int:
+            qty = float(qty)
+        elif tq is not float:
+            return None
+        if not 0.0 <= qty < _INF:
+            return None
+    if type(ts) is not int or not MIN_TS_MS <= ts <= MAX_TS_MS:
+        return None
+    if type(recv_ts) is not int or not MIN_TS_MS <= recv_ts <= MAX_TS_MS:
+        return None
+    if type(symbol) is not str or not symbol.isalnum() or symbol != symbol.upper():
+        return None
+    if type(quote) is not str or not quote or quote != quote.upper():
+        return None
+    if type(source) is not str or not source.strip():
+        return None
+    return symbol, price, qty, ts, quote, source, recv_ts, None  # type: ignore[return-value]

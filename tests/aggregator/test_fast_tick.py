@@ -1,0 +1,76 @@
+"""The aggregator's fast tick path applies exactly the rules of validate_tick."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cryptoctl.errors import InvalidTick
+from cryptoctl.tick import Tick, fast_tick_fields, validate_tick
+
+TS = 1_704_067_200_000
+anything = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True),
+    st.text(max_size=6), st.sampled_from(["BTC", "usd", "USD", " ", "", "eth1", "X-Y"]),
+    st.just([]), st.just({}),
+)
+# field -> a plausible value (drawn 90% of the time) or anything at all
+plausible = {
+    "v": st.just(1),
+    "symbol": st.sampled_from(["BTC", "ETH", "SOL2"]),
+    "quote": st.just("USD"),
+    "price": st.one_of(st.floats(0.001, 1e9), st.integers(1, 10**6)),
+    "qty": st.one_of(st.none(), st.floats(0, 1e6), st.integers(0, 100)),
+    "ts": st.integers(TS, TS + 10**9),
+    "source": st.just("synthetic"),
+    "recv_ts": st.integers(TS, TS + 10**9),
+}
+
+
+@st.composite
+def objects(draw):
+    obj = {}
+    for key, strategy in plausible.items():
+        if draw(st.integers(0, 19)) > 0:  # mostly present
+            obj[key] = draw(strategy if draw(st.integers(0, 9)) > 0 else anything)
+    if draw(st.booleans()):
+        obj["trade_id"] = draw(st.integers(0, 10))
+    return obj
+
+
+def verdict(obj) -> Tick | str:
+    try:
+        return validate_tick(obj)
+    except InvalidTick as exc:
+        return exc.reason
+
+
+@settings(max_examples=3000, deadline=None)
+@given(objects())
+def test_fast_path_agrees_with_validate_tick(obj):
+    obj = orjson.loads(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)) if all(
+        not (isinstance(v, float) and not math.isfinite(v)) for v in obj.values()
+    ) else obj
+    fast = fast_tick_fields(obj)
+    slow = verdict(obj)
+    if fast is None:
+        return  # the caller falls back to validate_tick: same verdict by construction
+    assert isinstance(slow, Tick), f"fast path accepted what validate_tick rejects: {slow}"
+    symbol, price, qty, ts, quote, source, recv_ts, extra = fast
+    assert (symbol, price, qty, ts, quote, source, recv_ts, extra or {}) == (
+        slow.symbol, slow.price, slow.qty, slow.ts, slow.quote, slow.source, slow.recv_ts,
+        slow.extra,
+    )
+    assert all(type(x) is float for x in (price, *([qty] if qty is not None else [])))
+
+
+def test_fast_path_takes_the_producers_ticks():
+    tick = Tick("BTC", 65000.5, TS, "synthetic", TS + 3, qty=0.25)
+    assert fast_tick_fields(orjson.loads(tick.to_json())) == (
+        "BTC", 65000.5, 0.25, TS, "USD", "synthetic", TS + 3, None,
+    )
+    quote = Tick("BTC", 65000, TS, "coingecko", TS, qty=None)
+    assert fast_tick_fields(orjson.loads(quote.to_json()))[1:3] == (65000.0, None)

@@ -1,0 +1,128 @@
+"""Window logic against the brute-force reference (tests/windows/reference.py)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cryptoctl.windows import NO_WATERMARK, Candle, PartitionWindows
+from tests.windows.reference import Row, reference
+
+WIDTH = 60_000
+BASE = 1_704_067_200_000  # 2024-01-01T00:00:00Z, aligned to the minute
+
+symbols = st.sampled_from(["BTC", "ETH", "SOL"])
+# Few distinct prices and times make ties (equal ts, equal price) common.
+prices = st.one_of(st.sampled_from([100.0, 101.5, 99.25]), st.floats(0.01, 1e6))
+qtys = st.one_of(st.none(), st.just(0.0), st.floats(0.0001, 1000.0))
+offsets = st.one_of(st.integers(0, 4 * WIDTH), st.sampled_from([0, 59_999, 60_000, 120_000]))
+ticks_st = st.lists(st.tuples(symbols, offsets.map(lambda o: BASE + o), prices, qtys), max_size=80)
+delays = st.sampled_from([0, 1_000, 5_000, 30_000])
+latenesses = st.sampled_from([0, 10_000, 60_000])
+
+
+def run(ticks: list[Row], delay: int, lateness: int) -> tuple[dict, list[int]]:
+    w = PartitionWindows(delay, lateness, width_ms=WIDTH)
+    late = [i for i, (s, ts, p, q) in enumerate(ticks) if not w.add(s, ts, p, q)]
+    out = {(c.symbol, c.bucket): c.state() for c in w.finalize()}
+    out.update({k: c.state() for k, c in w.candles.items()})
+    return out, late
+
+
+def assert_same(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for key, g in got.items():
+        w = want[key]
+        exact = (0, 1, 2, 3, 4, 5, 7, 10, 11, 12)  # symbol, bucket, OHLC, trades, times, final
+        assert [g[i] for i in exact] == [w[i] for i in exact], key
+        for i in (6, 8, 9):  # volume, price_sum, pv_sum
+            assert math.isclose(g[i], w[i], rel_tol=1e-9, abs_tol=1e-9), (key, i)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ticks_st, delays, latenesses)
+def test_matches_reference(ticks, delay, lateness):
+    got, late = run(ticks, delay, lateness)
+    want = reference(ticks, delay, lateness, WIDTH)
+    assert late == want["late"]
+    assert_same(got, want["candles"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(ticks_st, delays, latenesses, st.lists(st.integers(0, 80), max_size=6))
+def test_checkpoint_and_restore_matches_reference(ticks, delay, lateness, cuts):
+    """Flush at arbitrary points, forget everything, restore from the "database"."""
+    db: dict[tuple[str, int], tuple] = {}
+    wm: int | None = None
+    late: list[int] = []
+    bounds = sorted({0, len(ticks), *(c for c in cuts if c <= len(ticks))})
+    for lo, hi in itertools.pairwise(bounds):
+        restored = [Candle(*s[:12]) for s in db.values() if not s[12]]
+        w = PartitionWindows(delay, lateness, width_ms=WIDTH, watermark=wm, candles=restored)
+        for i in range(lo, hi):
+            s, ts, p, q = ticks[i]
+            if not w.add(s, ts, p, q):
+                late.append(i)
+        for c in w.finalize() + w.take_dirty():
+            db[(c.symbol, c.bucket)] = c.state()
+        wm = None if w.watermark == NO_WATERMARK else w.watermark
+    want = reference(ticks, delay, lateness, WIDTH)
+    assert late == want["late"]
+    assert_same(db, want["candles"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(symbols, st.integers(0, 10 * WIDTH), st.integers(0, 4_999)),
+                max_size=100))
+def test_shuffled_within_the_delay_is_never_late(rows):
+    """Ticks arriving at most `delay` out of order are all applied."""
+    delay = 5_000
+    arrival = sorted(rows, key=lambda r: r[1] + r[2])
+    w = PartitionWindows(delay, 0, width_ms=WIDTH)
+    assert all(w.add(s, BASE + t, 1.0, None) for s, t, _ in arrival)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ticks_st, st.lists(st.integers(0, 3 * WIDTH), max_size=5))
+def test_idle_advance_is_bounded_and_monotonic(ticks, idles):
+    delay = 5_000
+    w = PartitionWindows(delay, 10_000, width_ms=WIDTH)
+    before = w.watermark
+    for (s, ts, p, q), idle in zip(ticks, idles + [0] * len(ticks), strict=False):
+        w.add(s, ts, p, q)
+        w.advance_idle(idle)
+        assert w.watermark >= before
+        assert w.watermark <= w.max_ts - delay + max([0, *idles])
+        before = w.watermark
+
+
+def test_idle_partition_never_jumps_to_now():
+    w = PartitionWindows(5_000, 60_000, width_ms=WIDTH)
+    w.advance_idle(10_000)
+    assert w.watermark == NO_WATERMARK  # no tick yet: nothing to advance from
+    w.add("BTC", BASE + 1_000, 1.0, 1.0)
+    w.advance_idle(3_000)
+    assert w.watermark == BASE + 1_000 - 5_000 + 3_000
+
+
+def test_final_once_then_late():
+    w = PartitionWindows(0, 1_000, width_ms=WIDTH)
+    w.add("BTC", BASE + 10, 1.0, 2.0)
+    w.add("BTC", BASE + WIDTH + 1_000, 3.0, None)  # watermark = end + lateness
+    (final,) = w.finalize()
+    assert (final.bucket, final.final, final.vwap, final.avg) == (BASE, True, 1.0, 1.0)
+    assert w.finalize() == []
+    assert not w.add("BTC", BASE + 20, 9.0, None)  # its window is final: late
+    assert w.is_late(BASE + 20)
+
+
+def test_restored_partition_closes_by_idle_time():
+    c = Candle("BTC", BASE, 1.0, 1.0, 1.0, 1.0, 0.0, 1, 1.0, 0.0, BASE, BASE)
+    w = PartitionWindows(5_000, 0, width_ms=WIDTH, watermark=BASE, candles=[c])
+    assert w.finalize() == []
+    w.advance_idle(WIDTH)
+    assert [x.bucket for x in w.finalize()] == [BASE]
+    assert c.vwap is None
