@@ -149,7 +149,7 @@ def fast_tick_fields(
     if type(obj) is not dict or len(obj) != _PLAIN_CORE_LEN or obj.get("v") != 1:
         return None
     symbol = obj.get("symbol")
-    price = obj.get("price")
+    price: Any = obj.get("price")
     qty = obj.get("qty", _MISSING)
     ts = obj.get("ts")
     quote = obj.get("quote")
