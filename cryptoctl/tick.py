@@ -160,7 +160,7 @@ def fast_tick_fields(
         price = float(price)
     elif tp is not float:
         return None
-    if not 0.0 < price < _INF:  # type: ignore[operator]
+    if not 0.0 < price < _INF:
         return None
     if qty is not None:
         if qty is _MISSING:  # then some other key is there: not the plain shape
@@ -182,4 +182,4 @@ def fast_tick_fields(
         return None
     if type(source) is not str or not source.strip():
         return None
-    return symbol, price, qty, ts, quote, source, recv_ts, None  # type: ignore[return-value]
+    return symbol, price, qty, ts, quote, source, recv_ts, None
