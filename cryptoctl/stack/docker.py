@@ -174,7 +174,7 @@ def _stream(args: list[str], on_line: Callable[[str], None]) -> tuple[int, list[
     assert proc.stdout is not None
     with proc:
         for raw in proc.stdout:
-            line = raw.rstrip()
+            line = raw.strip()
             if line:
                 tail.append(line)
                 on_line(line)
