@@ -1,0 +1,201 @@
+"""`cryptoctl candles`, `prices`, `stats`: the stored data, as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any
+
+import typer
+
+from cryptoctl.cli.context import OutputFormat, state
+from cryptoctl.errors import UsageError
+
+
+class Interval(enum.StrEnum):
+    m1 = "1m"
+    m5 = "5m"
+    m15 = "15m"
+    h1 = "1h"
+    h4 = "4h"
+    d1 = "1d"
+
+
+SYMBOL_HELP = "Only this symbol (repeatable, or comma-separated: BTC,ETH)."
+FORMAT_HELP = "Output format: a table for people, json or csv for scripts."
+
+
+def symbols_option() -> Any:
+    return typer.Option(None, "--symbol", "-s", help=SYMBOL_HELP)
+
+
+def format_option() -> Any:
+    return typer.Option(OutputFormat.table, "--format", "-f", help=FORMAT_HELP)
+
+
+def parse_symbols(values: Iterable[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = [s.strip().upper() for v in values for s in v.split(",") if s.strip()]
+    return out or None
+
+
+def parse_time(flag: str, text: str, now_ms: int) -> int:
+    from cryptoctl.durations import parse_time_ms
+
+    try:
+        return parse_time_ms(text, now_ms=now_ms)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def time_range(since: str, until: str | None, now_ms: int) -> tuple[int, int]:
+    start = parse_time("--since", since, now_ms)
+    end = parse_time("--until", until, now_ms) if until else now_ms
+    if start >= end:
+        raise UsageError(
+            f"--since must be before --until (got {since!r} .. {until or 'now'!r})",
+            hint="e.g. --since 2026-11-01T00:00:00Z --until 2026-11-02T00:00:00Z",
+        )
+    return start, end
+
+
+def emit(
+    fmt: OutputFormat,
+    rows: Sequence[Any],
+    *,
+    record: Callable[[Any], dict[str, Any]],
+    fields: Sequence[str],
+    table: Callable[[Sequence[Any]], Any],
+    ctx: typer.Context,
+) -> None:
+    """Data to stdout in the chosen format."""
+    from cryptoctl.render.serialize import to_csv, to_json
+
+    out = state(ctx).out
+    if fmt is OutputFormat.json:
+        out.file.write(to_json(record(r) for r in rows))
+    elif fmt is OutputFormat.csv:
+        out.file.write(to_csv((record(r) for r in rows), fields))
+    else:
+        out.print(table(rows))
+
+
+def candles(
+    ctx: typer.Context,
+    symbol: list[str] | None = symbols_option(),
+    since: str = typer.Option(
+        "1h", "--since", help="Start: a duration back from now (1h, 30m) or ISO-8601 UTC."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="End (exclusive), like --since. Default: now."
+    ),
+    interval: Interval = typer.Option(
+        Interval.m1, "--interval", "-i", help="Candle width, rolled up from 1-minute candles."
+    ),
+    fmt: OutputFormat = format_option(),
+    chart: bool = typer.Option(False, "--chart", help="Draw a candlestick chart per symbol."),
+    height: int = typer.Option(15, "--height", min=4, max=60, help="Chart height in rows."),
+) -> None:
+    """Stored OHLC candles of any interval (1m, 5m, 15m, 1h, 4h, 1d), UTC-aligned.
+
+    Larger intervals are rolled up in SQL from the 1-minute candles. `--since` is rounded
+    down to the interval so the first candle is whole. An open (not yet final) candle is
+    marked in the table and has `"final": false` in JSON/CSV.
+    """
+    from cryptoctl.db.queries import load_candles
+    from cryptoctl.render.serialize import CANDLE_FIELDS, candle_record
+
+    st = state(ctx)
+    now_ms = int(time.time() * 1000)
+    start, end = time_range(since, until, now_ms)
+    wanted = parse_symbols(symbol)
+    rows = load_candles(
+        st.settings(), interval=interval.value, since_ms=start, until_ms=end, symbols=wanted
+    )
+    if not rows:
+        _say_empty(ctx, wanted, start, end)
+        if fmt is OutputFormat.table:
+            return
+    if chart and fmt is OutputFormat.table:
+        _print_charts(ctx, rows, interval.value, height)
+        return
+    table = partial(_candles_table, interval=interval.value)
+    emit(fmt, rows, record=candle_record, fields=CANDLE_FIELDS, table=table, ctx=ctx)
+
+
+def _candles_table(rows: Sequence[Any], interval: str) -> Any:
+    from cryptoctl.render.tables import candles_table
+
+    return candles_table(rows, title=f"{interval} candles (UTC)")
+
+
+def _say_empty(ctx: typer.Context, symbols: list[str] | None, start: int, end: int) -> None:
+    from cryptoctl.durations import iso_utc
+
+    which = ", ".join(symbols) if symbols else "any symbol"
+    state(ctx).err.print(
+        f"no candles for {which} between {iso_utc(start)} and {iso_utc(end)} "
+        "[dim](is the aggregator running? `cryptoctl run` starts the whole pipeline)[/]"
+    )
+
+
+def _print_charts(ctx: typer.Context, rows: Sequence[Any], interval: str, height: int) -> None:
+    from cryptoctl.render.chart import candle_chart
+
+    out = state(ctx).out
+    for sym in sorted({c.symbol for c in rows}):
+        mine = [c for c in rows if c.symbol == sym]
+        title = f"{sym} · {interval} · {len(mine)} candles"
+        out.print(candle_chart(mine, width=out.width, height=height, title=title))
+        out.print()
+
+
+def prices(
+    ctx: typer.Context,
+    symbol: list[str] | None = symbols_option(),
+    fmt: OutputFormat = format_option(),
+) -> None:
+    """Latest price per symbol: from Redis, or PostgreSQL (v_latest_prices) as a fallback."""
+    from cryptoctl.cache.reader import latest_prices_with_fallback
+    from cryptoctl.render.serialize import PRICE_FIELDS, price_record
+    from cryptoctl.render.tables import prices_table
+
+    st = state(ctx)
+    rows, note = latest_prices_with_fallback(st.settings(), parse_symbols(symbol))
+    if note:
+        st.err.print(f"[dim]{note}[/]")
+    if not rows:
+        st.err.print("no prices yet [dim](start the pipeline with `cryptoctl run`)[/]")
+        if fmt is OutputFormat.table:
+            return
+    emit(fmt, rows, record=price_record, fields=PRICE_FIELDS, table=prices_table, ctx=ctx)
+
+
+def stats(
+    ctx: typer.Context,
+    symbol: list[str] | None = symbols_option(),
+    fmt: OutputFormat = format_option(),
+) -> None:
+    """24-hour open/high/low/last/change/volume per symbol (view v_price_stats_24h)."""
+    from cryptoctl.db.queries import load_stats_24h
+    from cryptoctl.render.serialize import STATS_FIELDS, stats_record
+    from cryptoctl.render.tables import stats_table
+
+    st = state(ctx)
+    rows = load_stats_24h(st.settings(), parse_symbols(symbol))
+    if not rows:
+        st.err.print(
+            "no candles in the last 24 hours [dim](`cryptoctl run` starts the pipeline)[/]"
+        )
+        if fmt is OutputFormat.table:
+            return
+    emit(fmt, rows, record=stats_record, fields=STATS_FIELDS, table=stats_table, ctx=ctx)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("candles")(candles)
+    app.command("prices")(prices)
+    app.command("stats")(stats)

@@ -1,0 +1,269 @@
+"""Read-side SQL: candles rolled up from 1-minute candles, latest prices, 24h statistics.
+
+Every query is parameterised. The roll-up SQL is one template whose only difference
+between plain PostgreSQL and TimescaleDB is the bucket function (``date_bin`` or
+``time_bucket``), both given the same UTC origin, so both paths give identical buckets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from cryptoctl.settings import Settings
+
+MINUTE_MS = 60_000
+# Interval name -> width in milliseconds. Every width divides a day, so buckets aligned to
+# the Unix epoch are aligned to UTC midnight too.
+INTERVALS: dict[str, int] = {
+    "1m": MINUTE_MS,
+    "5m": 5 * MINUTE_MS,
+    "15m": 15 * MINUTE_MS,
+    "1h": 60 * MINUTE_MS,
+    "4h": 240 * MINUTE_MS,
+    "1d": 1440 * MINUTE_MS,
+}
+# Both bucket functions get this origin: a UTC midnight, so every interval is UTC-aligned
+# (TimescaleDB's own default origin is a Monday, 2000-01-03; date_bin has none).
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+BucketFunction = Literal["date_bin", "time_bucket"]
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    symbol: str
+    interval: str
+    bucket_ms: int  # window start, epoch ms UTC
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    trades: int
+    avg: float | None
+    vwap: float | None  # None when volume is 0
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LatestPrice:
+    symbol: str
+    price: float
+    time_ms: int | None  # event time of the price, when known
+    origin: str  # where it was read: "redis" or "postgres"
+    source: str | None = None  # the tick source (coingecko, synthetic, ...), when known
+
+
+@dataclass(frozen=True, slots=True)
+class Stats24h:
+    symbol: str
+    open: float
+    high: float
+    low: float
+    last: float
+    change_pct: float | None
+    volume: float
+    trades: int
+    first_bucket_ms: int
+    last_bucket_ms: int
+
+
+def interval_ms(name: str) -> int:
+    """``"5m"`` -> 300000; ValueError naming the choices otherwise."""
+    try:
+        return INTERVALS[name]
+    except KeyError:
+        choices = ", ".join(INTERVALS)
+        raise ValueError(f"invalid interval {name!r}: use one of {choices}") from None
+
+
+def bucket_range(since_ms: int, until_ms: int, width_ms: int) -> tuple[int, int]:
+    """The 1-minute buckets to read for candles starting in [since, until).
+
+    ``since`` is rounded down to its interval's start, so the first candle is whole; the
+    end is rounded up, so a candle that starts before ``until`` is whole too.
+    """
+    start = since_ms - since_ms % width_ms
+    end = -(-until_ms // width_ms) * width_ms
+    return start, end
+
+
+def bucket_expression(function: BucketFunction) -> str:
+    """The SQL that maps a 1-minute ``bucket`` to the start of its roll-up bucket."""
+    if function == "date_bin":
+        return "date_bin(%(width)s::interval, bucket, %(origin)s::timestamptz)"
+    if function == "time_bucket":
+        return "time_bucket(%(width)s::interval, bucket, %(origin)s::timestamptz)"
+    raise ValueError(f"unknown bucket function {function!r}")
+
+
+# open of the first 1m candle, close of the last (ties broken by the event time of the
+# open/close tick), max/min, sums; avg and VWAP re-weighted from the stored sums.
+_ROLLUP = """
+SELECT symbol,
+       {bucket} AS rollup_bucket,
+       (array_agg(open ORDER BY bucket ASC, open_time ASC))[1]     AS open,
+       max(high)                                                  AS high,
+       min(low)                                                   AS low,
+       (array_agg(close ORDER BY bucket DESC, close_time DESC))[1] AS close,
+       sum(volume)                                                AS volume,
+       sum(trades)                                                AS trades,
+       sum(price_sum) / nullif(sum(trades), 0)                    AS avg,
+       CASE WHEN sum(volume) > 0 THEN sum(pv_sum) / sum(volume) END AS vwap,
+       bool_and(final)                                            AS final
+FROM price_aggregates_1m
+WHERE bucket >= %(start)s AND bucket < %(end)s
+  AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
+GROUP BY symbol, rollup_bucket
+ORDER BY rollup_bucket, symbol
+"""
+
+
+def rollup_sql(function: BucketFunction) -> str:
+    return _ROLLUP.format(bucket=bucket_expression(function))
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def rollup_params(
+    interval: str, since_ms: int, until_ms: int, symbols: Sequence[str] | None
+) -> dict[str, Any]:
+    width = interval_ms(interval)
+    start, end = bucket_range(since_ms, until_ms, width)
+    return {
+        "width": timedelta(milliseconds=width),
+        "origin": ORIGIN,
+        "start": _dt(start),
+        "end": _dt(end),
+        "symbols": [s.upper() for s in symbols] if symbols else None,
+    }
+
+
+def _candle(row: Sequence[Any], interval: str) -> Candle:
+    symbol, bucket, open_, high, low, close, volume, trades, avg, vwap, final = row
+    return Candle(
+        symbol=symbol,
+        interval=interval,
+        bucket_ms=_ms(bucket),
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=float(volume),
+        trades=int(trades),
+        avg=avg,
+        vwap=vwap,
+        final=bool(final),
+    )
+
+
+def fetch_candles(
+    conn: psycopg.Connection[Any],
+    *,
+    interval: str,
+    since_ms: int,
+    until_ms: int,
+    symbols: Sequence[str] | None = None,
+    function: BucketFunction | None = None,
+) -> list[Candle]:
+    """Candles of ``interval`` starting in [since, until), oldest first, then by symbol.
+
+    ``function`` defaults to ``time_bucket`` when TimescaleDB is installed, else ``date_bin``.
+    """
+    if function is None:
+        from cryptoctl.db.connection import timescale_available
+
+        function = "time_bucket" if timescale_available(conn) else "date_bin"
+    params = rollup_params(interval, since_ms, until_ms, symbols)
+    rows = conn.execute(rollup_sql(function), params).fetchall()  # type: ignore[arg-type]
+    return [_candle(row, interval) for row in rows]
+
+
+_LATEST = """
+SELECT symbol, price, time FROM v_latest_prices
+WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
+ORDER BY symbol
+"""
+
+
+def fetch_latest_prices(
+    conn: psycopg.Connection[Any], symbols: Sequence[str] | None = None
+) -> list[LatestPrice]:
+    params = {"symbols": [s.upper() for s in symbols] if symbols else None}
+    rows = conn.execute(_LATEST, params).fetchall()
+    return [LatestPrice(sym, price, _ms(time), "postgres") for sym, price, time in rows]
+
+
+_STATS = """
+SELECT symbol, open, high, low, last, change_pct, volume, trades, first_bucket, last_bucket
+FROM v_price_stats_24h
+WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
+ORDER BY symbol
+"""
+
+
+def fetch_stats_24h(
+    conn: psycopg.Connection[Any], symbols: Sequence[str] | None = None
+) -> list[Stats24h]:
+    params = {"symbols": [s.upper() for s in symbols] if symbols else None}
+    rows = conn.execute(_STATS, params).fetchall()
+    return [
+        Stats24h(
+            symbol=r[0],
+            open=r[1],
+            high=r[2],
+            low=r[3],
+            last=r[4],
+            change_pct=r[5],
+            volume=float(r[6]),
+            trades=int(r[7]),
+            first_bucket_ms=_ms(r[8]),
+            last_bucket_ms=_ms(r[9]),
+        )
+        for r in rows
+    ]
+
+
+def load_candles(
+    settings: Settings,
+    *,
+    interval: str,
+    since_ms: int,
+    until_ms: int,
+    symbols: Sequence[str] | None = None,
+) -> list[Candle]:
+    """Connect with ``settings`` and fetch candles (see :func:`fetch_candles`)."""
+    from cryptoctl.db.connection import connect
+
+    with connect(settings) as conn:
+        return fetch_candles(
+            conn, interval=interval, since_ms=since_ms, until_ms=until_ms, symbols=symbols
+        )
+
+
+def load_latest_prices(
+    settings: Settings, symbols: Sequence[str] | None = None
+) -> list[LatestPrice]:
+    from cryptoctl.db.connection import connect
+
+    with connect(settings) as conn:
+        return fetch_latest_prices(conn, symbols)
+
+
+def load_stats_24h(settings: Settings, symbols: Sequence[str] | None = None) -> list[Stats24h]:
+    from cryptoctl.db.connection import connect
+
+    with connect(settings) as conn:
+        return fetch_stats_24h(conn, symbols)

@@ -1,0 +1,1 @@
+"""``cryptoctl watch``: ticks read straight from the topic's partitions, as per-symbol state."""

@@ -1,0 +1,92 @@
+"""The watch loop: read messages, update the state, hand ticks and redraws to the caller.
+
+The caller (the CLI) decides what a tick and a redraw mean: a JSON line on stdout, or a
+Rich Live refresh. Nothing here knows about the terminal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptoctl.settings import Settings
+from cryptoctl.tick import Tick
+from cryptoctl.watch.reader import open_consumer, read
+from cryptoctl.watch.state import WatchState
+
+CANDLE_POLL_S = 1.0
+
+
+@dataclass
+class CandlePoller:
+    """Reads the aggregator's current 1-minute candles from Redis; never raises."""
+
+    settings: Settings
+    client: Any = None
+    next_poll: float = 0.0
+
+    def poll(self, state: WatchState, now: float) -> None:
+        if now < self.next_poll or not state.symbols:
+            return
+        self.next_poll = now + CANDLE_POLL_S
+        import redis
+
+        from cryptoctl.cache.client import Keys, redis_client
+        from cryptoctl.cache.reader import current_candles
+
+        try:
+            if self.client is None:
+                self.client = redis_client(self.settings, timeout=0.5)
+            keys = Keys(self.settings.redis_prefix)
+            state.candles = current_candles(self.client, keys, list(state.symbols))
+            state.cache_status = "redis" if state.candles else "none yet"
+        except (redis.RedisError, OSError):
+            state.cache_status = "redis unavailable"
+            self.next_poll = now + 5 * CANDLE_POLL_S
+
+
+def run_watch(
+    settings: Settings,
+    state: WatchState,
+    stop: threading.Event,
+    *,
+    from_beginning: bool = False,
+    duration_s: float | None = None,
+    on_tick: Callable[[Tick], None] | None = None,
+    on_refresh: Callable[[], None] | None = None,
+    refresh_s: float = 0.25,
+    candles: CandlePoller | None = None,
+    clock: Callable[[], float] = time.time,
+) -> WatchState:
+    """Watch until ``stop`` is set or ``duration_s`` has passed; returns the final state."""
+    consumer = open_consumer(settings, from_beginning=from_beginning)
+    deadline = time.monotonic() + duration_s if duration_s is not None else None
+    last_refresh = 0.0
+    try:
+        for item in read(consumer, stop, deadline=deadline):
+            now = clock()
+            if item is not None:
+                if item.tick is None:
+                    state.reject(item.invalid or "invalid")
+                elif state.apply(item.tick, now) and on_tick is not None:
+                    on_tick(item.tick)
+            if now - last_refresh >= refresh_s:
+                last_refresh = now
+                if candles is not None:
+                    candles.poll(state, now)
+                if on_refresh is not None:
+                    on_refresh()
+    finally:
+        consumer.close()
+    return state
+
+
+def symbols_of(values: Iterable[str] | None) -> list[str] | None:
+    """``--symbol btc --symbol ETH,SOL`` -> ["BTC", "ETH", "SOL"]; None for all."""
+    if not values:
+        return None
+    out = [s.strip().upper() for v in values for s in v.split(",") if s.strip()]
+    return out or None
