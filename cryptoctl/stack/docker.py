@@ -28,6 +28,7 @@ from cryptoctl.settings import (
 
 PROJECT = "cryptoctl"
 COMPOSE_FILE_NAME = "docker-compose.yml"
+SCHEMA_ENV = "CRYPTOCTL_SCHEMA_SQL"  # the compose file mounts this path as the init script
 PROFILES = ("tools",)  # profiles `down` includes, so pgAdmin started by hand is removed too
 INFO_TIMEOUT = 5.0  # `docker info` hangs for long on an unreachable remote DOCKER_HOST
 VERSION_TIMEOUT = 10.0
@@ -146,7 +147,7 @@ def _compose_env() -> dict[str, str]:
     env = dict(os.environ)
     schema = schema_file()
     if schema is not None:
-        env.setdefault("CRYPTOCTL_SCHEMA_SQL", str(schema))
+        env.setdefault(SCHEMA_ENV, str(schema))
     return env
 
 
