@@ -12,7 +12,6 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,7 +84,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
             "redis_url": f"redis://127.0.0.1:{free_port()}/0",
         },
         environ={},
-        config_path=Path(home / "no-config.toml"),
     )
     try:
         up(base)

@@ -75,7 +75,7 @@ def apply_schema(settings: Settings) -> None:
     with connect(settings, autocommit=True) as conn:
         conn.execute("SET client_min_messages = warning")
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        conn.execute(schema_sql())  # type: ignore[arg-type]  # trusted file shipped with us
+        conn.execute(schema_sql().encode())  # a trusted file shipped with the package
 
 
 def timescale_available(conn: psycopg.Connection[Any]) -> bool:

@@ -63,15 +63,15 @@ def status_view(status: StackStatus) -> RenderableType:
         topics = Table(title="topics", title_justify="left")
         topics.add_column("topic")
         topics.add_column("partitions", justify="right")
-        for t in status.topics:
-            topics.add_row(t.name, str(t.partitions))
+        for topic in status.topics:
+            topics.add_row(topic.name, str(topic.partitions))
         parts.append(topics)
     if status.tables:
         tables = Table(title="tables", title_justify="left")
         tables.add_column("table")
         tables.add_column("rows", justify="right")
-        for t in status.tables:
-            tables.add_row(t.name, f"{t.rows:,}")
+        for table in status.tables:
+            tables.add_row(table.name, f"{table.rows:,}")
         parts.append(tables)
     return Group(*parts)
 

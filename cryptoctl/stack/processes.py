@@ -117,7 +117,7 @@ def wait_until(check: Any, timeout: float, interval: float = 0.05) -> bool:
         time.sleep(interval)
 
 
-def log_tail(path: Path, lines: int = 8) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError:

@@ -128,9 +128,8 @@ class KafkaService(Service):
     def ready(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
-        host, port = self.endpoint
         try:
-            md = AdminClient({"bootstrap.servers": f"{self.bind_host}:{port}", "log_level": 0})
+            md = AdminClient({"bootstrap.servers": f"{self.bind_host}:{self.endpoint[1]}", "log_level": 0})
             return md.list_topics(timeout=1.0).cluster_id is not None
         except Exception:
             return False
