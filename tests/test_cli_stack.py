@@ -120,3 +120,16 @@ def test_up_and_down_through_the_cli(cli, tmp_path: Path, monkeypatch) -> None:
     assert down.exit_code == 0, down.stderr
     assert down.stderr.count("stopped") == 3 and "deleted" in down.stderr
     assert cli("status").exit_code == ExitCode.SERVICE_UNAVAILABLE
+
+
+def test_up_docker_without_docker_exits_4_with_the_local_alternative(
+    cli, monkeypatch, tmp_path: Path
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    result = cli("up", "--docker")
+    assert result.exit_code == ExitCode.STACK
+    assert "the docker command is not installed" in result.stderr
+    assert "cryptoctl up" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
