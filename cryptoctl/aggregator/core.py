@@ -1,0 +1,412 @@
+"""The aggregator: a consumer-group member turning ticks into candles, exactly once.
+
+One thread runs :meth:`Aggregator.run`; another may read :meth:`Aggregator.stats` at any
+time. Per assigned partition it holds the open windows (cryptoctl.windows), the next
+offset and the raw/late ticks read since the last flush. A flush commits all of that in
+one PostgreSQL transaction (cryptoctl.db.sink), then updates Redis and the informational
+Kafka offsets. Rebalances: assigned -> claim + restore + seek; revoked -> flush + forget;
+lost -> forget without writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from cryptoctl.aggregator.stats import AggregatorStats, Counters
+from cryptoctl.cache.writer import CacheWriter, candle_doc
+from cryptoctl.db.sink import PartitionFlush, RawFields, Sink, encode_raw_ticks, late_row
+from cryptoctl.errors import InvalidTick
+from cryptoctl.kafka.clients import check_kafka, consumer_config
+from cryptoctl.kafka.dlq import DeadLetters
+from cryptoctl.settings import Settings
+from cryptoctl.tick import fast_tick_fields, validate_tick
+from cryptoctl.windows import NO_WATERMARK, PartitionWindows
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Message, TopicPartition
+
+log = logging.getLogger("cryptoctl.aggregator")
+
+# Flush early once caught up (the last batch was not full), but not more often than this:
+# it keeps the produce -> Redis latency low at low rates without flushing per message.
+MIN_FLUSH_GAP_MS = 40
+# Raw ticks buffered before a flush is forced, whatever the interval (bounds memory).
+MAX_BUFFERED_TICKS = 200_000
+
+
+@dataclass(frozen=True)
+class AggregatorOptions:
+    delay_ms: int = 5_000
+    lateness_ms: int = 60_000
+    flush_interval_ms: int = 250
+    store_ticks: bool = True
+    until_idle_ms: int | None = None  # stop after no message for this long (once assigned)
+    duration_ms: int | None = None  # stop after this long
+    batch_size: int = 10_000
+    write_cache: bool = True
+    owner: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    )
+
+
+@dataclass
+class PartitionState:
+    epoch: int
+    windows: PartitionWindows
+    next_offset: int | None  # None until a message is read: "from the beginning"
+    last_tick: float  # monotonic time of the last batch that had a tick of this partition
+    committed_offset: int | None = None
+    committed_wm: int | None = None
+    raw: list[RawFields] = field(default_factory=list)
+    raw_offsets: list[int] = field(default_factory=list)
+    late: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def _invalid_reason(value: bytes | None) -> tuple[RawFields | None, str]:
+    """The slow path: the tick's fields, or why it is invalid (validate_tick's reason)."""
+    if value is None:
+        return None, "empty message value"
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc}"
+    try:
+        t = validate_tick(obj)
+    except InvalidTick as exc:
+        return None, exc.reason
+    return (t.symbol, t.price, t.qty, t.ts, t.quote, t.source, t.recv_ts, t.extra or None), ""
+
+
+class Aggregator:
+    """``Aggregator(settings, options).run(stop_event)``; ``stats()`` from any thread."""
+
+    def __init__(self, settings: Settings, options: AggregatorOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or AggregatorOptions()
+        self.topic = settings.topic
+        self.group = settings.group
+        self.counters = Counters()
+        self._states: dict[int, PartitionState] = {}
+        self._state = "starting"
+        self._started = time.monotonic()
+        self._consumer: Consumer | None = None
+        self._sink: Sink | None = None
+        self._cache: CacheWriter | None = None
+        self._dlq: DeadLetters | None = None
+        self._assigned_at: float | None = None
+        self._last_message = 0.0
+        self._last_flush = time.monotonic()
+        self._buffered = 0
+
+    # --- public -------------------------------------------------------------------------
+
+    def stats(self) -> AggregatorStats:
+        c = self.counters
+        states = dict(self._states)  # a copy: the loop thread may change the dict
+        cache = self._cache.stats() if self._cache else None
+        return AggregatorStats(
+            state=self._state,
+            elapsed_s=round(time.monotonic() - self._started, 3),
+            ticks=c.ticks,
+            ticks_per_s=round(c.rate(), 1),
+            late=c.late,
+            invalid=c.invalid,
+            candles_written=c.candles_written,
+            candles_final=c.candles_final,
+            raw_ticks_written=c.raw_ticks_written,
+            open_windows=sum(len(s.windows.candles) for s in states.values()),
+            flushes=c.flushes,
+            flush_latency_ms_p50=c.flush_p50(),
+            flush_latency_ms_last=c.flush_last(),
+            partitions=tuple(sorted(states)),
+            watermarks={
+                p: (None if s.windows.watermark == NO_WATERMARK else s.windows.watermark)
+                for p, s in sorted(states.items())
+            },
+            fenced=c.fenced,
+            offset_resets=c.offset_resets,
+            pg_retries=self._sink.retries if self._sink else 0,
+            dlq_failed=self._dlq.failed if self._dlq else 0,
+            cache_pending=cache.pending if cache else 0,
+            cache_connected=cache.connected if cache else False,
+            cache_errors=cache.errors if cache else 0,
+            kafka_errors=c.kafka_errors,
+            last_error=c.last_error,
+        )
+
+    def run(self, stop: threading.Event) -> AggregatorStats:
+        """Consume until ``stop`` is set (or --until-idle/--duration), then flush and close."""
+        self._open()
+        try:
+            self._state = "running"
+            self._loop(stop)
+            self._state = "stopping"
+            self._flush()
+        finally:
+            self._close()
+        self._state = "stopped"
+        return self.stats()
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def _open(self) -> None:
+        from confluent_kafka import Consumer
+
+        cluster_id = check_kafka(self.settings).cluster_id
+        self._sink = Sink(
+            self.settings, group=self.group, topic=self.topic, owner=self.options.owner,
+            cluster_id=cluster_id,
+        )
+        self._sink.ping()  # fail fast (and clearly) if PostgreSQL is not there
+        self._dlq = DeadLetters(self.settings)
+        if self.options.write_cache:
+            self._cache = CacheWriter(self.settings)
+            self._cache.start()
+        self._consumer = Consumer(consumer_config(self.settings, self.group))
+        self._consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()  # revokes: flushes what is left (nothing, normally)
+            except Exception as exc:
+                log.warning("closing the consumer: %s", exc)
+        if self._dlq is not None:
+            self._dlq.close()
+        if self._cache is not None:
+            self._cache.close()
+        if self._sink is not None:
+            self._sink.close()
+
+    def _loop(self, stop: threading.Event) -> None:
+        assert self._consumer is not None and self._dlq is not None
+        opts = self.options
+        consume = self._consumer.consume
+        interval = opts.flush_interval_ms / 1000
+        min_gap = min(MIN_FLUSH_GAP_MS, opts.flush_interval_ms) / 1000
+        timeout = min(0.05, interval)
+        while not stop.is_set():
+            msgs = consume(opts.batch_size, timeout)
+            now = time.monotonic()
+            if msgs:
+                self._last_message = now
+                self._process(msgs, now)
+            self._advance_idle(now)
+            self.counters.sample_rate(now)
+            since = now - self._last_flush
+            caught_up = len(msgs) < opts.batch_size
+            if (
+                since >= interval
+                or (caught_up and since >= min_gap)
+                or self._buffered >= MAX_BUFFERED_TICKS
+            ):
+                self._flush()
+            self._dlq.poll()
+            if self._should_stop(now):
+                return
+
+    def _should_stop(self, now: float) -> bool:
+        opts = self.options
+        if opts.duration_ms is not None and now - self._started >= opts.duration_ms / 1000:
+            return True
+        if opts.until_idle_ms is not None and self._assigned_at is not None:
+            quiet_since = max(self._last_message, self._assigned_at)
+            return now - quiet_since >= opts.until_idle_ms / 1000
+        return False
+
+    # --- the hot path ---------------------------------------------------------------------
+
+    def _process(self, msgs: list[Message], now: float) -> None:
+        """Apply one batch. Written for speed: locals, no per-tick helper calls."""
+        states = self._states
+        loads, fast = orjson.loads, fast_tick_fields
+        store = self.options.store_ticks
+        counters = self.counters
+        ticks = 0
+        last_p = -1
+        ps: PartitionState | None = None
+        add: Any = None
+        raw_append: Any = None
+        off_append: Any = None
+        for msg in msgs:
+            if msg.error() is not None:
+                self._kafka_error(msg)
+                continue
+            p = msg.partition()
+            if p != last_p:
+                last_p = p
+                ps = states.get(p)
+                if ps is not None:
+                    ps.last_tick = now
+                    add = ps.windows.add
+                    raw_append, off_append = ps.raw.append, ps.raw_offsets.append
+            if ps is None:
+                continue  # revoked or fenced: not ours any more
+            offset = msg.offset()
+            ps.next_offset = offset + 1
+            value = msg.value()
+            try:
+                f = fast(loads(value))
+            except (orjson.JSONDecodeError, TypeError):
+                f = None
+            if f is None:
+                f, reason = _invalid_reason(value)
+                if f is None:
+                    self._dead_letter(msg, reason)
+                    continue
+            ticks += 1
+            if add(f[0], f[3], f[1], f[2]):
+                if store:
+                    raw_append(f)
+                    off_append(offset)
+            else:
+                wm = ps.windows.watermark
+                ps.late.append(late_row(f, p, offset, wm))
+                counters.late += 1
+        counters.ticks += ticks
+        if store:
+            self._buffered += ticks
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        assert self._dlq is not None
+        self.counters.invalid += 1
+        self._dlq.send(
+            msg.value(), msg.key(), reason, topic=msg.topic() or self.topic,
+            partition=msg.partition() or 0, offset=msg.offset() or 0,
+        )
+
+    def _kafka_error(self, msg: Message) -> None:
+        from confluent_kafka import KafkaError
+
+        err = msg.error()
+        if err is None or err.code() == KafkaError._PARTITION_EOF:
+            return
+        self.counters.kafka_errors += 1
+        self.counters.last_error = f"Kafka: {err.str()}"
+        log.warning("Kafka error: %s", err.str())
+
+    def _advance_idle(self, now: float) -> None:
+        for ps in self._states.values():
+            ps.windows.advance_idle(int((now - ps.last_tick) * 1000))
+
+    # --- flush ----------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """One transaction for every changed partition, then Redis and Kafka offsets."""
+        t0 = time.perf_counter()
+        self._last_flush = time.monotonic()
+        flushes, docs = self._collect()
+        self._buffered = 0
+        if not flushes:
+            return
+        assert self._sink is not None
+        fenced = self._sink.commit(flushes)
+        self._after_commit(flushes, docs, fenced)
+        self.counters.flush_ms.append((time.perf_counter() - t0) * 1000)
+        self.counters.flushes += 1
+
+    def _collect(self) -> tuple[list[PartitionFlush], dict[int, list[dict[str, Any]]]]:
+        flushes, docs = [], {}
+        for p, ps in self._states.items():
+            w = ps.windows
+            candles = w.finalize() + w.take_dirty()
+            wm = None if w.watermark == NO_WATERMARK else w.watermark
+            next_offset = ps.next_offset if ps.next_offset is not None else 0
+            unchanged = next_offset == ps.committed_offset and wm == ps.committed_wm
+            if not candles and not ps.late and not ps.raw and unchanged:
+                continue
+            raw = encode_raw_ticks(ps.raw, ps.raw_offsets, p) if ps.raw else b""
+            flushes.append(
+                PartitionFlush(p, ps.epoch, next_offset, wm, candles, raw, len(ps.raw), ps.late)
+            )
+            docs[p] = [candle_doc(c, closed=w.is_closed(c)) for c in candles]
+            ps.raw, ps.raw_offsets, ps.late = [], [], []
+        return flushes, docs
+
+    def _after_commit(
+        self, flushes: list[PartitionFlush], docs: dict[int, list[dict[str, Any]]],
+        fenced: set[int],
+    ) -> None:
+        c = self.counters
+        committed = []
+        for f in flushes:
+            if f.partition in fenced:
+                c.fenced += 1
+                self._states.pop(f.partition, None)  # someone else owns it now
+                log.warning("partition %d: flush refused, claimed by another consumer", f.partition)
+                continue
+            ps = self._states.get(f.partition)
+            if ps is not None:
+                ps.committed_offset, ps.committed_wm = f.next_offset, f.watermark_ms
+            c.candles_written += len(f.candles)
+            c.candles_final += sum(1 for x in f.candles if x.final)
+            c.raw_ticks_written += f.raw_count
+            committed.append(f)
+            if self._cache is not None:
+                self._cache.submit_candles(docs[f.partition])
+        self._commit_kafka_offsets(committed)
+
+    def _commit_kafka_offsets(self, flushes: list[PartitionFlush]) -> None:
+        """Informational only (lag tools read them); PostgreSQL holds the real offsets."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offsets = [TopicPartition(self.topic, f.partition, f.next_offset) for f in flushes
+                   if f.next_offset > 0]
+        if offsets and self._consumer is not None:
+            with contextlib.suppress(KafkaException):
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+
+    # --- rebalance callbacks (run inside consume(), on the loop thread) -----------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        assert self._sink is not None
+        mine = [tp for tp in partitions if tp.topic == self.topic]
+        claims = self._sink.claim([tp.partition for tp in mine])
+        now = time.monotonic()
+        for tp in mine:
+            claim = claims[tp.partition]
+            tp.offset = claim.next_offset if claim.next_offset is not None else OFFSET_BEGINNING
+            windows = PartitionWindows(
+                self.options.delay_ms, self.options.lateness_ms,
+                watermark=claim.watermark_ms, candles=claim.candles,
+            )
+            self._states[tp.partition] = PartitionState(
+                claim.epoch, windows, claim.next_offset, now,
+                committed_offset=claim.next_offset, committed_wm=claim.watermark_ms,
+            )
+            if claim.cluster_changed:
+                self.counters.offset_resets += 1
+                log.warning(
+                    "partition %d: the broker is new (cluster id changed); reading it from "
+                    "the beginning, keeping %d stored candles", tp.partition, len(claim.candles)
+                )
+        consumer.assign(partitions)
+        self._assigned_at = now
+        log.info("assigned partitions %s", sorted(tp.partition for tp in mine))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._states:
+            self._flush()
+        for tp in partitions:
+            self._states.pop(tp.partition, None)
+        log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._states.pop(tp.partition, None)
+        log.warning("lost partitions %s: state dropped unwritten", sorted(tp.partition for tp in partitions))

@@ -1,0 +1,69 @@
+"""Pure renderings of AggregatorStats (plain text): the status line and the summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptoctl.aggregator.stats import AggregatorStats
+from cryptoctl.durations import format_duration_ms, iso_utc
+
+
+def _wm(ms: int | None) -> str:
+    return "-" if ms is None else iso_utc(ms)[11:19]  # HH:MM:SS is enough on one line
+
+
+def status_line(s: AggregatorStats) -> str:
+    """One line: rate, totals, flush latency, ownership and per-partition watermarks."""
+    flush = "-" if s.flush_latency_ms_p50 is None else f"{s.flush_latency_ms_p50:.1f}ms"
+    wms = " ".join(f"p{p}:{_wm(w)}" for p, w in s.watermarks.items()) or "none"
+    parts = [
+        f"{s.ticks_per_s:,.0f} ticks/s",
+        f"ticks {s.ticks:,}",
+        f"open windows {s.open_windows}",
+        f"flush p50 {flush}",
+        f"late {s.late:,}",
+        f"invalid {s.invalid:,}",
+        f"partitions {len(s.partitions)}",
+        f"wm {wms}",
+    ]
+    if s.fenced:
+        parts.append(f"fenced {s.fenced}")
+    if s.cache_pending and not s.cache_connected:
+        parts.append(f"redis down ({s.cache_pending} pending)")
+    return " | ".join(parts)
+
+
+def summary(s: AggregatorStats) -> dict[str, Any]:
+    """The --format json object (and the rows of the table form)."""
+    return {
+        "ticks": s.ticks,
+        "candles": s.candles_written,
+        "candles_final": s.candles_final,
+        "late": s.late,
+        "invalid": s.invalid,
+        "raw_ticks": s.raw_ticks_written,
+        "flushes": s.flushes,
+        "flush_latency_ms_p50": s.flush_latency_ms_p50,
+        "elapsed_s": s.elapsed_s,
+        "ticks_per_s": round(s.ticks / s.elapsed_s, 1) if s.elapsed_s > 0 else 0.0,
+        "fenced": s.fenced,
+        "offset_resets": s.offset_resets,
+        "pg_retries": s.pg_retries,
+        "dlq_failed": s.dlq_failed,
+        "cache_pending": s.cache_pending,
+    }
+
+
+def summary_rows(s: AggregatorStats) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in summary(s).items():
+        if key == "elapsed_s":
+            text = format_duration_ms(value * 1000)
+        elif isinstance(value, float):
+            text = f"{value:,.1f}"
+        elif value is None:
+            text = "-"
+        else:
+            text = f"{value:,}"
+        rows.append((key.replace("_", " "), text))
+    return rows

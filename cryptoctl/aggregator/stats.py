@@ -1,0 +1,92 @@
+"""The aggregator's counters as a snapshot another thread can read (dashboard, CLI)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AggregatorStats:
+    """What the aggregator has done so far. Counters are per process (since it started).
+
+    ticks: valid ticks read (applied or late); late: ticks whose window was already final
+    (recorded in late_ticks, not applied); invalid: messages sent to the dead-letter topic;
+    candles_written: candle rows upserted (a candle is rewritten at each flush it changed in);
+    candles_final: candles that became final; fenced: flushes of a partition refused because
+    another consumer claimed it since.
+    """
+
+    state: str  # starting | running | stopping | stopped
+    elapsed_s: float
+    ticks: int
+    ticks_per_s: float
+    late: int
+    invalid: int
+    candles_written: int
+    candles_final: int
+    raw_ticks_written: int
+    open_windows: int
+    flushes: int
+    flush_latency_ms_p50: float | None
+    flush_latency_ms_last: float | None
+    partitions: tuple[int, ...]
+    watermarks: dict[int, int | None]  # partition -> watermark, epoch ms (None: no tick yet)
+    fenced: int
+    offset_resets: int  # partitions restarted from the beginning of a new (empty) broker
+    pg_retries: int
+    dlq_failed: int
+    cache_pending: int
+    cache_connected: bool
+    cache_errors: int
+    kafka_errors: int
+    last_error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["partitions"] = list(self.partitions)
+        out["watermarks"] = {str(k): v for k, v in self.watermarks.items()}
+        return out
+
+
+@dataclass
+class Counters:
+    """Mutable counters of the loop thread; :class:`AggregatorStats` is their snapshot."""
+
+    ticks: int = 0
+    late: int = 0
+    invalid: int = 0
+    candles_written: int = 0
+    candles_final: int = 0
+    raw_ticks_written: int = 0
+    flushes: int = 0
+    fenced: int = 0
+    offset_resets: int = 0
+    kafka_errors: int = 0
+    last_error: str = ""
+    flush_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    rate_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))
+
+    def sample_rate(self, now: float) -> None:
+        """Remember (time, ticks) about every 0.25 s for a rate over the last few seconds."""
+        if not self.rate_samples or now - self.rate_samples[-1][0] >= 0.25:
+            self.rate_samples.append((now, self.ticks))
+
+    def rate(self) -> float:
+        samples = list(self.rate_samples)
+        now = time.monotonic()
+        if not samples:
+            return 0.0
+        t0, n0 = samples[0]
+        span = now - t0
+        return (self.ticks - n0) / span if span > 0 else 0.0
+
+    def flush_p50(self) -> float | None:
+        values = list(self.flush_ms)
+        return round(median(values), 2) if values else None
+
+    def flush_last(self) -> float | None:
+        return round(self.flush_ms[-1], 2) if self.flush_ms else None

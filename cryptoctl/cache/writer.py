@@ -1,0 +1,187 @@
+"""Redis after commit: latest price, current and last final candle per symbol, pub/sub.
+
+A background thread writes; the aggregator only hands over the newest state per key
+(:meth:`CacheWriter.submit`), so Redis being slow or down never slows the pipeline. While
+Redis is unreachable, only the newest pending value of each key is kept (a bounded set:
+one per symbol and key kind) and written when Redis is back. A Lua script compares the
+stored value with the new one so an older candle never overwrites a newer one, whichever
+order writes arrive in (a restarted aggregator re-sends older state, for instance).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from cryptoctl.cache.client import Keys, redis_client
+from cryptoctl.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptoctl.windows import Candle
+
+# SET KEYS[1] = ARGV[1] unless the stored value is newer. Newness is the pair of fields
+# named by ARGV[2], ARGV[3] (e.g. bucket_ms, trades) compared with ARGV[4], ARGV[5].
+_SET_IF_NEWER = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, c = pcall(cjson.decode, cur)
+  if ok and type(c) == 'table' then
+    local a, b = tonumber(c[ARGV[2]]) or 0, tonumber(c[ARGV[3]]) or 0
+    local na, nb = tonumber(ARGV[4]), tonumber(ARGV[5])
+    if na < a or (na == a and nb < b) then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def candle_doc(c: Candle, *, closed: bool) -> dict[str, Any]:
+    """The cached/published form of a candle (also the pub/sub message body)."""
+    return {
+        "symbol": c.symbol,
+        "bucket_ms": c.bucket,
+        "open": c.open,
+        "high": c.high,
+        "low": c.low,
+        "close": c.close,
+        "volume": c.volume,
+        "trades": c.trades,
+        "avg": c.avg,
+        "vwap": c.vwap,
+        "open_ts": c.open_ts,
+        "close_ts": c.close_ts,
+        "state": "final" if c.final else ("closed" if closed else "open"),
+        "final": c.final,
+    }
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    writes: int
+    pending: int
+    errors: int
+    connected: bool
+    last_error: str
+
+
+# A pending write: key -> (order a, order b, names of the order fields, json text)
+_Pending = dict[str, tuple[int, int, str, str, bytes]]
+
+
+class CacheWriter:
+    """Writes the cache from its own thread; :meth:`submit` never blocks on Redis."""
+
+    def __init__(self, settings: Settings, *, retry_max_s: float = 2.0) -> None:
+        self.keys = Keys(settings.redis_prefix)
+        self.settings = settings
+        self.retry_max_s = retry_max_s
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pending: _Pending = {}
+        self._messages: dict[tuple[str, int], bytes] = {}  # newest per candle, to publish
+        self._symbols: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self.writes = 0
+        self.errors = 0
+        self.connected = False
+        self.last_error = ""
+
+    # producer side (the aggregator thread)
+
+    def submit_candles(self, docs: list[dict[str, Any]]) -> None:
+        """Candle updates just committed: newest per key is kept, then written in the thread."""
+        with self._lock:
+            for d in docs:
+                sym, text = d["symbol"], orjson.dumps(d)
+                self._symbols.add(sym)
+                self._messages[(sym, d["bucket_ms"])] = text
+                order = (d["bucket_ms"], d["trades"], "bucket_ms", "trades", text)
+                self._merge(self.keys.candle_final(sym) if d["final"] else
+                            self.keys.candle_current(sym), order)
+                if not d["final"]:
+                    latest = orjson.dumps(
+                        {"symbol": sym, "price": d["close"], "ts": d["close_ts"]}
+                    )
+                    self._merge(self.keys.latest(sym), (d["close_ts"], 0, "ts", "ts", latest))
+        self._wake.set()
+
+    def _merge(self, key: str, item: tuple[int, int, str, str, bytes]) -> None:
+        cur = self._pending.get(key)
+        if cur is None or (item[0], item[1]) >= (cur[0], cur[1]):
+            self._pending[key] = item
+
+    # the writer thread
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="cache-writer", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Try to write what is pending for up to ``timeout`` seconds, then stop."""
+        deadline = time.monotonic() + timeout
+        while self.pending() and time.monotonic() < deadline and self._thread is not None:
+            self._wake.set()
+            time.sleep(0.05)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(0.1, deadline - time.monotonic()) + 1)
+
+    def pending(self) -> int:
+        return len(self._pending) + len(self._messages)
+
+    def stats(self) -> CacheStats:
+        return CacheStats(self.writes, self.pending(), self.errors, self.connected, self.last_error)
+
+    def _run(self) -> None:
+        client = redis_client(self.settings)
+        script = client.register_script(_SET_IF_NEWER)
+        backoff = 0.05
+        while not self._stop.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            with self._lock:
+                pending, self._pending = self._pending, {}
+                messages, self._messages = self._messages, {}
+                symbols = set(self._symbols)
+            if not pending and not messages:
+                continue
+            try:
+                self._write(client, script, pending, messages, symbols)
+                self.connected, backoff = True, 0.05
+            except Exception as exc:  # any Redis failure: keep the data, retry later
+                self.errors += 1
+                self.connected = False
+                self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self._requeue(pending, messages)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.retry_max_s)
+                self._wake.set()
+
+    def _write(
+        self, client: Any, script: Any, pending: _Pending,
+        messages: dict[tuple[str, int], bytes], symbols: set[str],
+    ) -> None:
+        pipe = client.pipeline(transaction=False)
+        for key, (a, b, fa, fb, text) in pending.items():
+            script(keys=[key], args=[text, fa, fb, a, b], client=pipe)
+        if symbols:
+            pipe.sadd(self.keys.symbols, *symbols)
+        for text in messages.values():
+            pipe.publish(self.keys.channel, text)
+        pipe.execute()
+        self.writes += len(pending)
+
+    def _requeue(self, pending: _Pending, messages: dict[tuple[str, int], bytes]) -> None:
+        with self._lock:
+            for key, item in pending.items():
+                self._merge(key, item)
+            for mkey, text in messages.items():
+                self._messages.setdefault(mkey, text)  # a newer one submitted since wins
