@@ -1,0 +1,68 @@
+"""Produce a known tick set -> `cryptoctl aggregate --until-idle` -> PostgreSQL equals the
+reference; late ticks recorded, invalid ones dead-lettered, Redis filled."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+
+from cryptoctl.cache.client import Keys, redis_client
+from tests.aggregator.data import (
+    assert_candles_equal,
+    db_candles,
+    expected,
+    make_ticks,
+    raw_tick_count,
+    scalar,
+)
+from tests.helpers import consume_all, produce_ticks
+
+BAD = [
+    (b"BTC", b"{not json"),
+    (b"BTC", orjson.dumps({"v": 1, "symbol": "BTC", "price": -1, "ts": 1704067200000,
+                           "source": "x"})),
+    (b"ETH", orjson.dumps({"v": 1, "symbol": "ETH", "price": "1.0", "ts": 1704067200000,
+                           "source": "x"})),
+    (b"ETH", orjson.dumps({"v": 1, "symbol": "ETH", "price": 1.0, "source": "x"})),
+    (None, None),
+]
+
+
+def test_candles_equal_the_reference(settings, cli):
+    ticks = make_ticks(3000, seed=7, late_every=97)
+    produce_ticks(settings, ticks[:1500])
+    produce_ticks(settings, BAD)
+    produce_ticks(settings, ticks[1500:])
+    messages = consume_all(settings, n=len(ticks) + len(BAD))
+    want = expected(messages, 5_000, 60_000)
+    assert want["late"] > 0 and want["invalid"] == len(BAD)
+
+    result = cli("aggregate", "--until-idle", "3s", "--format", "json")
+
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["ticks"] == want["ticks"] == len(ticks)
+    assert summary["late"] == want["late"]
+    assert summary["invalid"] == len(BAD)
+    assert_candles_equal(db_candles(settings), want["candles"])
+    assert raw_tick_count(settings) == (len(ticks) - want["late"],) * 2
+    assert scalar(settings, "SELECT count(*) FROM late_ticks") == want["late"]
+    assert scalar(settings, "SELECT min(lateness_ms) FROM late_ticks") > 60_000
+    # Every partition's checkpoint points past its last message.
+    assert scalar(settings, "SELECT sum(next_offset) FROM processing_metadata") == len(messages)
+
+    dlq = consume_all(settings, settings.dlq, n=len(BAD))
+    assert len(dlq) == len(BAD)
+    reasons = [dict(m.headers())["reason"].decode() for m in dlq]
+    assert any("not valid JSON" in r for r in reasons)
+    assert any("'price'" in r for r in reasons)
+    assert all(dict(m.headers())["source_topic"].decode() == settings.topic for m in dlq)
+
+    r = redis_client(settings)
+    keys = Keys(settings.redis_prefix)
+    newest = max(t.ts for t in ticks if t.symbol == "BTC")
+    current = json.loads(r.get(keys.candle_current("BTC")))
+    assert current["bucket_ms"] == newest - newest % 60_000
+    assert json.loads(r.get(keys.latest("BTC")))["ts"] == newest
+    assert r.get(keys.candle_final("BTC")) is not None  # the early minutes are final

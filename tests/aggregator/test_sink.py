@@ -1,0 +1,82 @@
+"""The exactly-once sink on its own: claims, fencing, restore, binary COPY."""
+
+from __future__ import annotations
+
+from cryptoctl.db.connection import connect
+from cryptoctl.db.sink import PartitionFlush, Sink, encode_raw_ticks
+from cryptoctl.windows import Candle
+from tests.aggregator.data import BASE, scalar
+
+
+def sink(settings, owner: str, cluster: str = "c1") -> Sink:
+    return Sink(settings, group=settings.group, topic=settings.topic, owner=owner,
+                cluster_id=cluster, retry_for_s=5)
+
+
+def candle(trades: int) -> Candle:
+    return Candle("BTC", BASE, 1.0, 2.0, 0.5, 1.5, 3.0, trades, 4.0, 4.5, BASE + 1, BASE + 9)
+
+
+def test_a_stale_member_commit_is_refused(settings):
+    a, b = sink(settings, "a"), sink(settings, "b")
+    claim_a = a.claim([0])[0]
+    claim_b = b.claim([0])[0]  # a rebalance gave partition 0 to b
+    assert claim_b.epoch == claim_a.epoch + 1
+
+    stale = PartitionFlush(0, claim_a.epoch, 100, BASE, [candle(10)])
+    assert a.commit([stale]) == {0}
+    assert scalar(settings, "SELECT count(*) FROM price_aggregates_1m") == 0
+    assert scalar(settings, "SELECT next_offset FROM processing_metadata") == 0
+
+    fresh = PartitionFlush(0, claim_b.epoch, 7, BASE, [candle(3)])
+    assert b.commit([fresh]) == set()
+    assert scalar(settings, "SELECT trades FROM price_aggregates_1m") == 3
+    assert scalar(settings, "SELECT next_offset FROM processing_metadata") == 7
+    a.close()
+    b.close()
+
+
+def test_only_the_fenced_partition_is_refused(settings):
+    a, b = sink(settings, "a"), sink(settings, "b")
+    claims = a.claim([0, 1])
+    b.claim([1])
+    ok = PartitionFlush(0, claims[0].epoch, 5, BASE, [candle(2)])
+    stale = PartitionFlush(1, claims[1].epoch, 9, BASE, [])
+    assert a.commit([ok, stale]) == {1}
+    offsets = dict(connect(settings).execute(
+        "SELECT kafka_partition, next_offset FROM processing_metadata").fetchall())
+    assert offsets == {0: 5, 1: 0}
+
+
+def test_claim_restores_open_candles_and_detects_a_new_broker(settings):
+    a = sink(settings, "a", cluster="c1")
+    epoch = a.claim([2])[2].epoch
+    open_c, final_c = candle(4), candle(5)
+    final_c.bucket, final_c.final = BASE - 60_000, True
+    assert a.commit([PartitionFlush(2, epoch, 42, BASE + 5, [open_c, final_c])]) == set()
+
+    again = sink(settings, "b", cluster="c1").claim([2])[2]
+    assert (again.next_offset, again.watermark_ms, again.cluster_changed) == (42, BASE + 5, False)
+    assert [c.state() for c in again.candles] == [open_c.state()]  # final ones stay stored
+
+    reset = sink(settings, "c", cluster="c2").claim([2])[2]
+    assert (reset.next_offset, reset.cluster_changed) == (None, True)
+    assert reset.watermark_ms == BASE + 5 and len(reset.candles) == 1
+
+
+def test_binary_copy_round_trip(settings):
+    rows = [
+        ("BTC", 65000.5, 0.25, BASE + 123, "USD", "synthetic", BASE + 130, None),
+        ("ETH", 3000.0, None, BASE + 7, "EUR", "coinbase", BASE + 9, {"trade_id": 7}),
+    ]
+    s = sink(settings, "a")
+    epoch = s.claim([3])[3].epoch
+    raw = encode_raw_ticks(rows, [10, 11], 3)
+    assert s.commit([PartitionFlush(3, epoch, 12, None, [], raw, 2)]) == set()
+    got = connect(settings).execute(
+        """SELECT symbol, price, qty, (extract(epoch FROM time) * 1000)::bigint, quote, source,
+                  (extract(epoch FROM recv_time) * 1000)::bigint, extra, kafka_partition,
+                  kafka_offset
+             FROM raw_price_data ORDER BY kafka_offset"""
+    ).fetchall()
+    assert [tuple(r) for r in got] == [(*r, 3, off) for r, off in zip(rows, [10, 11], strict=True)]
