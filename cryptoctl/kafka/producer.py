@@ -1,0 +1,181 @@
+"""A thin tick producer over confluent-kafka: validate, encode, produce, count deliveries.
+
+Key = symbol, value = the tick JSON, message timestamp = ``ts``. Every tick passes the
+shared validation here, whatever source built it, so nothing invalid reaches the topic.
+Delivery reports are counted; a full local queue is waited out (poll, retry); a fatal
+producer error (idempotence broken, fenced, ...) recreates the producer and re-sends what
+the old one had not delivered, instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cryptoctl.errors import InvalidTick
+from cryptoctl.kafka.clients import producer_config
+from cryptoctl.settings import Settings
+from cryptoctl.tick import Tick, fast_tick_fields, validate_tick
+
+log = logging.getLogger("cryptoctl.producer")
+_ERROR_LOG_EVERY_S = 10.0
+
+
+@dataclass
+class DeliveryCounters:
+    """Written by the producing thread (delivery reports run inside its poll calls)."""
+
+    produced: int = 0  # accepted into the producer's queue
+    delivered: int = 0  # acknowledged by the broker (acks=all)
+    failed: int = 0  # reported failed by librdkafka after its own retries
+    invalid: int = 0  # rejected by the shared validation, never produced
+    retries: int = 0  # re-sends after a producer restart + waits on a full queue
+    restarts: int = 0  # producers recreated after a fatal error
+    last_error: str = ""
+
+
+ProducerFactory = Callable[[dict[str, Any]], Any]
+
+
+def confluent_producer(conf: dict[str, Any]) -> Any:
+    from confluent_kafka import Producer
+
+    return Producer(conf)
+
+
+class TickSender:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str | None = None,
+        counters: DeliveryCounters | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        factory: ProducerFactory = confluent_producer,
+    ) -> None:
+        self.topic = topic or settings.topic
+        self.counters = counters or DeliveryCounters()
+        self._conf = producer_config(settings, **dict(overrides or {})) | {
+            "on_delivery": self._on_delivery,
+            "error_cb": self._on_error,
+        }
+        self._factory = factory
+        self._producer = factory(self._conf)
+        self._fatal: Any = None
+        self._resend: list[tuple[Any, Any, int]] = []
+        self._last_logged = 0.0
+
+    # --- callbacks (run inside poll/flush on this thread) ---
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.counters.delivered += 1
+        elif self._fatal is not None or err.fatal() or _is_purge(err):
+            self._resend.append((msg.key(), msg.value(), msg.timestamp()[1]))
+        else:
+            self.counters.failed += 1
+            self._note(f"delivery failed: {err.str()}")
+
+    def _on_error(self, err: Any) -> None:
+        if err.fatal():
+            self._fatal = err
+            self._note(f"fatal producer error, recreating the producer: {err.str()}", force=True)
+        else:
+            self._note(f"Kafka: {err.str()}")
+
+    def _note(self, message: str, force: bool = False) -> None:
+        self.counters.last_error = message
+        now = time.monotonic()
+        if force or now - self._last_logged >= _ERROR_LOG_EVERY_S:
+            self._last_logged = now
+            log.warning(message)
+
+    # --- sending ---
+
+    def send_batch(self, ticks: Iterable[Tick]) -> int:
+        """Validate, encode and produce; returns how many were produced (not invalid)."""
+        produce = self._produce
+        dumps = orjson.dumps
+        sent = 0
+        for tick in ticks:
+            obj = tick.to_dict()
+            if fast_tick_fields(obj) is None:
+                try:
+                    validate_tick(obj)
+                except InvalidTick as exc:
+                    self.counters.invalid += 1
+                    self._note(f"invalid tick not produced: {exc.reason}", force=True)
+                    continue
+            produce(tick.symbol, dumps(obj), tick.ts)
+            sent += 1
+        self.counters.produced += sent
+        self.poll(0)
+        return sent
+
+    def _produce(self, key: Any, value: Any, ts: int) -> None:
+        while True:
+            try:
+                self._producer.produce(self.topic, value, key, timestamp=ts)
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room.
+                self.counters.retries += 1
+                self._producer.poll(0.05)
+            except Exception as exc:
+                if not self._is_fatal_exception(exc):
+                    raise
+            self._restart_if_fatal()
+
+    def _is_fatal_exception(self, exc: Exception) -> bool:
+        err = exc.args[0] if exc.args else None
+        if err is not None and hasattr(err, "fatal") and err.fatal():
+            self._fatal = self._fatal or err
+            return True
+        return False
+
+    def poll(self, timeout: float = 0) -> None:
+        self._producer.poll(timeout)
+        self._restart_if_fatal()
+
+    def _restart_if_fatal(self) -> None:
+        if self._fatal is None:
+            return
+        old = self._producer
+        try:
+            old.purge(True, True, False)  # undelivered messages come back as purge reports
+            old.poll(0)
+        except Exception as exc:  # the old producer is broken anyway
+            log.debug("purging the failed producer: %s", exc)
+        self._producer = self._factory(self._conf)
+        self._fatal = None
+        self.counters.restarts += 1
+        pending, self._resend = self._resend, []
+        for key, value, ts in pending:
+            self.counters.retries += 1
+            self._produce(key, value, ts)
+
+    @property
+    def pending(self) -> int:
+        """Messages produced but not yet acknowledged or failed."""
+        return len(self._producer) + len(self._resend)
+
+    def flush(self, timeout_s: float) -> int:
+        """Deliver what is in flight; returns how many are still undelivered."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._restart_if_fatal()
+            left = deadline - time.monotonic()
+            remaining = int(self._producer.flush(max(0.0, min(left, 1.0))))
+            settled = self._fatal is None and not self._resend and remaining == 0
+            if settled or left <= 0:
+                return remaining + len(self._resend)
+
+
+def _is_purge(err: Any) -> bool:
+    from confluent_kafka import KafkaError
+
+    return bool(err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT))

@@ -1,0 +1,242 @@
+"""The produce loop, its options, and the stats it exposes while it runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cryptoctl.errors import ServiceUnavailable
+from cryptoctl.kafka.clients import check_kafka
+from cryptoctl.kafka.producer import (
+    DeliveryCounters,
+    ProducerFactory,
+    TickSender,
+    confluent_producer,
+)
+from cryptoctl.settings import Settings
+from cryptoctl.sources.base import Source
+from cryptoctl.tick import Tick
+
+log = logging.getLogger("cryptoctl.producer")
+_IDLE_SLICE_S = 0.1  # while a source waits, delivery reports are served this often
+_RATE_SAMPLE_S = 0.5
+
+
+@dataclass(frozen=True)
+class ProducerOptions:
+    count: int | None = None  # stop after this many ticks produced
+    duration_s: float | None = None  # stop after this long
+    flush_timeout_s: float = 30.0  # on stop: how long in-flight ticks may take
+    check_topic: bool = True  # fail up front when the broker or the topic is missing
+    kafka_config: Mapping[str, Any] = field(default_factory=dict)  # extra librdkafka props
+
+
+@dataclass(frozen=True)
+class ProducerStats:
+    """A snapshot; safe to take from any thread while the loop runs."""
+
+    source: str
+    topic: str
+    produced: int
+    delivered: int
+    failed: int
+    pending: int
+    retries: int
+    unchanged: int
+    invalid: int
+    source_errors: int
+    restarts: int
+    ticks_per_s: float  # recent rate (last few seconds)
+    elapsed_s: float
+    last_price: dict[str, float]
+    last_problem: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProducerSummary(ProducerStats):
+    undelivered: int = 0  # still in flight when the flush timed out
+    avg_ticks_per_s: float = 0.0
+    stopped_by: str = ""  # "count" | "duration" | "stop" | "end of source"
+
+
+class RunControl:
+    """The stop flag a source waits on: the caller's event, the deadline, and while the
+    source sleeps, the producer's delivery reports are served."""
+
+    def __init__(
+        self, stop: threading.Event, deadline: float | None, idle: Callable[[], None]
+    ) -> None:
+        self._stop = stop
+        self._deadline = deadline
+        self._idle = idle
+        self.reached: str = ""  # set when the count is reached
+
+    def expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def is_set(self) -> bool:
+        return bool(self.reached) or self._stop.is_set() or self.expired()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        end = time.monotonic() + (timeout if timeout is not None else 3600.0)
+        if self._deadline is not None:
+            end = min(end, self._deadline)
+        while not self.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self._stop.wait(min(left, _IDLE_SLICE_S))
+            self._idle()
+        return self.is_set()
+
+
+def check_topic(settings: Settings, topic: str | None = None) -> None:
+    """The broker answers and the topic exists, else ServiceUnavailable naming both."""
+    name = topic or settings.topic
+    info = check_kafka(settings)
+    if name not in info.topics:
+        raise ServiceUnavailable(
+            "Kafka topic",
+            f"{name!r} on {settings.kafka_bootstrap}",
+            "it does not exist",
+            hint="`cryptoctl up` creates it (for another cluster create it there, "
+            "or pick one with --topic)",
+        )
+
+
+class ProducerRun:
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        options: ProducerOptions | None = None,
+        *,
+        producer_factory: ProducerFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.options = options or ProducerOptions()
+        self.delivery = DeliveryCounters()
+        self._factory = producer_factory
+        self._sender: TickSender | None = None
+        self._last_price: dict[str, float] = {}
+        self._started = time.monotonic()
+        self._samples: deque[tuple[float, int]] = deque(maxlen=8)
+        self._next_sample = 0.0
+
+    # --- stats, from any thread ---
+
+    def stats(self) -> ProducerStats:
+        d, c = self.delivery, self.source.counters
+        sender = self._sender
+        return ProducerStats(
+            source=self.source.name,
+            topic=self.settings.topic,
+            produced=d.produced,
+            delivered=d.delivered,
+            failed=d.failed,
+            pending=max(0, d.produced - d.delivered - d.failed) if sender else 0,
+            retries=d.retries + c.retries,
+            unchanged=c.unchanged,
+            invalid=c.invalid + d.invalid,
+            source_errors=c.source_errors,
+            restarts=d.restarts,
+            ticks_per_s=self._recent_rate(),
+            elapsed_s=time.monotonic() - self._started,
+            last_price=dict(self._last_price),
+            last_problem=d.last_error or c.last_problem,
+        )
+
+    def _recent_rate(self) -> float:
+        samples = list(self._samples)
+        if len(samples) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def _sample(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sample:
+            self._samples.append((now, self.delivery.produced))
+            self._next_sample = now + _RATE_SAMPLE_S
+
+    # --- the loop ---
+
+    def run(self, stop: threading.Event) -> ProducerSummary:
+        if self.options.check_topic:
+            check_topic(self.settings)
+        sender = TickSender(
+            self.settings,
+            counters=self.delivery,
+            overrides=self.options.kafka_config,
+            factory=self._factory or confluent_producer,
+        )
+        self._sender = sender
+        self._started = time.monotonic()
+        duration = self.options.duration_s
+        control = RunControl(
+            stop, self._started + duration if duration is not None else None, self._idle
+        )
+        undelivered = 0
+        try:
+            stopped_by = self._pump(self.source.batches(control), sender, control)
+        finally:
+            undelivered = sender.flush(self.options.flush_timeout_s)
+            self._sample()
+        return self._summary(undelivered, stopped_by)
+
+    def _idle(self) -> None:
+        if self._sender is not None:
+            self._sender.poll(0)
+        self._sample()
+
+    def _pump(self, batches: Iterator[list[Tick]], sender: TickSender, control: RunControl) -> str:
+        count = self.options.count
+        last_price = self._last_price
+        try:
+            for batch in batches:
+                if count is not None and self.delivery.produced + len(batch) >= count:
+                    batch = batch[: count - self.delivery.produced]
+                    control.reached = "count"
+                sender.send_batch(batch)
+                for tick in batch[-64:]:  # the newest price per symbol, cheaply
+                    last_price[tick.symbol] = tick.price
+                self._sample()
+                if control.is_set():
+                    break
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+        if not control.is_set():
+            return "end of source"
+        return control.reached or ("duration" if control.expired() else "stop")
+
+    def _summary(self, undelivered: int, stopped_by: str) -> ProducerSummary:
+        snap = self.stats()
+        elapsed = max(snap.elapsed_s, 1e-9)
+        data = snap.to_dict() | {"pending": undelivered}
+        return ProducerSummary(
+            **data,
+            undelivered=undelivered,
+            avg_ticks_per_s=snap.produced / elapsed,
+            stopped_by=stopped_by,
+        )
+
+
+def run_producer(
+    settings: Settings,
+    source: Source,
+    options: ProducerOptions | None = None,
+    stop: threading.Event | None = None,
+) -> ProducerSummary:
+    """Produce the source's ticks until it ends, count/duration is reached or ``stop``."""
+    return ProducerRun(settings, source, options).run(stop or threading.Event())

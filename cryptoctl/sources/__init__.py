@@ -1,0 +1,10 @@
+"""Price sources for `cryptoctl produce`: CoinGecko, a synthetic market, recorded files.
+
+Each source is an iterator of batches of validated :class:`~cryptoctl.tick.Tick` (see
+:mod:`cryptoctl.sources.base`); the produce loop in :mod:`cryptoctl.producer` puts them on
+Kafka.
+"""
+
+from cryptoctl.sources.base import Source, SourceCounters, StopFlag, checked_tick
+
+__all__ = ["Source", "SourceCounters", "StopFlag", "checked_tick"]
