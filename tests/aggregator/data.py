@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from cryptoctl.db.connection import connect
@@ -35,11 +36,17 @@ def make_ticks(n: int, *, seed: int = 1, minutes: int = 6, late_every: int = 0) 
     return out
 
 
-def expected(messages: list[Any], delay_ms: int, lateness_ms: int) -> dict[str, Any]:
-    """Reference candles and late count from the messages as stored, per partition order."""
+def expected(
+    messages: Sequence[Any], delay_ms: int, lateness_ms: int, *, before: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """Reference candles and late count from the messages as stored, per partition order.
+
+    `before`: messages an earlier broker had (each partition continues after them)."""
     by_partition: dict[int, list[tuple[str, int, float, float | None]]] = defaultdict(list)
     invalid = 0
-    for m in sorted(messages, key=lambda m: (m.partition(), m.offset())):
+    ordered = sorted(before, key=lambda m: (m.partition(), m.offset()))
+    ordered += sorted(messages, key=lambda m: (m.partition(), m.offset()))
+    for m in sorted(ordered, key=lambda m: m.partition()):  # stable: keeps segment order
         try:
             t = decode_tick(m.value())
         except ValueError:
