@@ -71,9 +71,7 @@ class RunControl:
     """The stop flag a source waits on: the caller's event, the deadline, and while the
     source sleeps, the producer's delivery reports are served."""
 
-    def __init__(
-        self, stop: threading.Event, deadline: float | None, idle: Callable[[], None]
-    ) -> None:
+    def __init__(self, stop: threading.Event, deadline: float | None, idle: Callable[[], None]) -> None:
         self._stop = stop
         self._deadline = deadline
         self._idle = idle
@@ -107,8 +105,7 @@ def check_topic(settings: Settings, topic: str | None = None) -> None:
             "Kafka topic",
             f"{name!r} on {settings.kafka_bootstrap}",
             "it does not exist",
-            hint="`cryptoctl up` creates it (for another cluster create it there, "
-            "or pick one with --topic)",
+            hint="`cryptoctl up` creates it (for another cluster create it there, or pick one with --topic)",
         )
 
 
@@ -131,6 +128,7 @@ class ProducerRun:
         self._started = time.monotonic()
         self._samples: deque[tuple[float, int]] = deque(maxlen=8)
         self._next_sample = 0.0
+        self._checked = False
 
     # --- stats, from any thread ---
 
@@ -170,9 +168,14 @@ class ProducerRun:
 
     # --- the loop ---
 
+    def preflight(self) -> None:
+        """Fail now, before any status display, when the broker or the topic is missing."""
+        check_topic(self.settings)
+        self._checked = True
+
     def run(self, stop: threading.Event) -> ProducerSummary:
-        if self.options.check_topic:
-            check_topic(self.settings)
+        if self.options.check_topic and not self._checked:
+            self.preflight()
         sender = TickSender(
             self.settings,
             counters=self.delivery,
@@ -182,9 +185,7 @@ class ProducerRun:
         self._sender = sender
         self._started = time.monotonic()
         duration = self.options.duration_s
-        control = RunControl(
-            stop, self._started + duration if duration is not None else None, self._idle
-        )
+        control = RunControl(stop, self._started + duration if duration is not None else None, self._idle)
         undelivered = 0
         try:
             stopped_by = self._pump(self.source.batches(control), sender, control)
