@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cryptoctl.errors import DataError
+from cryptoctl.sources.replay import ReplayConfig, ReplaySource, parse_ts, read_records
+from cryptoctl.tick import MAX_TS_MS, MIN_TS_MS
+
+
+def drain(src: ReplaySource) -> list:
+    return [t for batch in src.batches(threading.Event()) for t in batch]
+
+
+def test_csv_with_iso_and_epoch_ms_keeps_file_order(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text(
+        "ts,symbol,price,qty\n"
+        "1700000060000,BTC,65000.5,0.1\n"
+        "2023-11-14T22:13:20Z,eth,3200,\n"
+        "1700000000000,BTC,64990,0.2\n"
+    )
+    ticks = drain(ReplaySource(ReplayConfig(path, speed=0)))
+    assert [(t.ts, t.symbol, t.price, t.qty) for t in ticks] == [
+        (1700000060000, "BTC", 65000.5, 0.1),
+        (1700000000000, "ETH", 3200.0, None),
+        (1700000000000, "BTC", 64990.0, 0.2),
+    ]
+    assert {t.source for t in ticks} == {"replay"}
+
+
+def test_jsonl_bad_rows_are_skipped_counted_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ticks.jsonl"
+    path.write_text(
+        '{"ts": 1700000000000, "symbol": "BTC", "price": 1.5}\n'
+        "not json\n"
+        '{"ts": "2023-11-14T22:13:20.250+00:00", "symbol": "ETH", "price": 2, "qty": 3}\n'
+        '{"ts": 1700000000000, "symbol": "BTC", "price": -1}\n'
+        "\n"
+        '{"ts": "yesterday", "symbol": "BTC", "price": 1}\n'
+    )
+    src = ReplaySource(ReplayConfig(path, speed=0))
+    ticks = drain(src)
+    assert [(t.symbol, t.ts) for t in ticks] == [("BTC", 1700000000000), ("ETH", 1700000000250)]
+    assert src.counters.invalid == 3
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("ticks.jsonl:2:" in m for m in lines)
+    assert any("ticks.jsonl:4:" in m and "price" in m for m in lines)
+    assert any("ticks.jsonl:6:" in m for m in lines)
+
+
+def test_strict_stops_at_the_first_bad_row(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text("ts,symbol,price\n1700000000000,BTC,1\n1700000000000,BTC,abc\n")
+    with pytest.raises(DataError, match=r"ticks\.csv:3: price 'abc' is not a number"):
+        drain(ReplaySource(ReplayConfig(path, speed=0, strict=True)))
+
+
+def test_format_detected_by_content(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.txt"
+    path.write_text('{"ts": 1700000000000, "symbol": "BTC", "price": 1}\n')
+    assert len(drain(ReplaySource(ReplayConfig(path, speed=0)))) == 1
+    path.write_text("ts,symbol,price\n1700000000000,BTC,1\n")
+    assert len(drain(ReplaySource(ReplayConfig(path, speed=0)))) == 1
+
+
+def test_a_header_without_the_fields_is_one_bad_row(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text("time,coin,value\n1,BTC,2\n")
+    assert [r for _, r in read_records(path)] == [
+        "CSV header lacks ts, symbol, price (need ts,symbol,price[,qty])"
+    ]
+
+
+def test_speed_scales_the_recorded_pace(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    rows = [f"{1700000000000 + i * 100},BTC,{i + 1}" for i in range(11)]  # 1 s recorded
+    path.write_text("ts,symbol,price\n" + "\n".join(rows) + "\n")
+    ticks = drain(ReplaySource(ReplayConfig(path, speed=10)))
+    # recv_ts is taken when each row is due: about 100 ms apart in total at 10x.
+    assert 80 <= ticks[-1].recv_ts - ticks[0].recv_ts <= 1000
+
+
+# --- property: the parser agrees with a simple reference ------------------------------
+
+ts_ms = st.integers(MIN_TS_MS, MAX_TS_MS - 1)
+symbols = st.text("ABCDEFXYZ019", min_size=1, max_size=5)
+prices = st.one_of(st.floats(min_value=1e-9, max_value=1e9, allow_nan=False), st.sampled_from([0.0, -1.0]))
+qtys = st.one_of(st.none(), st.floats(min_value=0, max_value=1e6, allow_nan=False))
+rows = st.lists(st.tuples(ts_ms, symbols, prices, qtys, st.booleans()), min_size=1, max_size=30)
+
+
+def reference(row: tuple) -> tuple | None:
+    ts, symbol, price, qty, _iso = row
+    return None if price <= 0 else (ts, symbol, price, qty)
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+@given(rows=rows)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_csv_and_jsonl_agree_with_the_reference(tmp_path: Path, rows: list) -> None:
+    import orjson
+
+    csv_lines = ["ts,symbol,price,qty"]
+    json_lines = []
+    for ts, symbol, price, qty, as_iso in rows:
+        stamp = iso(ts) if as_iso else str(ts)
+        csv_lines.append(f"{stamp},{symbol},{price!r},{'' if qty is None else repr(qty)}")
+        obj = {"ts": stamp if as_iso else ts, "symbol": symbol, "price": price, "qty": qty}
+        json_lines.append(orjson.dumps(obj).decode())
+    expected = [reference(r) for r in rows]
+    for name, text in (("r.csv", "\n".join(csv_lines)), ("r.jsonl", "\n".join(json_lines))):
+        path = tmp_path / name
+        path.write_text(text + "\n")
+        got = [
+            None if isinstance(item, str) else (item.ts, item.symbol, item.price, item.qty)
+            for _, item in read_records(path)
+        ]
+        assert got == expected
+
+
+@given(ms=ts_ms)
+def test_iso_and_epoch_forms_give_the_same_time(ms: int) -> None:
+    assert parse_ts(iso(ms)) == ms == parse_ts(str(ms)) == parse_ts(iso(ms).replace("+00:00", "Z"))
