@@ -55,6 +55,7 @@ class CoinGeckoConfig:
     poll_timeout_s: float = 30.0  # all attempts of one poll, waits included
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 20.0
+    max_attempts: int = 5  # per poll, first try included
 
     @property
     def plan(self) -> str:
@@ -176,6 +177,7 @@ class PriceParse:
     ticks: list[Tick]
     unchanged: int
     problems: list[str]
+    unusable: bool = False  # the whole body: not JSON, an HTML page, an error object
 
 
 def parse_simple_price(
@@ -187,9 +189,9 @@ def parse_simple_price(
     """
     obj = _body_json(body)
     if obj is None:
-        return PriceParse([], 0, [f"CoinGecko sent {_describe_body(body)}"])
+        return PriceParse([], 0, [f"CoinGecko sent {_describe_body(body)}"], unusable=True)
     if not isinstance(obj, dict) or "status" in obj or "error" in obj:
-        return PriceParse([], 0, [explain_error(200, body)])
+        return PriceParse([], 0, [explain_error(200, body)], unusable=True)
     ticks: list[Tick] = []
     problems: list[str] = []
     unchanged = 0
@@ -312,7 +314,10 @@ class CoinGeckoSource:
             return []
         parsed = parse_simple_price(body, self.config.coin_ids, self._last_seen, now_ms())
         self.counters.unchanged += parsed.unchanged
-        self.counters.invalid += len(parsed.problems)
+        if parsed.unusable:
+            self.counters.source_errors += 1
+        else:
+            self.counters.invalid += len(parsed.problems)
         for problem in parsed.problems:
             note_problem(self.counters, f"not produced: {problem}")
         for tick in parsed.ticks:
@@ -322,7 +327,7 @@ class CoinGeckoSource:
     def _fetch(self, stop: StopFlag, deadline: float) -> bytes:
         cfg = self.config
         backoff = wait_exponential_jitter(
-            initial=cfg.backoff_initial_s, max=cfg.backoff_max_s, jitter=cfg.backoff_initial_s
+            multiplier=cfg.backoff_initial_s, max=cfg.backoff_max_s, jitter=cfg.backoff_initial_s
         )
 
         def wait(state: RetryCallState) -> float:
@@ -332,7 +337,9 @@ class CoinGeckoSource:
             return float(backoff(state))
 
         def give_up(state: RetryCallState) -> bool:
-            return stop.is_set() or time.monotonic() + state.upcoming_sleep >= deadline
+            if state.attempt_number >= cfg.max_attempts or stop.is_set():
+                return True
+            return time.monotonic() + state.upcoming_sleep >= deadline
 
         def count_retry(state: RetryCallState) -> None:
             self.counters.retries += 1
@@ -407,9 +414,7 @@ def coingecko_reachable(
     For `cryptoctl run`, which falls back to the synthetic source when it cannot.
     """
     try:
-        base, headers = endpoint(
-            settings.coingecko_api_key, key_type, settings.coingecko_api_url
-        )
+        base, headers = endpoint(settings.coingecko_api_key, key_type, settings.coingecko_api_url)
     except UsageError as exc:
         return Reachability(False, exc.message)
     try:

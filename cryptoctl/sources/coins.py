@@ -83,9 +83,7 @@ def parse_coin_ids(pairs: Iterable[str]) -> dict[str, str]:
     for pair in pairs:
         symbol, sep, coin_id = pair.partition("=")
         if not sep or not symbol.strip() or not coin_id.strip():
-            raise UsageError(
-                f"invalid --coin-id {pair!r}", hint="use SYMBOL=coingecko-id, e.g. PEPE=pepe"
-            )
+            raise UsageError(f"invalid --coin-id {pair!r}", hint="use SYMBOL=coingecko-id, e.g. PEPE=pepe")
         out[symbol.strip().upper()] = coin_id.strip()
     return out
 
@@ -102,8 +100,7 @@ def resolve_coin_ids(symbols: Iterable[str], overrides: Mapping[str, str]) -> di
             unknown.append(symbol)
     if unknown:
         raise UsageError(
-            f"unknown symbol{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-            "no CoinGecko id known",
+            f"unknown symbol{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: no CoinGecko id known",
             hint=f"map it with --coin-id {unknown[0]}=<coingecko-id>",
         )
     return ids

@@ -249,5 +249,3 @@ class _Pacer:
             if stop.wait(min(left, _MAX_WAIT_S)):
                 return False
         return True
-
-

@@ -33,9 +33,7 @@ _MAX_WAIT_S = 0.05  # a paced source wakes at least this often (stop flag, deliv
 # Standard normal quantiles: one uniform draw + a lookup is ~5x cheaper than random.gauss,
 # and 65,536 levels are plenty for a demo market (tails are cut at about 4.3 sigma).
 _NORMAL_BITS = 16
-_NORMAL = tuple(
-    NormalDist().inv_cdf((j + 0.5) / (1 << _NORMAL_BITS)) for j in range(1 << _NORMAL_BITS)
-)
+_NORMAL = tuple(NormalDist().inv_cdf((j + 0.5) / (1 << _NORMAL_BITS)) for j in range(1 << _NORMAL_BITS))
 _LOGNORMAL = tuple(math.exp(z) for z in _NORMAL)
 
 
@@ -164,4 +162,3 @@ class SyntheticSource:
         if self._late:  # the held-back ticks are still emitted, late as promised
             yield [t for _, _, t in sorted(self._late)]
             self._late.clear()
-
