@@ -172,7 +172,11 @@ class Aggregator:
         if self.options.write_cache:
             self._cache = CacheWriter(self.settings)
             self._cache.start()
-        self._consumer = Consumer(consumer_config(self.settings, self.group))
+        # A short broker-side fetch wait: the local broker does not answer a waiting fetch
+        # early when data arrives, so this bounds the produce -> candle latency.
+        self._consumer = Consumer(
+            consumer_config(self.settings, self.group, **{"fetch.wait.max.ms": 10})
+        )
         self._consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -197,7 +201,7 @@ class Aggregator:
         consume = self._consumer.consume
         interval = opts.flush_interval_ms / 1000
         min_gap = min(MIN_FLUSH_GAP_MS, opts.flush_interval_ms) / 1000
-        timeout = min(0.05, interval)
+        timeout = min(0.01, interval)  # short: a partial batch is returned without waiting
         while not stop.is_set():
             msgs = consume(opts.batch_size, timeout)
             now = time.monotonic()

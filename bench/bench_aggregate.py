@@ -1,0 +1,320 @@
+"""Aggregator throughput, produce -> Redis latency and peak memory, side by side.
+
+    .venv/bin/python bench/bench_aggregate.py [--ticks 1000000] [--quix-ticks 300000]
+
+One run, on its own local stack (free ports, temporary state dir):
+1. pre-produces --ticks synthetic ticks (10 symbols, 6 partitions, event time in order);
+2. a bare confluent-kafka consume loop over them (the ceiling: no decoding at all);
+3. the aggregator with --no-store-ticks, then with raw ticks stored (new group and schema
+   each time): throughput from its first tick read to the last tick committed in PostgreSQL;
+4. a Quix Streams tumbling-window OHLC app on the same topic (first --quix-ticks ticks);
+5. latency: ticks produced live at --rate ticks/s; for each, the time until a candle update
+   that includes it arrives on the Redis pub/sub channel (p50/p99);
+6. peak RSS of a `cryptoctl aggregate --no-store-ticks` subprocess for growing tick counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cryptoctl.settings import Settings, load_settings
+
+SYMBOLS = ["BTC", "ETH", "SOL", "ADA", "XRP", "DOGE", "DOT", "LTC", "AVAX", "LINK"]
+BASE_TS = 1_704_067_200_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fresh(settings: Settings, tag: str, **extra: Any) -> Settings:
+    """New group, schema and Redis prefix (the topic is shared unless given)."""
+    from cryptoctl.db.connection import apply_schema
+
+    s = replace(settings, group=f"bench-{tag}", db_schema=f"bench_{tag}",
+                redis_prefix=f"bench:{tag}:", **extra)
+    apply_schema(s)
+    return s
+
+
+def produce(settings: Settings, n: int, *, live_rate: float | None = None,
+            sent: dict[tuple[str, int], float] | None = None) -> float:
+    """Produce n ticks; live_rate paces them with ts = now and records send times."""
+    from confluent_kafka import Producer
+
+    from cryptoctl.kafka.clients import producer_config
+
+    extra = {"linger.ms": 1} if live_rate else {}
+    p = Producer(producer_config(settings, **extra))
+    if live_rate:  # connect and get the idempotent producer id before the clock starts
+        p.produce(settings.topic, b"warm-up", b"BTC")
+        p.flush(10)
+    rng = random.Random(1)
+    t0 = time.perf_counter()
+    last_ts: dict[str, int] = {}
+    for i in range(n):
+        sym = SYMBOLS[i % len(SYMBOLS)]
+        if live_rate:
+            target = t0 + i / live_rate
+            while (now := time.perf_counter()) < target:
+                time.sleep(min(0.001, target - now))
+            ts = max(int(time.time() * 1000), last_ts.get(sym, 0) + 1)  # unique per symbol
+            last_ts[sym] = ts
+        else:
+            ts = BASE_TS + i * 3  # ~1M ticks = 50 minutes of event time
+        value = orjson.dumps({"v": 1, "symbol": sym, "quote": "USD",
+                              "price": round(100 + rng.random(), 4),
+                              "qty": round(rng.random(), 4), "ts": ts, "source": "synthetic",
+                              "recv_ts": ts})
+        while True:
+            try:
+                p.produce(settings.topic, value, sym.encode(), timestamp=ts)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if sent is not None:
+            sent[(sym, ts)] = time.time()
+        if i % 1000 == 0:
+            p.poll(0)
+    p.flush(60)
+    return time.perf_counter() - t0
+
+
+def bare_consume(settings: Settings, n: int) -> float:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from cryptoctl.kafka.clients import consumer_config
+
+    c = Consumer(consumer_config(settings, "bench-bare"))
+    c.assign([TopicPartition(settings.topic, p, OFFSET_BEGINNING) for p in range(6)])
+    count, t0 = 0, None
+    while count < n:
+        msgs = c.consume(10_000, 1.0)
+        if msgs and t0 is None:
+            t0 = time.perf_counter()
+        for m in msgs:
+            if m.error() is None:
+                m.value()
+                count += 1
+    elapsed = time.perf_counter() - (t0 or time.perf_counter())
+    c.close()
+    return n / elapsed
+
+
+def committed(settings: Settings) -> int:
+    from cryptoctl.db.connection import connect
+
+    with connect(settings) as conn:
+        row = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM processing_metadata")
+        return int(row.fetchone()[0])  # type: ignore[index]
+
+
+def aggregator_rate(settings: Settings, n: int, store: bool) -> dict[str, float]:
+    from cryptoctl.aggregator import Aggregator, AggregatorOptions
+
+    agg = Aggregator(settings, AggregatorOptions(store_ticks=store, write_cache=True))
+    stop = threading.Event()
+    thread = threading.Thread(target=agg.run, args=(stop,), daemon=True)
+    thread.start()
+    t_first = None
+    while agg.stats().ticks < n:
+        if t_first is None and agg.stats().ticks > 0:
+            t_first = time.perf_counter()
+        time.sleep(0.005)
+    t_read = time.perf_counter()
+    while committed(settings) < n:
+        time.sleep(0.01)
+    t_done = time.perf_counter()
+    stop.set()
+    thread.join(60)
+    assert t_first is not None
+    stats = agg.stats()
+    return {"ticks_per_s": n / (t_done - t_first), "read_ticks_per_s": n / (t_read - t_first),
+            "flush_p50_ms": stats.flush_latency_ms_p50 or 0.0, "flushes": stats.flushes}
+
+
+def quix_rate(settings: Settings, n: int) -> float:
+    from datetime import timedelta
+
+    from quixstreams import Application
+
+    state_dir = tempfile.mkdtemp(prefix="quix-state-")
+    app = Application(
+        broker_address=settings.kafka_bootstrap, consumer_group="bench-quix",
+        auto_offset_reset="earliest", state_dir=state_dir, use_changelog_topics=False,
+        auto_create_topics=False,
+    )
+    topic = app.topic(settings.topic, value_deserializer="json")
+    sdf = app.dataframe(topic)
+
+    def init(v: dict[str, Any]) -> dict[str, Any]:
+        p = v["price"]
+        return {"open": p, "high": p, "low": p, "close": p, "volume": v["qty"] or 0.0,
+                "trades": 1}
+
+    def reducer(acc: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
+        p = v["price"]
+        acc["high"], acc["low"], acc["close"] = max(acc["high"], p), min(acc["low"], p), p
+        acc["volume"] += v["qty"] or 0.0
+        acc["trades"] += 1
+        return acc
+
+    seen = {"n": 0, "t0": 0.0, "t1": 0.0}
+
+    def count(v: Any) -> Any:
+        if seen["n"] == 0:
+            seen["t0"] = time.perf_counter()
+        seen["n"] += 1
+        if seen["n"] >= n:
+            seen["t1"] = time.perf_counter()
+            app.stop()
+        return v
+
+    sdf = sdf.update(count)
+    sdf.tumbling_window(timedelta(minutes=1)).reduce(reducer, init).current()
+    app.run()
+    return n / (seen["t1"] - seen["t0"])
+
+
+def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
+    """p50/p99 from produce to the first Redis candle update that includes the tick."""
+    from cryptoctl.aggregator import Aggregator, AggregatorOptions
+    from cryptoctl.cache.client import Keys, redis_client
+
+    agg = Aggregator(settings, AggregatorOptions())
+    stop = threading.Event()
+    thread = threading.Thread(target=agg.run, args=(stop,), daemon=True)
+    thread.start()
+    while len(agg.stats().partitions) < 6:
+        time.sleep(0.05)
+    pubsub = redis_client(settings, timeout=5).pubsub()
+    pubsub.subscribe(Keys(settings.redis_prefix).channel)
+    updates: list[tuple[float, str, int]] = []
+
+    def listen() -> None:
+        while not stop.is_set():
+            m = pubsub.get_message(timeout=0.1)
+            if m and m["type"] == "message":
+                d = orjson.loads(m["data"])
+                updates.append((time.time(), d["symbol"], d["close_ts"]))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    sent: dict[tuple[str, int], float] = {}
+    produce(settings, int(rate * seconds), live_rate=rate, sent=sent)
+    time.sleep(1.0)
+    stop.set()
+    thread.join(30)
+    listener.join(5)
+    lat = []
+    t_start = min(sent.values())
+    slow: dict[int, int] = {}
+    by_symbol: dict[str, list[tuple[float, int]]] = {}
+    for t, sym, close_ts in updates:
+        by_symbol.setdefault(sym, []).append((t, close_ts))
+    for (sym, ts), t_sent in sent.items():
+        arrivals = [t for t, close_ts in by_symbol.get(sym, []) if close_ts >= ts]
+        if arrivals:
+            lat.append((min(arrivals) - t_sent) * 1000)
+            if lat[-1] > 150:
+                second = int(t_sent - t_start)
+                slow[second] = slow.get(second, 0) + 1
+    if os.environ.get("BENCH_DEBUG"):
+        print("slow (>150 ms) ticks per second of the run:", sorted(slow.items()))
+    lat.sort()
+    return {"p50_ms": statistics.median(lat), "p99_ms": lat[int(len(lat) * 0.99) - 1],
+            "measured": len(lat), "produced": len(sent)}
+
+
+def peak_rss(settings: Settings, n: int) -> float:
+    """Peak RSS (MiB) of an aggregator process that reads n ticks (fresh topic)."""
+    from cryptoctl.kafka.clients import ensure_topics
+
+    s = fresh(settings, f"rss{n}", topic=f"bench-rss-{n}")
+    ensure_topics(s)
+    produce(s, n)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOCTL_")}
+    env |= {"CRYPTOCTL_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "CRYPTOCTL_DATABASE_URL": s.database_url,
+            "CRYPTOCTL_DB_SCHEMA": s.db_schema, "CRYPTOCTL_REDIS_URL": s.redis_url,
+            "CRYPTOCTL_REDIS_PREFIX": s.redis_prefix, "CRYPTOCTL_TOPIC": s.topic,
+            "CRYPTOCTL_GROUP": s.group, "CRYPTOCTL_HOME": str(s.home)}
+    # VmHWM, not ru_maxrss: the latter survives exec and would report this process's peak.
+    code = ("import sys; from cryptoctl.cli.app import app\n"
+            "try:\n    app(sys.argv[1:], standalone_mode=False)\n"
+            "finally:\n    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+            "    print(hwm[0].split()[1], file=sys.stderr)")
+    out = subprocess.run(
+        [sys.executable, "-c", code, "aggregate", "--no-store-ticks", "--until-idle", "2s",
+         "--format", "json"], env=env, capture_output=True, text=True, check=True)
+    summary = json.loads(out.stdout)
+    assert summary["ticks"] == n, summary
+    return int(out.stderr.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ticks", type=int, default=1_000_000)
+    ap.add_argument("--quix-ticks", type=int, default=300_000)
+    ap.add_argument("--rate", type=float, default=1_000.0)
+    ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--rss-ticks", default="100000,300000,1000000")
+    ap.add_argument("--only", choices=["latency"], help="Run just one part (development).")
+    args = ap.parse_args()
+
+    from cryptoctl.kafka.clients import ensure_topics
+    from cryptoctl.stack import local
+
+    home = Path(tempfile.mkdtemp(prefix="bench-aggregate-"))
+    base = load_settings({
+        "home": home, "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+        "database_url": f"postgresql://cryptoctl:cryptoctl@127.0.0.1:{free_port()}/cryptoctl",
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0", "topic": "bench-ticks",
+    }, environ={})
+    local.up(base)
+    results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                               f"{platform.system()} {platform.release()}, "
+                               f"Python {platform.python_version()}", "ticks": args.ticks}
+    try:
+        ensure_topics(base)
+        if args.only == "latency":
+            live = fresh(base, "latency", topic="bench-live")
+            ensure_topics(live)
+            print(latency(live, args.rate, args.latency_seconds))
+            return
+        results["produce_s"] = round(produce(base, args.ticks), 2)
+        results["bare_consume_ticks_per_s"] = round(bare_consume(base, args.ticks))
+        results["aggregate_no_store"] = aggregator_rate(fresh(base, "nostore"), args.ticks, False)
+        results["aggregate_store"] = aggregator_rate(fresh(base, "store"), args.ticks, True)
+        results["quix_ticks_per_s"] = round(quix_rate(base, args.quix_ticks))
+        live = fresh(base, "latency", topic="bench-live")
+        ensure_topics(live)
+        results["latency"] = latency(live, args.rate, args.latency_seconds)
+        results["peak_rss_mib"] = {n: round(peak_rss(base, int(n)), 1)
+                                   for n in args.rss_ticks.split(",")}
+        results["max_rss_self_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    finally:
+        local.down(base, purge=True)
+    print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
