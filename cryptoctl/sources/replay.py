@@ -202,6 +202,9 @@ class ReplaySource:
                 break
             self.rows += 1
             if isinstance(item, str):
+                if self.config.strict and out:
+                    yield out  # rows accepted before the bad one are still produced
+                    out = []
                 self._bad(line_no, item)
                 continue
             if pacer is not None and pacer.delay_s(item.ts) > 0:

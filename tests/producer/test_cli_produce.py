@@ -1,0 +1,147 @@
+"""`cryptoctl produce` end to end: replay and synthetic into the local broker, usage errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from cryptoctl.settings import Settings
+from tests.helpers import consume_all
+
+
+def read_back(settings: Settings, n: int | None = None) -> list[dict[str, Any]]:
+    out = []
+    for m in consume_all(settings, n=n, timeout=10):
+        tick = orjson.loads(m.value())
+        assert m.key() == tick["symbol"].encode() and m.timestamp()[1] == tick["ts"]
+        out.append(tick)
+    return out
+
+
+def per_symbol(ticks: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """Kafka keeps order per key (one partition per symbol): compare per symbol."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for t in ticks:
+        out.setdefault(t["symbol"], []).append((t["ts"], t["price"]))
+    return out
+
+
+REPLAY_CSV = (
+    "ts,symbol,price,qty\n"
+    "2023-11-14T22:13:20Z,BTC,100,1\n"
+    "1700000001000,ETH,10,\n"
+    "1699999990000,BTC,99,2\n"  # late on purpose: order must be kept
+    "1700000002000,BTC,-5,1\n"  # bad: price
+    "2023-11-14T22:13:23.500Z,BTC,101,0.5\n"
+)
+
+
+def test_replay_csv_keeps_order_and_skips_bad_rows(settings: Settings, cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text(REPLAY_CSV)
+    result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0",
+                 "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = orjson.loads(result.stdout)
+    assert (summary["produced"], summary["delivered"], summary["invalid"]) == (4, 4, 1)
+    assert summary["stopped_by"] == "end of source"
+    assert "ticks.csv:5:" in result.stderr
+    assert per_symbol(read_back(settings, 4)) == {
+        "BTC": [(1700000000000, 100.0), (1699999990000, 99.0), (1700000003500, 101.0)],
+        "ETH": [(1700000001000, 10.0)],
+    }
+
+
+def test_replay_jsonl_strict_stops_at_first_bad_row(settings: Settings, cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "ticks.jsonl"
+    path.write_text(
+        '{"ts": "2023-11-14T22:13:20Z", "symbol": "BTC", "price": 1, "qty": 2}\n'
+        '{"ts": 1700000001000, "symbol": "BTC"}\n'
+        '{"ts": 1700000002000, "symbol": "BTC", "price": 3}\n'
+    )
+    result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0", "--strict")
+    assert result.exit_code == 5
+    assert "ticks.jsonl:2: missing price" in result.stderr
+    ticks = read_back(settings)
+    assert [(t["ts"], t["price"], t["qty"]) for t in ticks] == [(1700000000000, 1.0, 2.0)]
+
+
+def test_synthetic_same_seed_same_ticks(settings: Settings, cli: Any) -> None:
+    args = ("produce", "--source", "synthetic", "--symbols", "BTC,ETH,SOL", "--seed", "7",
+            "--start", "2024-01-01T00:00:00Z", "--rate", "1000", "--count", "3000")  # fmt: skip
+    first = cli(*args, "--format", "json")
+    assert first.exit_code == 0, first.stderr
+    assert orjson.loads(first.stdout)["delivered"] == 3000
+    a = read_back(settings, 3000)
+    second = cli(*args, "--topic", settings.dlq)  # another empty topic of this test
+    assert second.exit_code == 0, second.stderr
+    b = [orjson.loads(m.value()) for m in consume_all(settings, settings.dlq, n=3000, timeout=10)]
+    assert per_symbol(a) == per_symbol(b) and len(a) == 3000
+    assert min(t["ts"] for t in a) == 1704067200000
+
+
+def test_synthetic_live_rate_is_honoured(settings: Settings, cli: Any) -> None:
+    result = cli("produce", "--source", "synthetic", "--rate", "400", "--duration", "3s",
+                 "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    ticks = read_back(settings)
+    span_s = (max(t["ts"] for t in ticks) - min(t["ts"] for t in ticks)) / 1000
+    # A property of the output: ticks per second of event time, not of this machine's speed.
+    assert len(ticks) == orjson.loads(result.stdout)["delivered"]
+    assert span_s > 1.0
+    assert 400 * 0.9 <= (len(ticks) - 1) / span_s <= 400 * 1.1
+
+
+def test_synthetic_out_of_order_share(settings: Settings, cli: Any) -> None:
+    result = cli("produce", "--source", "synthetic", "--symbols", "BTC", "--seed", "1",
+                 "--start", "1h", "--rate", "100", "--count", "2000", "--out-of-order", "0.1",
+                 "--max-delay", "2s")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    ts = [t["ts"] for t in read_back(settings, 2000)]
+    high, late = 0, []
+    for t in ts:
+        if t < high:
+            late.append(high - t)
+        high = max(high, t)
+    assert 100 < len(late) < 300 and max(late) <= 2000
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--source", "nope"), "'nope' is not one of"),
+        (("--interval", "soon"), "invalid duration"),
+        (("--source", "replay"), "--source replay needs --file"),
+        (("--source", "synthetic", "--file", "x.csv"), "--file is for --source replay"),
+        (("--symbols", "BTC,NOPE"), "unknown symbol NOPE"),
+        (("--coin-id", "NOPE"), "invalid --coin-id"),
+        (("--source", "synthetic", "--start", "whenever"), "invalid time"),
+        (("--rate", "-1"), "--rate"),
+        (("--source", "replay", "--file", "/nonexistent.csv"), "does not exist"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_hint(cli: Any, args: tuple[str, ...], needle: str) -> None:
+    result = cli("produce", *args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert needle in result.stderr
+    assert result.stdout == ""
+
+
+def test_unreachable_broker_exits_3_naming_the_address(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("CRYPTOCTL_KAFKA_BOOTSTRAP", address)
+    result = cli("produce", "--source", "synthetic", "--count", "1")
+    assert result.exit_code == 3
+    assert f"Kafka is not reachable at {address}" in result.stderr
+    assert "cryptoctl up" in result.stderr
+
+
+def test_missing_topic_exits_3_and_says_who_creates_it(settings: Settings, cli: Any) -> None:
+    result = cli("produce", "--source", "synthetic", "--count", "1", "--topic", "no-such-topic")
+    assert result.exit_code == 3
+    assert "'no-such-topic'" in result.stderr and "cryptoctl up" in result.stderr
