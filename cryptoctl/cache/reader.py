@@ -101,16 +101,14 @@ def cached_symbols(client: redis.Redis, keys: Keys) -> list[str]:
     """Symbols known to the cache: the symbols set, else a scan of latest-price keys."""
     found: set[str] = set()
     if client.type(keys.symbols) == "set":
-        found = {str(s) for s in client.smembers(keys.symbols)}  # type: ignore[union-attr]
+        found = {str(s) for s in client.smembers(keys.symbols)}
     if not found:
         prefix = keys.latest("")
         found = {str(k)[len(prefix) :] for k in client.scan_iter(match=f"{prefix}*", count=500)}
     return sorted(s for s in found if s)
 
 
-def latest_prices(
-    client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None
-) -> list[LatestPrice]:
+def latest_prices(client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None) -> list[LatestPrice]:
     """The latest price of each symbol found in Redis, by symbol."""
     wanted = [s.upper() for s in symbols] if symbols else cached_symbols(client, keys)
     out = []
@@ -121,9 +119,7 @@ def latest_prices(
     return sorted(out, key=lambda p: p.symbol)
 
 
-def current_candles(
-    client: redis.Redis, keys: Keys, symbols: Iterable[str]
-) -> dict[str, dict[str, Any]]:
+def current_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The open 1-minute candle per symbol, where the aggregator has one."""
     out = {}
     for symbol in symbols:
@@ -133,9 +129,7 @@ def current_candles(
     return out
 
 
-def final_candles(
-    client: redis.Redis, keys: Keys, symbols: Iterable[str]
-) -> dict[str, dict[str, Any]]:
+def final_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The last final 1-minute candle per symbol."""
     out = {}
     for symbol in symbols:

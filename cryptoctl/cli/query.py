@@ -89,9 +89,7 @@ def candles(
     since: str = typer.Option(
         "1h", "--since", help="Start: a duration back from now (1h, 30m) or ISO-8601 UTC."
     ),
-    until: str | None = typer.Option(
-        None, "--until", help="End (exclusive), like --since. Default: now."
-    ),
+    until: str | None = typer.Option(None, "--until", help="End (exclusive), like --since. Default: now."),
     interval: Interval = typer.Option(
         Interval.m1, "--interval", "-i", help="Candle width, rolled up from 1-minute candles."
     ),
@@ -112,9 +110,7 @@ def candles(
     now_ms = int(time.time() * 1000)
     start, end = time_range(since, until, now_ms)
     wanted = parse_symbols(symbol)
-    rows = load_candles(
-        st.settings(), interval=interval.value, since_ms=start, until_ms=end, symbols=wanted
-    )
+    rows = load_candles(st.settings(), interval=interval.value, since_ms=start, until_ms=end, symbols=wanted)
     if not rows:
         _say_empty(ctx, wanted, start, end)
         if fmt is OutputFormat.table:
@@ -122,14 +118,14 @@ def candles(
     if chart and fmt is OutputFormat.table:
         _print_charts(ctx, rows, interval.value, height)
         return
-    table = partial(_candles_table, interval=interval.value)
+    table = partial(_candles_table, interval=interval.value, width=st.out.width)
     emit(fmt, rows, record=candle_record, fields=CANDLE_FIELDS, table=table, ctx=ctx)
 
 
-def _candles_table(rows: Sequence[Any], interval: str) -> Any:
+def _candles_table(rows: Sequence[Any], interval: str, width: int) -> Any:
     from cryptoctl.render.tables import candles_table
 
-    return candles_table(rows, title=f"{interval} candles (UTC)")
+    return candles_table(rows, title=f"{interval} candles", width=width)
 
 
 def _say_empty(ctx: typer.Context, symbols: list[str] | None, start: int, end: int) -> None:
@@ -187,9 +183,7 @@ def stats(
     st = state(ctx)
     rows = load_stats_24h(st.settings(), parse_symbols(symbol))
     if not rows:
-        st.err.print(
-            "no candles in the last 24 hours [dim](`cryptoctl run` starts the pipeline)[/]"
-        )
+        st.err.print("no candles in the last 24 hours [dim](`cryptoctl run` starts the pipeline)[/]")
         if fmt is OutputFormat.table:
             return
     emit(fmt, rows, record=stats_record, fields=STATS_FIELDS, table=stats_table, ctx=ctx)

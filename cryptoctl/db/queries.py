@@ -187,7 +187,7 @@ def fetch_candles(
 
         function = "time_bucket" if timescale_available(conn) else "date_bin"
     params = rollup_params(interval, since_ms, until_ms, symbols)
-    rows = conn.execute(rollup_sql(function), params).fetchall()  # type: ignore[arg-type]
+    rows = conn.execute(rollup_sql(function), params).fetchall()
     return [_candle(row, interval) for row in rows]
 
 
@@ -214,9 +214,7 @@ ORDER BY symbol
 """
 
 
-def fetch_stats_24h(
-    conn: psycopg.Connection[Any], symbols: Sequence[str] | None = None
-) -> list[Stats24h]:
+def fetch_stats_24h(conn: psycopg.Connection[Any], symbols: Sequence[str] | None = None) -> list[Stats24h]:
     params = {"symbols": [s.upper() for s in symbols] if symbols else None}
     rows = conn.execute(_STATS, params).fetchall()
     return [
@@ -248,14 +246,10 @@ def load_candles(
     from cryptoctl.db.connection import connect
 
     with connect(settings) as conn:
-        return fetch_candles(
-            conn, interval=interval, since_ms=since_ms, until_ms=until_ms, symbols=symbols
-        )
+        return fetch_candles(conn, interval=interval, since_ms=since_ms, until_ms=until_ms, symbols=symbols)
 
 
-def load_latest_prices(
-    settings: Settings, symbols: Sequence[str] | None = None
-) -> list[LatestPrice]:
+def load_latest_prices(settings: Settings, symbols: Sequence[str] | None = None) -> list[LatestPrice]:
     from cryptoctl.db.connection import connect
 
     with connect(settings) as conn:

@@ -53,11 +53,16 @@ def _labels(top: float, bottom: float, height: int) -> dict[int, str]:
     return {row: fmt.price(top - (top - bottom) * row / max(1, height - 1)) for row in rows}
 
 
-def _axis(shown: Sequence[Candle], step: int) -> str:
-    first, last = fmt.utc_minute(shown[0].bucket_ms), fmt.utc_minute(shown[-1].bucket_ms)
-    if len(shown) == 1:
-        return first
-    return first + last.rjust(max(len(shown) * step - len(first), len(last) + 1))
+def _axis(shown: Sequence[Candle], step: int, room: int) -> str:
+    """First and last bucket under the plot; times only (HH:MM) when dates do not fit."""
+    for form in (fmt.utc_minute, lambda ms: fmt.utc_minute(ms)[11:]):
+        first, last = form(shown[0].bucket_ms), form(shown[-1].bucket_ms)
+        if len(shown) == 1:
+            return first
+        span = max(len(shown) * step, len(first) + len(last) + 1)
+        if span <= room:
+            return first + last.rjust(span - len(first))
+    return last.rjust(min(room, len(shown) * step))
 
 
 def candle_chart(
@@ -67,9 +72,7 @@ def candle_chart(
     if not candles:
         return Text("no candles")
     gutter = max(
-        map(
-            len, _labels(max(c.high for c in candles), min(c.low for c in candles), height).values()
-        )
+        map(len, _labels(max(c.high for c in candles), min(c.low for c in candles), height).values())
     )
     shown, step = fit(candles, max(1, width - gutter - 2))
     top, bottom = max(c.high for c in shown), min(c.low for c in shown)
@@ -87,5 +90,5 @@ def candle_chart(
                 out.append(" ")
         out.append("\n")
     out.append(" " * (gutter + 1) + "└" + "─" * (len(shown) * step) + "\n", style="dim")
-    out.append(" " * (gutter + 2) + _axis(shown, step), style="dim")
+    out.append(" " * (gutter + 2) + _axis(shown, step, width - gutter - 2), style="dim")
     return out

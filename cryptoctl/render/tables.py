@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
 from cryptoctl.db.queries import Candle, LatestPrice, Stats24h
 from cryptoctl.render import numbers as fmt
 
-OPEN_MARK = "● open"
+OPEN_MARK = "●"
 
 
 def _pct_text(value: float | None) -> Text:
@@ -18,31 +19,54 @@ def _pct_text(value: float | None) -> Text:
     return Text(fmt.pct(value), style=style)
 
 
-def candles_table(candles: Sequence[Candle], *, title: str | None = None) -> Table:
+WIDE = 110  # below this many columns the candles table leaves out volume and VWAP
+
+
+def candles_table(candles: Sequence[Candle], *, title: str | None = None, width: int | None = None) -> Table:
     """One row per candle, green when it closed above its open, red below; a non-final
-    (still open) candle is marked."""
-    table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column("symbol")
-    table.add_column("bucket (UTC)", no_wrap=True)
-    for name in ("open", "high", "low", "close", "chg", "volume", "trades", "vwap"):
-        table.add_column(name, justify="right", no_wrap=True)
+    (still open) candle is marked ●. Narrow terminals get the OHLC columns only, and a
+    single symbol moves from a column into the title."""
+    symbols = sorted({c.symbol for c in candles})
+    one_symbol = len(symbols) == 1
+    if one_symbol:
+        title = f"{symbols[0]} {title}" if title else symbols[0]
+    wide = width is None or width >= WIDE
+    table = Table(
+        title=title,
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+        caption=f"{OPEN_MARK} = open candle, still updating" if not all(c.final for c in candles) else None,
+        caption_justify="left",
+    )
+    # Narrow: short bucket times, no volume/VWAP, and no trades when a symbol column is needed.
+    columns = ["bucket (UTC)", "open", "high", "low", "close", "chg"]
+    columns += ["trades", "volume", "vwap"] if wide else ["trades"] if one_symbol else []
+    when = fmt.utc_minute if wide else (lambda ms: fmt.utc_minute(ms)[5:])
+    if not one_symbol:
+        table.add_column("symbol")
+    for name in columns:
+        table.add_column(name, justify="left" if name.startswith("bucket") else "right", no_wrap=True)
     table.add_column("", no_wrap=True)
     for c in candles:
         change = (c.close / c.open - 1) * 100 if c.open else None
-        table.add_row(
-            c.symbol,
-            fmt.utc_minute(c.bucket_ms),
+        cells: list[str | Text] = [] if one_symbol else [c.symbol]
+        cells += [
+            when(c.bucket_ms),
             fmt.price(c.open),
             fmt.price(c.high),
             fmt.price(c.low),
             fmt.price(c.close),
             fmt.pct(change),
-            fmt.quantity(c.volume),
-            str(c.trades),
-            fmt.price(c.vwap),
-            Text("" if c.final else OPEN_MARK, style="bold yellow"),
-            style=fmt.direction_style(c.open, c.close),
-        )
+        ]
+        if "trades" in columns:
+            cells.append(str(c.trades))
+        if wide:
+            cells += [fmt.quantity(c.volume), fmt.price(c.vwap)]
+        cells.append(Text("" if c.final else OPEN_MARK, style="bold yellow"))
+        table.add_row(*cells, style=fmt.direction_style(c.open, c.close))
     return table
 
 

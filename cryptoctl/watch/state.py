@@ -114,7 +114,7 @@ class WatchState:
     last_invalid: str | None = None
     sources: Counter[str] = field(default_factory=Counter)
     # The aggregator's current 1-minute candle per symbol, from Redis, when available.
-    candles: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    candles: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache_status: str = "not checked"
 
     @classmethod

@@ -1,0 +1,171 @@
+"""`cryptoctl watch`: live prices straight from Kafka (no consumer group)."""
+
+from __future__ import annotations
+
+import enum
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+import typer
+
+from cryptoctl.cli.context import positive_duration_option, state
+
+
+class WatchFormat(enum.StrEnum):
+    table = "table"
+    jsonl = "jsonl"
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C/SIGTERM sets ``stop``; a second Ctrl-C aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def watch(
+    ctx: typer.Context,
+    symbol: list[str] | None = typer.Option(
+        None, "--symbol", "-s", help="Only this symbol (repeatable, or comma-separated)."
+    ),
+    from_beginning: bool = typer.Option(
+        False, "--from-beginning", help="Read the topic from its first message."
+    ),
+    duration: str | None = typer.Option(
+        None,
+        "--duration",
+        "-d",
+        callback=positive_duration_option,
+        help="Stop after this long (e.g. 30s, 5m).",
+    ),
+    fmt: WatchFormat | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="table: live display (default on a terminal); jsonl: one tick per line "
+        "(default when stdout is not a terminal).",
+    ),
+) -> None:
+    """Live prices straight from the Kafka topic.
+
+    Reads every partition directly (no consumer group: starts at once and never disturbs
+    the aggregator), beginning with the last few messages of each partition unless
+    `--from-beginning`. One row per symbol with the price flashing on up/down ticks,
+    change since the watch started, 24h change, session high/low, ticks, ticks/s, age,
+    a sparkline and the aggregator's current 1-minute candle from Redis.
+    """
+    from cryptoctl.watch.session import CandlePoller, symbols_of
+    from cryptoctl.watch.state import WatchState
+
+    st = state(ctx)
+    settings = st.settings()
+    live = (fmt or (WatchFormat.table if st.stdout_is_tty else WatchFormat.jsonl)) is WatchFormat.table
+    if live and not st.stdout_is_tty:
+        live = False  # never a live display into a pipe or file; fall back to data
+    duration_s = cast(int, duration) / 1000 if duration is not None else None  # ms, from the callback
+    watch_state = WatchState.create(time.time(), symbols_of(symbol))
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        if live:
+            _watch_live(st, settings, watch_state, stop, from_beginning, duration_s, CandlePoller)
+        else:
+            _watch_jsonl(st, settings, watch_state, stop, from_beginning, duration_s)
+    from cryptoctl.render.watch import summary
+
+    st.err.print(summary(watch_state, time.time()))
+
+
+def _watch_jsonl(
+    st: Any,
+    settings: Any,
+    watch_state: Any,
+    stop: threading.Event,
+    from_beginning: bool,
+    duration_s: float | None,
+) -> None:
+    import orjson
+
+    from cryptoctl.watch.session import run_watch
+
+    out = sys.stdout
+
+    def write(tick: Any) -> None:
+        out.write(orjson.dumps(tick.to_dict()).decode() + "\n")
+
+    def flush() -> None:
+        try:
+            out.flush()
+        except BrokenPipeError:
+            stop.set()
+
+    st.err.print(f"[dim]watching {settings.topic} on {settings.kafka_bootstrap}…[/]")
+    run_watch(
+        settings,
+        watch_state,
+        stop,
+        from_beginning=from_beginning,
+        duration_s=duration_s,
+        on_tick=write,
+        on_refresh=flush,
+    )
+    flush()
+
+
+def _watch_live(
+    st: Any,
+    settings: Any,
+    watch_state: Any,
+    stop: threading.Event,
+    from_beginning: bool,
+    duration_s: float | None,
+    poller: Any,
+) -> None:
+    from rich.live import Live
+
+    from cryptoctl.render.watch import watch_view
+    from cryptoctl.watch.session import run_watch
+
+    title = f"cryptoctl watch · {settings.topic} @ {settings.kafka_bootstrap}"
+    console = st.out
+    with Live(
+        watch_view(watch_state, time.time(), title=title),
+        console=console,
+        auto_refresh=False,
+        transient=False,
+    ) as live:
+
+        def refresh() -> None:
+            live.update(watch_view(watch_state, time.time(), title=title), refresh=True)
+
+        run_watch(
+            settings,
+            watch_state,
+            stop,
+            from_beginning=from_beginning,
+            duration_s=duration_s,
+            on_refresh=refresh,
+            candles=poller(settings),
+        )
+        refresh()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("watch")(watch)

@@ -1,0 +1,177 @@
+"""Renderers as pure functions: rows in, text out, rendered without a terminal."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from cryptoctl.db.queries import Candle, LatestPrice, Stats24h
+from cryptoctl.render import numbers as fmt
+from cryptoctl.render.chart import BODY, WICK, candle_chart, fit
+from cryptoctl.render.serialize import (
+    CANDLE_FIELDS,
+    candle_record,
+    price_record,
+    stats_record,
+    to_csv,
+    to_json,
+)
+from cryptoctl.render.sparkline import sparkline
+from cryptoctl.render.tables import OPEN_MARK, candles_table, prices_table, stats_table
+
+T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+
+
+def text_of(renderable: object, width: int = 120) -> str:
+    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def styled(renderable: object, width: int = 120) -> str:
+    console = Console(record=True, width=width, color_system="truecolor", file=io.StringIO())
+    console.print(renderable)
+    return console.export_text(styles=True)
+
+
+def candle(minute: int, o: float, h: float, low: float, c: float, *, final: bool = True) -> Candle:
+    return Candle("BTC", "1m", T0 + minute * 60_000, o, h, low, c, 2.0, 3, o, None, final)
+
+
+def test_price_format_scales_with_magnitude() -> None:
+    assert fmt.price(67012.345) == "67,012.35"
+    assert fmt.price(145.234) == "145.23"
+    assert fmt.price(1.5) == "1.5000"
+    assert fmt.price(0.45678) == "0.4568"
+    assert fmt.price(0.0000123456) == "0.00001235"
+    assert fmt.price(None) == "—"
+
+
+def test_pct_quantity_age() -> None:
+    assert fmt.pct(1.234) == "+1.23%"
+    assert fmt.pct(-0.5) == "-0.50%"
+    assert fmt.pct(None) == "—"
+    assert fmt.quantity(0) == "0"
+    assert fmt.quantity(1.25) == "1.25"
+    assert fmt.quantity(12345.67) == "12,345.7"
+    assert fmt.quantity(2_500_000) == "2.50M"
+    assert fmt.age(0.42) == "0.4s"
+    assert fmt.age(42) == "42s"
+    assert fmt.age(185) == "3m05s"
+    assert fmt.age(7800) == "2h10m"
+
+
+def test_sparkline() -> None:
+    assert sparkline([]) == ""
+    assert sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([5, 5, 5]) == "▄▄▄"
+    assert sparkline(range(100), width=4) == "▁▃▆█"
+
+
+def test_json_exact() -> None:
+    rows = [candle(0, 10.0, 12.0, 9.5, 11.0), candle(1, 11.0, 11.5, 10.0, 10.5, final=False)]
+    assert to_json(candle_record(c) for c in rows) == (
+        "[\n"
+        '  {\n    "symbol": "BTC",\n    "interval": "1m",\n    "bucket": "2026-11-01T00:00:00Z",\n'
+        '    "open": 10.0,\n    "high": 12.0,\n    "low": 9.5,\n    "close": 11.0,\n'
+        '    "volume": 2.0,\n    "trades": 3,\n    "avg": 10.0,\n    "vwap": null,\n'
+        '    "final": true\n  },\n'
+        '  {\n    "symbol": "BTC",\n    "interval": "1m",\n    "bucket": "2026-11-01T00:01:00Z",\n'
+        '    "open": 11.0,\n    "high": 11.5,\n    "low": 10.0,\n    "close": 10.5,\n'
+        '    "volume": 2.0,\n    "trades": 3,\n    "avg": 11.0,\n    "vwap": null,\n'
+        '    "final": false\n  }\n'
+        "]\n"
+    )
+    assert to_json([]) == "[]\n"
+
+
+def test_csv_exact() -> None:
+    rows = [candle(0, 10.0, 12.0, 9.5, 11.0)]
+    assert to_csv((candle_record(c) for c in rows), CANDLE_FIELDS) == (
+        "symbol,interval,bucket,open,high,low,close,volume,trades,avg,vwap,final\n"
+        "BTC,1m,2026-11-01T00:00:00Z,10.0,12.0,9.5,11.0,2.0,3,10.0,,true\n"
+    )
+    assert to_csv([], ("a", "b")) == "a,b\n"
+
+
+def test_price_and_stats_records() -> None:
+    assert price_record(LatestPrice("ETH", 3400.5, T0 + 1500, "redis")) == {
+        "symbol": "ETH",
+        "price": 3400.5,
+        "time": "2026-11-01T00:00:01.500Z",
+        "source": None,
+        "from": "redis",
+    }
+    s = Stats24h("ETH", 1.0, 2.0, 0.5, 1.5, 50.0, 3.0, 7, T0, T0 + 60_000)
+    assert stats_record(s)["first_bucket"] == "2026-11-01T00:00:00Z"
+    assert stats_record(s)["last_bucket"] == "2026-11-01T00:01:00Z"
+
+
+def test_candles_table_colours_rows_and_marks_open_candle() -> None:
+    rows = [candle(0, 10.0, 12.0, 9.5, 11.0), candle(1, 11.0, 11.5, 10.0, 10.5, final=False)]
+    text = text_of(candles_table(rows, title="1m candles"))
+    assert text.startswith("BTC 1m candles")  # one symbol: in the title, not a column
+    lines = [line for line in text.splitlines() if "2026-11-01" in line]
+    assert "2026-11-01 00:00" in lines[0] and "+10.00%" in lines[0]
+    assert lines[0].rstrip().endswith("—")  # vwap is null: no volume
+    assert lines[1].rstrip().endswith(OPEN_MARK) and "-4.55%" in lines[1]
+    assert f"{OPEN_MARK} = open candle" in text
+    coloured = styled(candles_table(rows)).splitlines()
+    up = next(line for line in coloured if "00:00" in line)
+    down = next(line for line in coloured if "00:01" in line)
+    assert "\x1b[32m" in up  # green
+    assert "\x1b[31m" in down  # red
+
+
+def test_candles_table_fits_80_columns() -> None:
+    rows = [
+        Candle("BTC", "1m", T0, 67012.35, 67112.35, 66912.35, 67050.0, 1.0, 12, 1.0, 1.0, False),
+        Candle("ETH", "1m", T0, 3400.0, 3401.0, 3399.0, 3398.0, 0.0, 1, 1.0, None, True),
+    ]
+    text = text_of(candles_table(rows, width=80), width=80)
+    btc = next(line for line in text.splitlines() if "BTC" in line)
+    assert "11-01 00:00" in btc and "67,050.00" in btc and "+0.06%" in btc
+    assert btc.rstrip().endswith(OPEN_MARK) and "…" not in text
+    wide = text_of(candles_table(rows, width=140), width=140)
+    assert "volume" in wide and "vwap" in wide and "2026-11-01 00:00" in wide
+
+
+def test_prices_and_stats_tables() -> None:
+    prices = text_of(prices_table([LatestPrice("BTC", 67000.0, T0, "postgres", "synthetic")]))
+    assert "67,000.00" in prices and "2026-11-01 00:00:00" in prices and "postgres" in prices
+    stats = text_of(stats_table([Stats24h("SOL", 100.0, 120.0, 90.0, 110.0, 10.0, 5.0, 9, T0, T0)]))
+    assert "SOL" in stats and "+10.00%" in stats and "120.00" in stats
+
+
+def test_chart_draws_bodies_wicks_axis() -> None:
+    rows = [candle(0, 10.0, 14.0, 9.0, 13.0), candle(1, 13.0, 13.5, 8.0, 9.0)]
+    text = text_of(candle_chart(rows, width=40, height=6, title="BTC"), width=40)
+    lines = text.splitlines()
+    assert lines[0] == "BTC"
+    plot = lines[1:7]
+    assert plot[0].startswith("14.0000 ┤")
+    assert plot[-1].startswith(" 8.0000 ┤")
+    columns = [line.split("┤" if "┤" in line else "│", 1)[1] for line in plot]
+    first = "".join(col[0] for col in columns)  # candle 1: wick at 14, body 13..10, wick to 9
+    second = "".join(col[2] for col in columns)
+    assert first[0] == WICK and BODY in first and first[-1] == " "
+    assert second[-1] == WICK and BODY in second
+    assert lines[-1].split() == ["00:00", "00:01"]  # dates do not fit in 40 columns
+    assert all(len(line) <= 40 for line in lines)
+
+
+def test_chart_keeps_newest_candles_that_fit() -> None:
+    rows = [candle(i, 10.0, 11.0, 9.0, 10.5) for i in range(100)]
+    shown, step = fit(rows, 30)
+    assert step == 1 and len(shown) == 30 and shown[-1] is rows[-1]
+    shown, step = fit(rows[:10], 30)
+    assert step == 2 and len(shown) == 10
+    text = text_of(candle_chart(rows, width=50, height=5), width=50)
+    assert all(len(line) <= 50 for line in text.splitlines())
+
+
+def test_chart_axis_shows_dates_when_they_fit() -> None:
+    rows = [candle(i, 10.0, 11.0, 9.0, 10.5) for i in range(30)]
+    last = text_of(candle_chart(rows, width=80, height=5), width=80).splitlines()[-1]
+    assert last.split() == ["2026-11-01", "00:00", "2026-11-01", "00:29"]
