@@ -127,8 +127,9 @@ def test_up_without_engine_raises_stack_error_and_starts_nothing(
 
 def test_down_without_engine_raises_stack_error(fake: FakeDocker, settings: Settings) -> None:
     fake.mode("no-engine")
-    with pytest.raises(StackError, match="no Docker engine reachable"):
+    with pytest.raises(StackError, match="no Docker engine reachable") as err:
         docker.docker_down(settings, purge=False)
+    assert err.value.hint == "the local stack stops with: cryptoctl down"
     assert not any("down" in call for call in fake.calls())
 
 

@@ -136,10 +136,10 @@ def docker_available() -> str | None:
     return _probe()[1]
 
 
-def _require_compose() -> Compose:
+def _require_compose(hint: str = LOCAL_HINT) -> Compose:
     command, reason = _probe()
     if command is None:
-        raise StackError(reason or "Docker Compose is not usable", hint=LOCAL_HINT)
+        raise StackError(reason or "Docker Compose is not usable", hint=hint)
     return Compose(command=command, file=compose_file())
 
 
@@ -215,7 +215,7 @@ def docker_up(settings: Settings, on_progress: Callable[[str], None]) -> None:
 
 def docker_down(settings: Settings, purge: bool) -> None:
     """Stop and remove the compose stack's containers; ``purge`` also deletes its volumes."""
-    compose = _require_compose()
+    compose = _require_compose(hint="the local stack stops with: cryptoctl down")
     profiles = [arg for p in PROFILES for arg in ("--profile", p)]
     # --profile is a global option: it goes before the subcommand.
     args = compose.args(*profiles, "down", "--remove-orphans", *(["-v"] if purge else []))
