@@ -175,14 +175,14 @@ def test_up_runs_compose_up_wait_and_reports_progress(
     fake: FakeDocker, settings: Settings
 ) -> None:
     lines: list[str] = []
-    docker.docker_up(settings, lines.append)
+    notes = docker.docker_up(settings, lines.append)
     calls = fake.calls()
     assert f"{compose_prefix()} up -d --wait" in calls
     assert f"schema={docker.schema_file()}" in calls
     assert "Container cryptoctl-kafka-1  Healthy" in lines
     assert "Kafka at localhost:9092" in lines
     assert "PostgreSQL at postgresql://cryptoctl:***@localhost:5432/cryptoctl" in lines
-    assert not any(line.startswith("note:") for line in lines)
+    assert notes == []
 
 
 def test_up_notes_endpoints_that_do_not_point_at_the_docker_stack(
@@ -190,11 +190,11 @@ def test_up_notes_endpoints_that_do_not_point_at_the_docker_stack(
 ) -> None:
     lines: list[str] = []
     other = Settings(home=settings.home, kafka_bootstrap="broker.example:9093")
-    docker.docker_up(other, lines.append)
-    assert (
+    notes = docker.docker_up(other, lines.append)
+    assert notes == [
         "note: Kafka is configured as broker.example:9093, the docker stack publishes "
         "localhost:9092"
-    ) in lines
+    ]
 
 
 def test_up_failure_names_compose_last_line(fake: FakeDocker, settings: Settings) -> None:

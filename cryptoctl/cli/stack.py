@@ -29,10 +29,14 @@ def up(
     settings = st.settings(partitions=partitions)
     if docker:
         from cryptoctl.stack.docker import docker_up
+        from cryptoctl.stack.provision import provision
 
         with st.err.status("starting the docker compose stack…") as spinner:
-            docker_up(settings, on_progress=lambda msg: spinner.update(msg))
-        st.err.print("[green]docker stack is up[/]")
+            notes = docker_up(settings, on_progress=lambda msg: spinner.update(msg))
+            provision(settings, progress=lambda msg: spinner.update(f"{msg}…"))
+        for note in notes:
+            st.err.print(note, markup=False)
+        st.err.print("[green]✓[/] docker stack is up; topics and schema ensured")
         return
     from cryptoctl.render.stack import up_summary, up_table
     from cryptoctl.stack.local import up as local_up

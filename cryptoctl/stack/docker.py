@@ -197,8 +197,11 @@ def _endpoint_notes(settings: Settings) -> list[str]:
     ]
 
 
-def docker_up(settings: Settings, on_progress: Callable[[str], None]) -> None:
-    """Start the compose stack and wait until every service is healthy (idempotent)."""
+def docker_up(settings: Settings, on_progress: Callable[[str], None]) -> list[str]:
+    """Start the compose stack and wait until every service is healthy (idempotent).
+
+    Returns notes worth showing after the progress display (endpoints that do not point at
+    the docker stack). Topics and schema for non-default settings: ``stack.provision``."""
     compose = _require_compose()
     on_progress(f"starting the docker stack from {compose.file}")
     code, tail = _stream(compose.args("up", "-d", "--wait"), on_progress)
@@ -209,8 +212,7 @@ def docker_up(settings: Settings, on_progress: Callable[[str], None]) -> None:
         )
     for name, address in PUBLISHED.items():
         on_progress(f"{name} at {redact(address)}")
-    for note in _endpoint_notes(settings):
-        on_progress(note)
+    return _endpoint_notes(settings)
 
 
 def docker_down(settings: Settings, purge: bool) -> None:

@@ -25,6 +25,7 @@ from cryptoctl.stack.processes import (
     stop_process,
     wait_until,
 )
+from cryptoctl.stack.provision import provision
 from cryptoctl.stack.services import KafkaService, Service, all_services
 
 START_TIMEOUT_S = 60.0
@@ -70,9 +71,6 @@ class DownOutcome:
 
 def up(settings: Settings, progress: Progress = _quiet) -> UpResult:
     """Start whatever is not running, wait for health, create topics, apply the schema."""
-    from cryptoctl.db.connection import apply_schema
-    from cryptoctl.kafka.clients import ensure_topics
-
     t0 = time.monotonic()
     settings.home.mkdir(parents=True, exist_ok=True)
     state = StateFile(settings.home)
@@ -88,10 +86,7 @@ def up(settings: Settings, progress: Progress = _quiet) -> UpResult:
         for service, record in reversed(started):
             _stop(service, record, state)
         raise
-    progress("creating topics")
-    topics = ensure_topics(settings)
-    progress("applying schema.sql")
-    apply_schema(settings)
+    topics = provision(settings, progress)
     return UpResult(outcomes, topics, settings.home, time.monotonic() - t0)
 
 
