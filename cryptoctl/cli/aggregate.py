@@ -42,7 +42,7 @@ def aggregate(
     duration: str | None = typer.Option(None, "--duration", "-d", callback=positive_duration_option,
                                         help="Stop after this long, e.g. 10m."),
     fmt: SummaryFormat = typer.Option(SummaryFormat.table, "--format", "-f",
-                                      help="Summary at exit: table or json (stdout)."),
+                                      help="Summary at exit: table (stderr) or json (one object on stdout)."),
 ) -> None:
     """Aggregate ticks into 1-minute event-time OHLC candles, exactly once.
 
@@ -142,7 +142,7 @@ def _print_summary(st: Any, stats: Any, fmt: SummaryFormat) -> None:
     table.add_column("value", justify="right")
     for name, value in summary_rows(stats):
         table.add_row(name, value)
-    st.out.print(table)
+    st.err.print(table)  # a report, not data: only --format json puts it on stdout
 
 
 def register(app: typer.Typer) -> None:

@@ -66,3 +66,15 @@ def test_candles_equal_the_reference(settings, cli):
     assert current["bucket_ms"] == newest - newest % 60_000
     assert json.loads(r.get(keys.latest("BTC")))["ts"] == newest
     assert r.get(keys.candle_final("BTC")) is not None  # the early minutes are final
+
+
+def test_table_summary_is_a_report_on_stderr(settings, cli):
+    produce_ticks(settings, make_ticks(50, seed=3))
+
+    result = cli("aggregate", "--until-idle", "2s")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert "aggregate summary" in result.stderr
+    rows = [line.split("│") for line in result.stderr.splitlines() if line.startswith("│")]
+    assert {cells[1].strip(): cells[2].strip() for cells in rows}["ticks"] == "50"
