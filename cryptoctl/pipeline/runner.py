@@ -1,0 +1,229 @@
+"""Run the whole pipeline in one process: producer thread -> Kafka -> aggregator thread.
+
+The stack (broker, PostgreSQL, Redis) is separate processes started by
+:func:`cryptoctl.stack.local.up`; stopping the pipeline leaves it running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cryptoctl.errors import CryptoctlError
+from cryptoctl.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptoctl.aggregator import Aggregator, AggregatorStats
+    from cryptoctl.producer import ProducerRun, ProducerStats
+    from cryptoctl.sources.base import Source
+
+DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL")
+CATCH_UP_S = 8.0  # on stop: how long the aggregator may take to read what was produced
+CACHE_POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class SourceChoice:
+    name: str  # "coingecko" | "synthetic"
+    note: str = ""  # said to the user when CoinGecko was wanted but is not used
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    source: str | None = None  # None: CoinGecko, falling back to synthetic when unreachable
+    symbols: Sequence[str] = DEFAULT_SYMBOLS
+    coingecko_interval_s: float = 10.0
+    synthetic_rate: float = 10.0
+    duration_s: float | None = None
+
+
+def choose_source(
+    settings: Settings,
+    requested: str | None,
+    probe: Callable[[Settings], Any] | None = None,
+) -> SourceChoice:
+    """An explicit --source is used as given; otherwise CoinGecko if it answers a ping."""
+    if requested is not None:
+        return SourceChoice(requested)
+    if probe is None:
+        from cryptoctl.sources.coingecko import coingecko_reachable
+
+        probe = coingecko_reachable
+    result = probe(settings)
+    if result.ok:
+        return SourceChoice("coingecko")
+    return SourceChoice(
+        "synthetic",
+        f"CoinGecko cannot be reached ({result.detail}); using the synthetic market instead. "
+        "Use --source coingecko to insist, or --source synthetic to skip this check.",
+    )
+
+
+def build_source(settings: Settings, choice: SourceChoice, options: RunOptions) -> Source:
+    symbols = [s.upper() for s in options.symbols]
+    if choice.name == "synthetic":
+        from cryptoctl.sources.synthetic import SyntheticConfig, SyntheticSource
+
+        return SyntheticSource(SyntheticConfig(symbols, rate=options.synthetic_rate))
+    from cryptoctl.sources.coingecko import CoinGeckoConfig, CoinGeckoSource
+    from cryptoctl.sources.coins import resolve_coin_ids
+
+    ids = resolve_coin_ids(symbols, {})
+    return CoinGeckoSource(
+        CoinGeckoConfig(
+            ids,
+            interval_s=options.coingecko_interval_s,
+            api_key=settings.coingecko_api_key,
+            api_url=settings.coingecko_api_url,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the dashboard shows, taken at one moment."""
+
+    source: SourceChoice
+    elapsed_s: float
+    producer: ProducerStats
+    aggregator: AggregatorStats
+    current: dict[str, dict[str, Any]]  # symbol -> open 1-minute candle (Redis)
+    final: dict[str, dict[str, Any]]  # symbol -> last final 1-minute candle (Redis)
+    cache_status: str
+
+
+@dataclass
+class _Worker:
+    name: str
+    target: Callable[[threading.Event], Any]
+    stop: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.target(self.stop)
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def halt(self, timeout: float) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+class Pipeline:
+    """Producer and aggregator threads; :meth:`snapshot` from the main thread."""
+
+    def __init__(self, settings: Settings, source: Source, choice: SourceChoice, options: RunOptions) -> None:
+        from cryptoctl.aggregator import Aggregator, AggregatorOptions
+        from cryptoctl.producer import ProducerOptions, ProducerRun
+
+        self.settings = settings
+        self.choice = choice
+        self.options = options
+        self.producer: ProducerRun = ProducerRun(settings, source, ProducerOptions())
+        # Short watermark delay and lateness: candles of a live demo become final quickly.
+        self.aggregator: Aggregator = Aggregator(
+            settings, AggregatorOptions(delay_ms=2_000, lateness_ms=10_000)
+        )
+        self._workers = [
+            _Worker("aggregator", self.aggregator.run),
+            _Worker("producer", self.producer.run),
+        ]
+        self._started = time.monotonic()
+        self._cache: Any = None
+        self._cached: tuple[dict[str, Any], dict[str, Any], str] = ({}, {}, "waiting")
+        self._next_cache_poll = 0.0
+
+    def start(self) -> None:
+        self.producer.preflight()
+        self._started = time.monotonic()
+        for worker in self._workers:
+            worker.start()
+
+    def failed(self) -> BaseException | None:
+        return next((w.error for w in self._workers if w.error is not None), None)
+
+    def finished(self) -> bool:
+        """A worker ended by itself (an error, or a source that ran out)."""
+        return any(not w.alive() for w in self._workers)
+
+    def expired(self) -> bool:
+        duration = self.options.duration_s
+        return duration is not None and time.monotonic() - self._started >= duration
+
+    def stop(self) -> None:
+        """Producer first (flush deliveries), let the aggregator catch up, then stop it."""
+        aggregator, producer = self._workers
+        producer.halt(60.0)
+        produced = self.producer.stats().delivered
+        deadline = time.monotonic() + CATCH_UP_S
+        while (
+            aggregator.alive()
+            and self.aggregator.stats().ticks + self.aggregator.stats().invalid < produced
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        aggregator.halt(60.0)
+
+    def raise_failure(self) -> None:
+        error = self.failed()
+        if error is None:
+            return
+        if isinstance(error, CryptoctlError):
+            raise error
+        raise CryptoctlError(f"the pipeline stopped: {type(error).__name__}: {error}")
+
+    def snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        if now >= self._next_cache_poll:
+            self._next_cache_poll = now + CACHE_POLL_S
+            self._cached = self._read_cache()
+        current, final, status = self._cached
+        return Snapshot(
+            source=self.choice,
+            elapsed_s=now - self._started,
+            producer=self.producer.stats(),
+            aggregator=self.aggregator.stats(),
+            current=current,
+            final=final,
+            cache_status=status,
+        )
+
+    def _read_cache(self) -> tuple[dict[str, Any], dict[str, Any], str]:
+        import redis
+
+        from cryptoctl.cache.client import Keys, redis_client
+        from cryptoctl.cache.reader import current_candles, final_candles
+
+        symbols = [s.upper() for s in self.options.symbols]
+        try:
+            if self._cache is None:
+                self._cache = redis_client(self.settings, timeout=0.5)
+            keys = Keys(self.settings.redis_prefix)
+            current = current_candles(self._cache, keys, symbols)
+            return current, final_candles(self._cache, keys, symbols), "ok"
+        except (redis.RedisError, OSError):
+            return self._cached[0], self._cached[1], "Redis unavailable"
+
+
+def stored_candles(settings: Settings) -> tuple[int, int]:
+    """(candles, final candles) stored in PostgreSQL, for the summary."""
+    from cryptoctl.db.connection import connect
+
+    with connect(settings) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE final) FROM price_aggregates_1m"
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)

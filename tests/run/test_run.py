@@ -1,0 +1,132 @@
+"""`cryptoctl run`: the whole pipeline in one command, its dashboard, and its source choice."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from cryptoctl.aggregator import AggregatorStats
+from cryptoctl.db.connection import connect
+from cryptoctl.pipeline.runner import Snapshot, SourceChoice, choose_source
+from cryptoctl.producer import ProducerStats
+from cryptoctl.render.dashboard import dashboard, run_summary, status_line
+from cryptoctl.settings import Settings
+from tests.helpers import stack_env
+from tests.watch.pty_terminal import PtyCommand
+
+BUCKET = 1_793_491_200_000
+# A market row with a price and a current 1-minute candle from Redis (HH:MM then numbers).
+PRICED_ROW = re.compile(r"BTC\s*│\s*[\d,]+\.\d+\s*│\s*\d\d:\d\d\s*│\s*[\d,]+\.\d+")
+
+
+@dataclass
+class Probe:
+    ok: bool
+    detail: str = ""
+
+
+def test_source_choice() -> None:
+    s = Settings()
+    assert choose_source(s, "synthetic", lambda _: Probe(False)) == SourceChoice("synthetic")
+    assert choose_source(s, "coingecko", lambda _: Probe(False)) == SourceChoice("coingecko")
+    assert choose_source(s, None, lambda _: Probe(True)) == SourceChoice("coingecko")
+    fallback = choose_source(s, None, lambda _: Probe(False, "cannot reach it: ConnectError"))
+    assert fallback.name == "synthetic"
+    assert "CoinGecko cannot be reached (cannot reach it: ConnectError)" in fallback.note
+    assert "synthetic market instead" in fallback.note
+
+
+def snapshot(**over: Any) -> Snapshot:
+    producer = ProducerStats(
+        source="synthetic", topic="t", produced=120, delivered=118, failed=0, pending=2,
+        retries=0, unchanged=0, invalid=0, source_errors=0, restarts=0, ticks_per_s=10.0,
+        elapsed_s=12.0, last_price={"BTC": 67012.5, "ETH": 3400.25}, last_problem="",
+    )  # fmt: skip
+    aggregator = AggregatorStats(
+        state="running", elapsed_s=12.0, ticks=117, ticks_per_s=9.8, late=3, invalid=1,
+        candles_written=40, candles_final=2, raw_ticks_written=117, open_windows=2, flushes=30,
+        flush_latency_ms_p50=4.25, flush_latency_ms_last=5.0, partitions=(0, 1, 2),
+        watermarks={0: None}, fenced=0, offset_resets=0, pg_retries=0, dlq_failed=0,
+        cache_pending=0, cache_connected=True, cache_errors=0, kafka_errors=0,
+    )  # fmt: skip
+    candle = {"bucket_ms": BUCKET, "open": 67000.0, "high": 67100.0, "low": 66900.0,
+              "close": 67012.5, "trades": 9}  # fmt: skip
+    values: dict[str, Any] = {
+        "source": SourceChoice("synthetic", "CoinGecko cannot be reached (x); using the synthetic"),
+        "elapsed_s": 12.0, "producer": producer, "aggregator": aggregator,
+        "current": {"BTC": candle}, "final": {"BTC": candle | {"bucket_ms": BUCKET - 60_000}},
+        "cache_status": "ok",
+    }  # fmt: skip
+    return Snapshot(**(values | over))
+
+
+def test_dashboard_renders_prices_candles_and_health() -> None:
+    console = Console(record=True, width=140, color_system=None, file=io.StringIO())
+    console.print(dashboard(snapshot(), symbols=["BTC", "ETH", "SOL"], topic="crypto-prices"))
+    text = console.export_text()
+    assert "source synthetic" in text
+    assert "CoinGecko cannot be reached (x): using the synthetic market" in text
+    btc = next(line for line in text.splitlines() if line.startswith("│ BTC"))
+    assert "67,012.50" in btc and "00:00" in btc and "23:59" in btc and "67,100.00" in btc
+    sol = next(line for line in text.splitlines() if line.startswith("│ SOL"))
+    assert "—" in sol
+    for label, value in (("produced", "120"), ("aggregated", "117"), ("late", "3"),
+                         ("invalid", "1"), ("flush p50", "4.2 ms")):  # fmt: skip
+        line = next(line for line in text.splitlines() if label in line)
+        assert value in line.split(label, 1)[1]
+    assert "produced 120 · aggregated 117" in status_line(snapshot())
+    summary = run_summary(snapshot(), (12, 2)).plain
+    assert "candles stored: 12 (2 final)" in summary
+    assert "cryptoctl candles --since 10m" in summary and "cryptoctl down" in summary
+
+
+def stored(settings: Settings) -> tuple[int, int]:
+    with connect(settings) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT symbol) FROM price_aggregates_1m").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_run_synthetic_for_20s_stores_candles(settings: Settings) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cryptoctl", "run", "--source", "synthetic", "--duration", "20s",
+         "--symbols", "BTC,ETH", "--rate", "20"],
+        env=stack_env(settings), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # not a terminal: no dashboard, status goes to stderr
+    candles, symbols = stored(settings)
+    assert candles >= 2 and symbols == 2
+    assert f"candles stored: {candles}" in result.stderr
+    assert "produced" in result.stderr and "cryptoctl candles --since 10m" in result.stderr
+    assert "Traceback" not in result.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "cryptoctl", "candles", "--since", "10m", "--format", "csv"],
+        env=stack_env(settings), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == candles + 1
+
+
+def test_dashboard_in_a_terminal_with_fallback_and_ctrl_c(settings: Settings) -> None:
+    env = stack_env(settings) | {"CRYPTOCTL_COINGECKO_API_URL": "http://127.0.0.1:9/api/v3"}
+    term = PtyCommand(["run", "--symbols", "BTC,ETH", "--rate", "20"], env, cols=160, rows=50)
+    try:
+        term.wait_for(lambda s: "using the synthetic market instead" in s, timeout=30)
+        screen = term.wait_for(
+            lambda s: "cryptoctl run · source synthetic" in s and PRICED_ROW.search(s) is not None,
+            timeout=30,
+        )
+        assert "BTC" in screen and "ETH" in screen and "produced" in screen
+        assert term.interrupt(timeout=60) == 0
+        tail = term.text.split("pipeline stopped")[-1]
+        assert "candles stored:" in tail and "cryptoctl candles --since 10m" in tail
+        assert "Traceback" not in term.text
+    finally:
+        term.close()
+    assert stored(settings)[0] >= 1
