@@ -89,8 +89,11 @@ def prices_table(prices: Sequence[LatestPrice]) -> Table:
 
 
 def stats_table(stats: Sequence[Stats24h]) -> Table:
-    table = Table(title="last 24 hours", title_justify="left", header_style="bold")
-    table.add_column("symbol")
+    table = Table(
+        title="last 24 hours", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+        pad_edge=False, collapse_padding=True,
+    )
+    table.add_column("symbol", no_wrap=True, min_width=4)
     for name in ("open", "high", "low", "last", "change", "volume", "trades"):
         table.add_column(name, justify="right", no_wrap=True)
     for s in stats:

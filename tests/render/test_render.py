@@ -175,3 +175,12 @@ def test_chart_axis_shows_dates_when_they_fit() -> None:
     rows = [candle(i, 10.0, 11.0, 9.0, 10.5) for i in range(30)]
     last = text_of(candle_chart(rows, width=80, height=5), width=80).splitlines()[-1]
     assert last.split() == ["2026-11-01", "00:00", "2026-11-01", "00:29"]
+
+
+def test_stats_table_fits_an_80_column_terminal_without_losing_the_symbol() -> None:
+    rows = [Stats24h(sym, 65000.63, 65011.59, 64996.5, 65010.23, 0.0148, 412.1227, 334, T0, T0)
+            for sym in ("BTC", "DOGE")]
+    text = text_of(stats_table(rows), width=80)
+    lines = [line for line in text.splitlines() if "65,010.23" in line]
+    assert [line.split()[0] for line in lines] == ["BTC", "DOGE"]
+    assert "65,000.63" in lines[0] and "+0.01%" in lines[0] and "…" not in text
