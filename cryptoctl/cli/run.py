@@ -94,7 +94,7 @@ def _live(st: Any, pipeline: Any, stop: threading.Event, symbols: Any) -> None:
     topic = pipeline.settings.topic
 
     def view() -> Any:
-        return dashboard(pipeline.snapshot(), symbols=symbols, topic=topic)
+        return dashboard(pipeline.snapshot(), symbols=symbols, topic=topic, width=st.out.width)
 
     with Live(view(), console=st.out, auto_refresh=False) as live:
         while not _wait(pipeline, stop, REFRESH_S):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -16,42 +17,73 @@ from cryptoctl.pipeline.runner import Snapshot
 from cryptoctl.render import numbers as fmt
 
 
-def _candle_cells(doc: Mapping[str, Any] | None) -> list[Text | str]:
-    """bucket, O, H, L, C, trades of a cached candle document (or dashes)."""
+def _doc_ohlc(doc: Mapping[str, Any] | None) -> tuple[str, float, float, float, float, str] | None:
+    """(bucket HH:MM, open, high, low, close, trades) of a cached candle document."""
     if not doc:
-        return [Text("—", style="dim")] + [""] * 5
+        return None
     try:
         o, h, low, c = (float(doc[k]) for k in ("open", "high", "low", "close"))
-        bucket = fmt.utc_clock(int(doc["bucket_ms"]))[:5]
+        return fmt.utc_clock(int(doc["bucket_ms"]))[:5], o, h, low, c, str(doc.get("trades", ""))
     except (KeyError, TypeError, ValueError):
-        return [Text("—", style="dim")] + [""] * 5
-    style = fmt.direction_style(o, c)
-    return [
-        bucket,
-        fmt.price(o),
-        fmt.price(h),
-        fmt.price(low),
-        Text(fmt.price(c), style=style),
-        str(doc.get("trades", "")),
-    ]
+        return None
 
 
-def market_table(snap: Snapshot, symbols: Sequence[str]) -> Table:
-    table = Table(header_style="bold", title="market", title_justify="left")
-    table.add_column("symbol")
-    table.add_column("price", justify="right")
-    for prefix in ("now", "final"):
-        table.add_column(f"{prefix} 1m", no_wrap=True)
-        for name in ("open", "high", "low", "close", "n"):
-            table.add_column(name, justify="right", no_wrap=True)
+# The open candle's columns by terminal width: fewer columns rather than prices cut short.
+FULL_WIDTH = 118
+_CURRENT_COLUMNS = (
+    (FULL_WIDTH, ("open", "high", "low", "close", "n")),
+    (96, ("open", "close", "n")),
+    (0, ("close", "n")),
+)
+
+
+def _current_columns(width: int) -> tuple[str, ...]:
+    return next(cols for min_width, cols in _CURRENT_COLUMNS if width >= min_width)
+
+
+def _current_cells(doc: Mapping[str, Any] | None, columns: tuple[str, ...]) -> list[Text | str]:
+    """The open candle: its bucket, then the chosen columns of open/high/low/close/n."""
+    v = _doc_ohlc(doc)
+    if v is None:
+        return [Text("—", style="dim")] + [""] * len(columns)
+    bucket, o, h, low, c, n = v
+    cells: dict[str, Text | str] = {
+        "open": fmt.price(o), "high": fmt.price(h), "low": fmt.price(low),
+        "close": Text(fmt.price(c), style=fmt.direction_style(o, c)), "n": n,
+    }
+    return [bucket, *(cells[name] for name in columns)]
+
+
+def _final_cells(doc: Mapping[str, Any] | None) -> list[Text | str]:
+    """The last final candle, short: bucket, close, change over the candle, trades."""
+    v = _doc_ohlc(doc)
+    if v is None:
+        return [Text("—", style="dim")] + [""] * 3
+    bucket, o, _h, _low, c, n = v
+    change = (c / o - 1) * 100 if o else 0.0
+    return [bucket, fmt.price(c), Text(f"{change:+.2f}%", style=fmt.direction_style(o, c)), n]
+
+
+def market_table(snap: Snapshot, symbols: Sequence[str], *, width: int = FULL_WIDTH) -> Table:
+    columns = _current_columns(width)
+    table = Table(header_style="bold", title="market", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("symbol", no_wrap=True, min_width=4)
+    table.add_column("price", justify="right", no_wrap=True)
+    table.add_column("1m now", no_wrap=True)
+    for name in columns:
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("last final", no_wrap=True)
+    for name in ("close", "chg", "n"):
+        table.add_column(name, justify="right", no_wrap=True)
     prices = snap.producer.last_price
     for symbol in sorted(set(symbols) | set(prices)):
         price = prices.get(symbol)
         table.add_row(
             symbol,
             Text(fmt.price(price), style="bold") if price is not None else Text("—", style="dim"),
-            *_candle_cells(snap.current.get(symbol)),
-            *_candle_cells(snap.final.get(symbol)),
+            *_current_cells(snap.current.get(symbol), columns),
+            *_final_cells(snap.final.get(symbol)),
         )
     return table
 
@@ -101,12 +133,14 @@ def header(snap: Snapshot, topic: str) -> Text:
     return text
 
 
-def dashboard(snap: Snapshot, *, symbols: Sequence[str], topic: str) -> RenderableType:
+def dashboard(
+    snap: Snapshot, *, symbols: Sequence[str], topic: str, width: int = FULL_WIDTH
+) -> RenderableType:
     parts: list[RenderableType] = [header(snap, topic)]
     if snap.source.note:
         # The full explanation went to stderr before the dashboard; here, its gist.
         parts.append(Text(snap.source.note.split(";")[0] + ": using the synthetic market", style="yellow"))
-    parts += [market_table(snap, symbols), health_table(snap)]
+    parts += [market_table(snap, symbols, width=width), health_table(snap)]
     problem = snap.producer.last_problem or snap.aggregator.last_error
     if problem:
         parts.append(Text(f"last problem: {problem}", style="yellow"))

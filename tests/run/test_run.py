@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from cryptoctl.aggregator import AggregatorStats
@@ -22,7 +23,7 @@ from tests.watch.pty_terminal import PtyCommand
 
 BUCKET = 1_793_491_200_000
 # A market row with a price and a current 1-minute candle from Redis (HH:MM then numbers).
-PRICED_ROW = re.compile(r"BTC\s*│\s*[\d,]+\.\d+\s*│\s*\d\d:\d\d\s*│\s*[\d,]+\.\d+")
+PRICED_ROW = re.compile(r"BTC\s+[\d,]+\.\d+\s+\d\d:\d\d\s+[\d,]+\.\d+")
 
 
 @dataclass
@@ -68,13 +69,15 @@ def snapshot(**over: Any) -> Snapshot:
 
 def test_dashboard_renders_prices_candles_and_health() -> None:
     console = Console(record=True, width=140, color_system=None, file=io.StringIO())
-    console.print(dashboard(snapshot(), symbols=["BTC", "ETH", "SOL"], topic="crypto-prices"))
+    console.print(
+        dashboard(snapshot(), symbols=["BTC", "ETH", "SOL"], topic="crypto-prices", width=140)
+    )
     text = console.export_text()
     assert "source synthetic" in text
     assert "CoinGecko cannot be reached (x): using the synthetic market" in text
-    btc = next(line for line in text.splitlines() if line.startswith("│ BTC"))
+    btc = next(line for line in text.splitlines() if line.strip().startswith("BTC"))
     assert "67,012.50" in btc and "00:00" in btc and "23:59" in btc and "67,100.00" in btc
-    sol = next(line for line in text.splitlines() if line.startswith("│ SOL"))
+    sol = next(line for line in text.splitlines() if line.strip().startswith("SOL"))
     assert "—" in sol
     for label, value in (("produced", "120"), ("aggregated", "117"), ("late", "3"),
                          ("invalid", "1"), ("flush p50", "4.2 ms")):  # fmt: skip
@@ -84,6 +87,16 @@ def test_dashboard_renders_prices_candles_and_health() -> None:
     summary = run_summary(snapshot(), (12, 2)).plain
     assert "candles stored: 12 (2 final)" in summary
     assert "cryptoctl candles --since 10m" in summary and "cryptoctl down" in summary
+
+
+@pytest.mark.parametrize("width", [80, 100, 140])
+def test_dashboard_never_cuts_a_price_short(width: int) -> None:
+    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
+    console.print(dashboard(snapshot(), symbols=["BTC"], topic="t", width=width))
+    btc = next(line for line in console.export_text().splitlines() if line.strip().startswith("BTC"))
+    assert "…" not in btc
+    assert btc.split()[:3] == ["BTC", "67,012.50", "00:00"]
+    assert ("67,100.00" in btc) is (width >= 118)  # high only where it fits
 
 
 def stored(settings: Settings) -> tuple[int, int]:
