@@ -96,8 +96,8 @@ def health_table(snap: Snapshot) -> Table:
     p, a = snap.producer, snap.aggregator
     table = Table(show_header=False, box=None, title="pipeline", title_justify="left", pad_edge=False)
     for _ in range(4):
-        table.add_column(style="dim")
-        table.add_column(justify="right")
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
     warn = "bold red"
     table.add_row(
         "produced", str(p.produced),
@@ -109,10 +109,10 @@ def health_table(snap: Snapshot) -> Table:
         "aggregated", str(a.ticks),
         "late", Text(str(a.late), style="yellow" if a.late else ""),
         "invalid", Text(str(a.invalid + p.invalid), style=warn if a.invalid + p.invalid else ""),
-        "aggregate rate", f"{a.ticks_per_s:.1f}/s",
+        "agg. rate", f"{a.ticks_per_s:.1f}/s",
     )  # fmt: skip
     table.add_row(
-        "candles written", str(a.candles_written),
+        "candles", str(a.candles_written),
         "final", str(a.candles_final),
         "flush p50", _ms(a.flush_latency_ms_p50),
         "flush last", _ms(a.flush_latency_ms_last),
