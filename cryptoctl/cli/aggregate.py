@@ -69,7 +69,7 @@ def _run_with_status(st: Any, aggregator: Any) -> Any:
     """Run the aggregator in a worker thread; this thread shows status and handles signals."""
     import logging
 
-    from cryptoctl.cli.watch import stop_on_signals
+    from cryptoctl.cli.signals import stop_on_signals
 
     _log_to_stderr(logging.getLogger("cryptoctl.aggregator"))
     stop = threading.Event()

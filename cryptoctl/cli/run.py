@@ -64,7 +64,7 @@ def run(
     if choice.note:
         st.err.print(f"[yellow]{choice.note}[/]")
     pipeline = Pipeline(settings, build_source(settings, choice, options), choice, options)
-    from cryptoctl.cli.watch import stop_on_signals
+    from cryptoctl.cli.signals import stop_on_signals
 
     stop = threading.Event()
     with stop_on_signals(stop):

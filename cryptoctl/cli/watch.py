@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import enum
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, cast
 
 import typer
 
 from cryptoctl.cli.context import positive_duration_option, state
+from cryptoctl.cli.signals import stop_on_signals
 
 
 class WatchFormat(enum.StrEnum):
     table = "table"
     jsonl = "jsonl"
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C/SIGTERM sets ``stop``; a second Ctrl-C aborts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def watch(
