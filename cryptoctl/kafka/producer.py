@@ -1,7 +1,8 @@
-"""A thin tick producer over confluent-kafka: validate, encode, produce, count deliveries.
+"""A thin tick producer over confluent-kafka: encode, produce, count deliveries.
 
-Key = symbol, value = the tick JSON, message timestamp = ``ts``. Every tick passes the
-shared validation here, whatever source built it, so nothing invalid reaches the topic.
+Key = symbol, value = the tick JSON, message timestamp = ``ts``. It takes only
+:data:`~cryptoctl.sources.base.ValidTick` (ticks that passed the shared validation in
+their source), so nothing invalid reaches the topic and nothing is validated twice.
 Delivery reports are counted; a full local queue is waited out (poll, retry); a fatal
 producer error (idempotence broken, fenced, ...) recreates the producer and re-sends what
 the old one had not delivered, instead of dropping it.
@@ -17,10 +18,9 @@ from typing import Any
 
 import orjson
 
-from cryptoctl.errors import InvalidTick
 from cryptoctl.kafka.clients import producer_config
 from cryptoctl.settings import Settings
-from cryptoctl.tick import Tick, fast_tick_fields, validate_tick
+from cryptoctl.sources.base import ValidTick
 
 log = logging.getLogger("cryptoctl.producer")
 _ERROR_LOG_EVERY_S = 10.0
@@ -33,7 +33,6 @@ class DeliveryCounters:
     produced: int = 0  # accepted into the producer's queue
     delivered: int = 0  # acknowledged by the broker (acks=all)
     failed: int = 0  # reported failed by librdkafka after its own retries
-    invalid: int = 0  # rejected by the shared validation, never produced
     retries: int = 0  # re-sends after a producer restart + waits on a full queue
     restarts: int = 0  # producers recreated after a fatal error
     last_error: str = ""
@@ -96,21 +95,13 @@ class TickSender:
 
     # --- sending ---
 
-    def send_batch(self, ticks: Iterable[Tick]) -> int:
-        """Validate, encode and produce; returns how many were produced (not invalid)."""
+    def send_batch(self, ticks: Iterable[ValidTick]) -> int:
+        """Encode and produce; returns how many were produced."""
         produce = self._produce
         dumps = orjson.dumps
         sent = 0
         for tick in ticks:
-            obj = tick.to_dict()
-            if fast_tick_fields(obj) is None:
-                try:
-                    validate_tick(obj)
-                except InvalidTick as exc:
-                    self.counters.invalid += 1
-                    self._note(f"invalid tick not produced: {exc.reason}", force=True)
-                    continue
-            produce(tick.symbol, dumps(obj), tick.ts)
+            produce(tick.symbol, dumps(tick.to_dict()), tick.ts)
             sent += 1
         self.counters.produced += sent
         self.poll(0)

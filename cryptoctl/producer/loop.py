@@ -19,8 +19,7 @@ from cryptoctl.kafka.producer import (
     confluent_producer,
 )
 from cryptoctl.settings import Settings
-from cryptoctl.sources.base import Source
-from cryptoctl.tick import Tick
+from cryptoctl.sources.base import Source, ValidTick
 
 log = logging.getLogger("cryptoctl.producer")
 _IDLE_SLICE_S = 0.1  # while a source waits, delivery reports are served this often
@@ -144,7 +143,7 @@ class ProducerRun:
             pending=max(0, d.produced - d.delivered - d.failed) if sender else 0,
             retries=d.retries + c.retries,
             unchanged=c.unchanged,
-            invalid=c.invalid + d.invalid,
+            invalid=c.invalid,
             source_errors=c.source_errors,
             restarts=d.restarts,
             ticks_per_s=self._recent_rate(),
@@ -199,7 +198,7 @@ class ProducerRun:
             self._sender.poll(0)
         self._sample()
 
-    def _pump(self, batches: Iterator[list[Tick]], sender: TickSender, control: RunControl) -> str:
+    def _pump(self, batches: Iterator[list[ValidTick]], sender: TickSender, control: RunControl) -> str:
         count = self.options.count
         last_price = self._last_price
         try:

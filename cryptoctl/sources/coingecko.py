@@ -24,8 +24,15 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 
 from cryptoctl.errors import InvalidTick, UsageError
 from cryptoctl.settings import Settings
-from cryptoctl.sources.base import SourceCounters, StopFlag, checked_tick, note_problem, now_ms
-from cryptoctl.tick import Tick, validate_tick
+from cryptoctl.sources.base import (
+    SourceCounters,
+    StopFlag,
+    ValidTick,
+    checked_tick,
+    note_problem,
+    now_ms,
+)
+from cryptoctl.tick import validate_tick
 
 SOURCE = "coingecko"
 PUBLIC_URL = "https://api.coingecko.com/api/v3"
@@ -174,7 +181,7 @@ def _finite(value: Any) -> float | None:
 
 @dataclass
 class PriceParse:
-    ticks: list[Tick]
+    ticks: list[ValidTick]
     unchanged: int
     problems: list[str]
     unusable: bool = False  # the whole body: not JSON, an HTML page, an error object
@@ -192,7 +199,7 @@ def parse_simple_price(
         return PriceParse([], 0, [f"CoinGecko sent {_describe_body(body)}"], unusable=True)
     if not isinstance(obj, dict) or "status" in obj or "error" in obj:
         return PriceParse([], 0, [explain_error(200, body)], unusable=True)
-    ticks: list[Tick] = []
+    ticks: list[ValidTick] = []
     problems: list[str] = []
     unchanged = 0
     for symbol, coin_id in coin_ids.items():
@@ -209,7 +216,7 @@ def parse_simple_price(
     return PriceParse(ticks, unchanged, problems)
 
 
-def _quote_tick(symbol: str, coin_id: str, quote: Any, recv_ts: int) -> Tick:
+def _quote_tick(symbol: str, coin_id: str, quote: Any, recv_ts: int) -> ValidTick:
     if quote is None:
         raise InvalidTick("missing from the response")
     if not isinstance(quote, dict):
@@ -233,7 +240,7 @@ def _quote_tick(symbol: str, coin_id: str, quote: Any, recv_ts: int) -> Tick:
         "change_24h_pct": quote.get("usd_24h_change"),
     }
     obj.update({k: v for k, v in extras.items() if _finite(v) is not None})
-    return validate_tick(obj) if len(obj) > 8 else checked_tick(obj)
+    return ValidTick(validate_tick(obj)) if len(obj) > 8 else checked_tick(obj)
 
 
 # --- requests ------------------------------------------------------------------------
@@ -288,7 +295,7 @@ class CoinGeckoSource:
     def close(self) -> None:
         self._client.close()
 
-    def batches(self, stop: StopFlag) -> Iterator[list[Tick]]:
+    def batches(self, stop: StopFlag) -> Iterator[list[ValidTick]]:
         try:
             while not stop.is_set():
                 started = time.monotonic()
@@ -298,7 +305,7 @@ class CoinGeckoSource:
         finally:
             self.close()
 
-    def poll(self, stop: StopFlag) -> list[Tick]:
+    def poll(self, stop: StopFlag) -> list[ValidTick]:
         """One poll: the new valid ticks (possibly none); failures are counted and logged."""
         self.polls += 1
         deadline = time.monotonic() + self.config.poll_timeout_s

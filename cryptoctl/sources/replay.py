@@ -21,13 +21,23 @@ from typing import Any
 import orjson
 
 from cryptoctl.errors import DataError, InvalidTick, UsageError
-from cryptoctl.sources.base import SourceCounters, StopFlag, checked_tick, log, now_ms
-from cryptoctl.tick import Tick
+from cryptoctl.sources.base import (
+    SourceCounters,
+    StopFlag,
+    ValidTick,
+    checked_tick,
+    log,
+    now_ms,
+    plain_fields_ok,
+    trusted_tick,
+)
 
 SOURCE = "replay"
 _BATCH = 2000
 _MAX_WAIT_S = 0.05
 _REQUIRED = ("ts", "symbol", "price")
+_CLOCK_EVERY = 256  # rows between readings of the clock for recv_ts
+_MAX_SYMBOLS = 10_000  # checked symbols remembered per file
 
 
 @dataclass(frozen=True)
@@ -85,8 +95,12 @@ def _number(value: Any, name: str) -> Any:
     return value
 
 
-def row_to_tick(row: dict[str, Any], recv_ts: int) -> Tick:
-    """One record -> a valid Tick, or ValueError/InvalidTick with a one-line reason."""
+def row_to_tick(row: dict[str, Any], recv_ts: int) -> ValidTick:
+    """One record -> a valid Tick, or ValueError/InvalidTick with a one-line reason.
+
+    The reference path: every row the fast paths below do not accept plainly comes here,
+    so a bad row's verdict and reason are always this function's (and validate_tick's).
+    """
     missing = [name for name in _REQUIRED if row.get(name) in (None, "")]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
@@ -106,43 +120,128 @@ def row_to_tick(row: dict[str, Any], recv_ts: int) -> Tick:
     return checked_tick(obj)
 
 
-def _csv_records(text: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    reader = csv.reader(text)
-    header: list[str] | None = None
-    for fields in reader:
-        line = reader.line_num
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        if header is None:
-            header = [f.strip().lower() for f in fields]
-            absent = [n for n in _REQUIRED if n not in header]
-            if absent:
-                yield line, f"CSV header lacks {', '.join(absent)} (need ts,symbol,price[,qty])"
-                return
-            continue
-        if len(fields) != len(header):
-            yield line, f"{len(fields)} fields, the header has {len(header)}"
-            continue
-        yield line, dict(zip(header, fields, strict=True))
+class _Rows:
+    """Per-file parsing state: the clock for ``recv_ts`` and the symbols already checked.
 
+    ``symbols`` maps a raw symbol as written in the file to its checked upper-case form,
+    so a plainly valid row costs no string work for its symbol.
+    """
 
-def _jsonl_records(lines: Iterator[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    def __init__(self) -> None:
+        self.symbols: dict[str, str] = {}
+        self.recv_ts = now_ms()
+        self._until_clock = _CLOCK_EVERY
+
+    def tick(self) -> None:
+        """Count a row; re-read the clock every few hundred rows (well under 1 ms apart
+        when unthrottled), not on each one."""
+        self._until_clock -= 1
+        if not self._until_clock:
+            self._until_clock = _CLOCK_EVERY
+            self.recv_ts = now_ms()
+
+    def slow(self, record: dict[str, Any]) -> ValidTick | str:
+        """The reference verdict for a record; remembers its symbol when it was valid."""
         try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            yield line_no, f"not valid JSON ({exc.msg})"
+            tick = row_to_tick(record, self.recv_ts)
+        except (ValueError, InvalidTick) as exc:
+            return str(exc)
+        raw = record["symbol"]
+        if len(self.symbols) < _MAX_SYMBOLS and type(raw) is str:
+            self.symbols[raw] = tick.symbol
+        return tick
+
+
+def _csv_plain(rows: _Rows, ts: str, symbol: str, price: str, qty: str) -> ValidTick | None:
+    """The tick of a plainly valid CSV row (epoch-ms digits, numbers, a known symbol), or
+    None: then the row takes the reference path."""
+    checked = rows.symbols.get(symbol)
+    if checked is None or not ts.isdecimal():
+        return None
+    try:
+        p = float(price)
+        q = float(qty) if qty else None
+    except ValueError:
+        return None
+    t = int(ts)
+    if not plain_fields_ok(p, q, t, rows.recv_ts):
+        return None
+    return trusted_tick(checked, p, t, SOURCE, rows.recv_ts, "USD", q)
+
+
+def _csv_records(lines: Iterator[str]) -> Iterator[tuple[int, ValidTick | str]]:
+    reader = csv.reader(lines)
+    header: list[str] = []
+    for fields in reader:
+        if any(f.strip() for f in fields):
+            header = [f.strip().lower() for f in fields]
+            break
+    if not header:
+        return
+    absent = [n for n in _REQUIRED if n not in header]
+    if absent:
+        yield reader.line_num, f"CSV header lacks {', '.join(absent)} (need ts,symbol,price[,qty])"
+        return
+    yield from _csv_rows(reader, header)
+
+
+def _csv_rows(reader: Any, header: list[str]) -> Iterator[tuple[int, ValidTick | str]]:
+    width = len(header)
+    i_ts, i_sym, i_price = (header.index(n) for n in _REQUIRED)
+    i_qty = header.index("qty") if "qty" in header else -1
+    rows = _Rows()
+    for fields in reader:
+        rows.tick()
+        if len(fields) == width:
+            qty = fields[i_qty] if i_qty >= 0 else ""
+            tick = _csv_plain(rows, fields[i_ts], fields[i_sym], fields[i_price], qty)
+            if tick is not None:
+                yield reader.line_num, tick
+                continue
+        if not any(f.strip() for f in fields):
+            continue  # a blank line
+        if len(fields) != width:
+            yield reader.line_num, f"{len(fields)} fields, the header has {width}"
             continue
-        if not isinstance(obj, dict):
+        yield reader.line_num, rows.slow(dict(zip(header, fields, strict=True)))
+
+
+def _json_plain(rows: _Rows, obj: dict[str, Any]) -> ValidTick | None:
+    """The tick of a plainly valid JSON record (int epoch ms, numbers, a known symbol)."""
+    symbol, ts, price, qty = obj.get("symbol"), obj.get("ts"), obj.get("price"), obj.get("qty")
+    checked = rows.symbols.get(symbol) if type(symbol) is str else None
+    if checked is None or type(ts) is not int:
+        return None
+    if type(price) is int:
+        price = float(price)
+    if type(qty) is int:
+        qty = float(qty)
+    if type(price) is not float or (qty is not None and type(qty) is not float):
+        return None
+    if not plain_fields_ok(price, qty, ts, rows.recv_ts):
+        return None
+    return trusted_tick(checked, price, ts, SOURCE, rows.recv_ts, "USD", qty)
+
+
+def _jsonl_records(lines: Iterator[str]) -> Iterator[tuple[int, ValidTick | str]]:
+    rows = _Rows()
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    for line_no, line in enumerate(lines, start=1):
+        rows.tick()
+        try:
+            obj = loads(line)
+        except decode_error as exc:
+            if line.strip():
+                yield line_no, f"not valid JSON ({exc.msg})"
+            continue
+        if type(obj) is not dict:
             yield line_no, f"expected a JSON object, got {type(obj).__name__}"
             continue
-        yield line_no, obj
+        yield line_no, _json_plain(rows, obj) or rows.slow(obj)
 
 
-def read_records(path: Path, fmt: str | None = None) -> Iterator[tuple[int, Tick | str]]:
-    """(line number, Tick or the reason the row is bad), in file order.
+def read_records(path: Path, fmt: str | None = None) -> Iterator[tuple[int, ValidTick | str]]:
+    """(line number, ValidTick or the reason the row is bad), in file order.
 
     ``recv_ts`` of the ticks is when the row was read.
     """
@@ -155,15 +254,7 @@ def read_records(path: Path, fmt: str | None = None) -> Iterator[tuple[int, Tick
         handle.seek(0)
         kind = fmt or detect_format(path, head)
         lines: Iterator[str] = _checked_lines(handle, path)
-        records = _csv_records(lines) if kind == "csv" else _jsonl_records(lines)
-        for line_no, record in records:
-            if isinstance(record, str):
-                yield line_no, record
-                continue
-            try:
-                yield line_no, row_to_tick(record, now_ms())
-            except (ValueError, InvalidTick) as exc:
-                yield line_no, str(exc)
+        yield from _csv_records(lines) if kind == "csv" else _jsonl_records(lines)
 
 
 def _checked_lines(handle: io.TextIOBase, path: Path) -> Iterator[str]:
@@ -183,7 +274,6 @@ class ReplaySource:
             raise UsageError(f"replay file {config.path} does not exist")
         self.config = config
         self.counters = SourceCounters()
-        self.rows = 0
 
     def _bad(self, line_no: int, reason: str) -> None:
         message = f"{self.config.path}:{line_no}: {reason}"
@@ -193,29 +283,55 @@ class ReplaySource:
         self.counters.last_problem = message
         log.warning("skipped bad row %s", message)
 
-    def batches(self, stop: StopFlag) -> Iterator[list[Tick]]:
-        speed = self.config.speed
-        pacer = _Pacer(speed) if speed > 0 else None
-        out: list[Tick] = []
-        for line_no, item in read_records(self.config.path, self.config.fmt):
-            if stop.is_set():
-                break
-            self.rows += 1
+    def batches(self, stop: StopFlag) -> Iterator[list[ValidTick]]:
+        records = read_records(self.config.path, self.config.fmt)
+        if self.config.speed > 0:
+            return self._paced(records, _Pacer(self.config.speed), stop)
+        return self._unpaced(records, stop)
+
+    def _unpaced(
+        self, records: Iterator[tuple[int, ValidTick | str]], stop: StopFlag
+    ) -> Iterator[list[ValidTick]]:
+        out: list[ValidTick] = []
+        for line_no, item in records:
             if isinstance(item, str):
                 if self.config.strict and out:
                     yield out  # rows accepted before the bad one are still produced
                     out = []
                 self._bad(line_no, item)
+                if stop.is_set():
+                    return
                 continue
-            if pacer is not None and pacer.delay_s(item.ts) > 0:
+            out.append(item)
+            if len(out) >= _BATCH:
+                yield out
+                out = []
+                if stop.is_set():
+                    return
+        if out:
+            yield out
+
+    def _paced(
+        self, records: Iterator[tuple[int, ValidTick | str]], pacer: _Pacer, stop: StopFlag
+    ) -> Iterator[list[ValidTick]]:
+        out: list[ValidTick] = []
+        for line_no, item in records:
+            if stop.is_set():
+                break
+            if isinstance(item, str):
+                if self.config.strict and out:
+                    yield out
+                    out = []
+                self._bad(line_no, item)
+                continue
+            if pacer.delay_s(item.ts) > 0:
                 if out:
                     yield out
                     out = []
                 if not pacer.wait(item.ts, stop):
                     break
                 item = replace(item, recv_ts=now_ms())  # received now, after the wait
-            if pacer is not None:
-                pacer.high_ts = max(pacer.high_ts, item.ts)
+            pacer.high_ts = max(pacer.high_ts, item.ts)
             out.append(item)
             if len(out) >= _BATCH:
                 yield out

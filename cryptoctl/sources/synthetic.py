@@ -22,14 +22,26 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from cryptoctl.sources.base import SourceCounters, StopFlag, now_ms
+from cryptoctl.errors import InvalidTick, UsageError
+from cryptoctl.sources.base import (
+    SourceCounters,
+    StopFlag,
+    ValidTick,
+    checked_tick,
+    note_problem,
+    now_ms,
+    plain_fields_ok,
+    trusted_tick,
+    valid_symbol,
+)
 from cryptoctl.sources.coins import synthetic_coin
-from cryptoctl.tick import Tick
+from cryptoctl.tick import MAX_TS_MS, MIN_TS_MS, Tick
 
 SOURCE = "synthetic"
 _MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
 _BATCH = 2000  # ticks per batch when unthrottled
 _MAX_WAIT_S = 0.05  # a paced source wakes at least this often (stop flag, delivery reports)
+_LOG_INVALID_EVERY = 10_000  # an invalid tick is logged the first time, then this seldom
 # Standard normal quantiles: one uniform draw + a lookup is ~5x cheaper than random.gauss,
 # and 65,536 levels are plenty for a demo market (tails are cut at about 4.3 sigma).
 _NORMAL_BITS = 16
@@ -69,28 +81,38 @@ class SyntheticSource:
     def __init__(self, config: SyntheticConfig) -> None:
         if not 0.0 <= config.out_of_order <= 1.0:
             raise ValueError("out_of_order must be a share between 0 and 1")
+        if config.start_ms is not None and not MIN_TS_MS <= config.start_ms <= MAX_TS_MS:
+            raise UsageError(
+                f"--start must be between 2009 and 2100, got {config.start_ms} (epoch ms)",
+                hint="e.g. --start 2024-01-01 or --start 2h",
+            )
+        bad = [s for s in config.symbols if not valid_symbol(s)]
+        if bad:
+            raise UsageError(f"invalid symbol {bad[0]!r}", hint="symbols are upper-case letters/digits")
         self.config = config
         self.counters = SourceCounters()
         self._rng = random.Random(config.seed)
         self._symbols = list(config.symbols)
         self._walks = [_Walk(s) for s in self._symbols]
-        self._late: list[tuple[int, int, Tick]] = []  # (release ts, seq, tick)
+        self._late: list[tuple[int, int, ValidTick]] = []  # (release ts, seq, tick)
         self._seq = 0
 
     def _step_ms(self) -> float:
         return 1000.0 / self.config.rate if self.config.rate > 0 else 1.0
 
-    def _batch(self, i0: int, n: int, origin: float, step: float, dt_ms: float) -> list[Tick]:
+    def _batch(self, i0: int, n: int, origin: float, step: float, dt_ms: float) -> list[ValidTick]:
         """Ticks ``i0 .. i0+n-1``; tick i has event time ``origin + i * step``.
 
-        The hot loop of the load generator, hence the local names.
+        The hot loop of the load generator, hence the local names. Symbols were checked in
+        the constructor, source and quote are constants: only the numbers are checked per
+        tick, by the shared rules, and a tick that fails gets validate_tick's verdict.
         """
         walks, symbols, uniform = self._walks, self._symbols, self._rng.getrandbits
         normal, lognormal, bits = _NORMAL, _LOGNORMAL, _NORMAL_BITS
         nsym = len(walks)
         dt = dt_ms * nsym / _MS_PER_YEAR  # time since the same symbol's previous tick
-        sqrt_dt, exp = math.sqrt(dt), math.exp
-        out: list[Tick] = []
+        sqrt_dt, exp, plain = math.sqrt(dt), math.exp, plain_fields_ok
+        out: list[ValidTick] = []
         late = self.config.out_of_order > 0
         for i in range(i0, i0 + n):
             k = i % nsym
@@ -101,14 +123,31 @@ class SyntheticSource:
             scale = walk.scale
             price = int(walk.price * scale + 0.5) / scale or walk.price
             ts = int(origin + i * step)
-            tick = Tick(symbols[k], price, ts, SOURCE, ts, "USD", qty)
+            if plain(price, qty, ts, ts):
+                tick = trusted_tick(symbols[k], price, ts, SOURCE, ts, "USD", qty)
+            else:
+                checked = self._reject(Tick(symbols[k], price, ts, SOURCE, ts, "USD", qty))
+                if checked is None:
+                    continue
+                tick = checked
             if late:
                 self._emit(tick, out)
             else:
                 out.append(tick)
         return out
 
-    def _emit(self, tick: Tick, out: list[Tick]) -> None:
+    def _reject(self, tick: Tick) -> ValidTick | None:
+        """validate_tick's verdict on a tick the cheap check refused: counted, not produced
+        (a price that under- or overflowed after a very long run, a time beyond 2100)."""
+        try:
+            return checked_tick(tick.to_dict())
+        except InvalidTick as exc:
+            self.counters.invalid += 1
+            if self.counters.invalid % _LOG_INVALID_EVERY == 1:
+                note_problem(self.counters, f"synthetic tick not produced: {exc.reason}")
+            return None
+
+    def _emit(self, tick: ValidTick, out: list[ValidTick]) -> None:
         """Append the tick, or hold it back to be emitted late."""
         cfg = self.config
         if cfg.out_of_order and self._rng.random() < cfg.out_of_order:
@@ -120,21 +159,21 @@ class SyntheticSource:
         while self._late and self._late[0][0] <= tick.ts:
             out.append(heapq.heappop(self._late)[2])
 
-    def ticks(self, n: int) -> list[Tick]:
+    def ticks(self, n: int) -> list[ValidTick]:
         """The first ``n`` ticks, as fast as possible (history mode needs ``start_ms``)."""
         if self.config.start_ms is None:
             raise ValueError("ticks(n) needs a start time for deterministic event times")
         step = self._step_ms()
         return self._batch(0, n, self.config.start_ms, step, step)
 
-    def batches(self, stop: StopFlag) -> Iterator[list[Tick]]:
+    def batches(self, stop: StopFlag) -> Iterator[list[ValidTick]]:
         live = self.config.start_ms is None
         if self.config.rate <= 0 and live:
             yield from self._unthrottled_live(stop)
         else:
             yield from self._paced(stop, now_ms() if live else self.config.start_ms or 0)
 
-    def _unthrottled_live(self, stop: StopFlag) -> Iterator[list[Tick]]:
+    def _unthrottled_live(self, stop: StopFlag) -> Iterator[list[ValidTick]]:
         i = 0
         last = now_ms()
         while not stop.is_set():
@@ -144,7 +183,7 @@ class SyntheticSource:
             yield self._batch(i, _BATCH, ts, 0.0, step)
             i += _BATCH
 
-    def _paced(self, stop: StopFlag, origin: int) -> Iterator[list[Tick]]:
+    def _paced(self, stop: StopFlag, origin: int) -> Iterator[list[ValidTick]]:
         step = self._step_ms()
         throttled = self.config.rate > 0
         i = 0

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
 from confluent_kafka import KafkaError
 
 from cryptoctl.kafka.producer import TickSender
 from cryptoctl.settings import Settings
-from cryptoctl.tick import Tick
+from cryptoctl.sources.base import ValidTick
+from cryptoctl.tick import Tick, validate_tick
 
 TS = 1_700_000_000_000
 
@@ -71,8 +73,8 @@ class FakeProducer:
         return len(self.queue)
 
 
-def tick(i: int, price: float = 1.0) -> Tick:
-    return Tick("BTC", price, TS + i, "synthetic", TS + i)
+def tick(i: int, price: float = 1.0) -> ValidTick:
+    return ValidTick(validate_tick(Tick("BTC", price, TS + i, "synthetic", TS + i).to_dict()))
 
 
 def test_fatal_error_recreates_the_producer_and_resends() -> None:
@@ -89,10 +91,12 @@ def test_fatal_error_recreates_the_producer_and_resends() -> None:
     assert sender.counters.delivered == 5 and sender.counters.failed == 0
 
 
-def test_full_queue_is_waited_out_and_invalid_ticks_never_sent() -> None:
+def test_full_queue_is_waited_out() -> None:
     FakeProducer.made = []
     sender = TickSender(Settings(kafka_bootstrap="127.0.0.1:1"), "t", factory=FakeProducer)
     FakeProducer.made[0].full_for = 2
-    sent = sender.send_batch([tick(0), tick(1, price=float("nan")), tick(2, price=-1.0), tick(3)])
-    assert sent == 2 and sender.counters.invalid == 2 and sender.counters.retries == 2
-    assert sender.flush(1.0) == 0 and sender.counters.delivered == 2
+    sent = sender.send_batch([tick(i) for i in range(4)])
+    assert sent == 4 and sender.counters.retries == 2
+    assert sender.flush(1.0) == 0 and sender.counters.delivered == 4
+    values = [orjson.loads(m.value()) for m in FakeProducer.made[0].delivered]
+    assert values == [tick(i).to_dict() for i in range(4)]

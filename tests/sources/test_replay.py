@@ -132,3 +132,86 @@ def test_csv_and_jsonl_agree_with_the_reference(tmp_path: Path, rows: list) -> N
 @given(ms=ts_ms)
 def test_iso_and_epoch_forms_give_the_same_time(ms: int) -> None:
     assert parse_ts(iso(ms)) == ms == parse_ts(str(ms)) == parse_ts(iso(ms).replace("+00:00", "Z"))
+
+
+# --- property: the fast row paths give exactly the reference verdict -------------------
+# read_records takes a cheap path for plainly valid rows; anything else goes to
+# row_to_tick (and so validate_tick). Whatever the cells, both must agree on every row:
+# valid or not, the same tick, the same reason.
+
+CSV_TS = ["1700000000000", " 1700000000000", "1700000000000 ", "-5", "0", "1_700_000_000_000",
+          "2023-11-14T22:13:20Z", "1.7e12", "", "abc", "١٧٠٠٠٠٠٠٠٠٠٠٠", "99999999999999999",
+          "4102444800000", "4102444800001", "1230768000000", "1230767999999"]  # fmt: skip
+CSV_SYMBOLS = ["BTC", "btc", " ETH ", "", "B-TC", "ß", "ǆ", "SOL1", "x y", "\tDOGE"]
+CSV_NUMBERS = ["1", "1.5", "-1", "0", "-0.0", "nan", "inf", "-inf", "1e3", " 2 ", "abc", "",
+               "1_000", "1e400", "0x10", "  "]  # fmt: skip
+cells = st.tuples(
+    st.one_of(st.sampled_from(CSV_TS), ts_ms.map(str)),
+    st.sampled_from(CSV_SYMBOLS),
+    st.one_of(st.sampled_from(CSV_NUMBERS), st.floats(allow_nan=False).map(repr)),
+    st.one_of(st.sampled_from(CSV_NUMBERS), st.floats(allow_nan=False).map(repr)),
+)
+
+
+def verdict(item: object) -> object:
+    """A tick without its receive time (taken when read), or the reason as is."""
+    return item if isinstance(item, str) else item.to_dict() | {"recv_ts": 0}  # type: ignore[attr-defined]
+
+
+def reference_verdict(record: dict) -> object:
+    from cryptoctl.errors import InvalidTick
+    from cryptoctl.sources.replay import row_to_tick
+
+    try:
+        return verdict(row_to_tick(record, MIN_TS_MS))
+    except (ValueError, InvalidTick) as exc:
+        return str(exc)
+
+
+@given(rows=st.lists(cells, min_size=1, max_size=40))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_csv_fast_path_gives_the_reference_verdict(tmp_path: Path, rows: list) -> None:
+    import csv
+
+    path = tmp_path / "r.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(["ts", "symbol", "price", "qty"])
+        out.writerows(rows)
+    expected = [
+        (line, reference_verdict(dict(zip(("ts", "symbol", "price", "qty"), row, strict=True))))
+        for line, row in enumerate(rows, start=2)
+        if any(cell.strip() for cell in row)  # an all-blank row is skipped as a blank line
+    ]
+    assert [(line, verdict(item)) for line, item in read_records(path)] == expected
+
+
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    ts_ms,
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(CSV_TS + CSV_SYMBOLS + ["BTC", "ETH"]),
+)
+records = st.fixed_dictionaries(
+    {},
+    optional={
+        "ts": st.one_of(ts_ms, json_values),
+        "symbol": st.one_of(st.sampled_from(CSV_SYMBOLS), json_values),
+        "price": st.one_of(st.floats(1e-9, 1e9), json_values),
+        "qty": json_values,
+        "note": json_values,
+    },
+)
+
+
+@given(objs=st.lists(records, min_size=1, max_size=40))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_jsonl_fast_path_gives_the_reference_verdict(tmp_path: Path, objs: list) -> None:
+    import orjson
+
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in objs))
+    expected = [(line, reference_verdict(o)) for line, o in enumerate(objs, start=1)]
+    assert [(line, verdict(item)) for line, item in read_records(path)] == expected

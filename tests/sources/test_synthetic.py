@@ -67,3 +67,25 @@ def test_out_of_order_share_and_delay() -> None:
     # A held-back tick is followed by later ones: roughly the share, never later than D.
     assert 0.12 * n < len(late) < 0.28 * n
     assert max(late) <= 500
+
+
+def test_ticks_past_the_plausible_time_range_are_counted_not_produced() -> None:
+    """Each tick's numbers are checked once, in the source, by the shared rules."""
+    from cryptoctl.tick import MAX_TS_MS
+
+    src = source(rate=1000.0, start_ms=MAX_TS_MS - 5)  # 1 ms apart: ticks 0..5 are in range
+    ticks = src.ticks(10)
+    assert [t.ts for t in ticks] == [MAX_TS_MS - 5 + i for i in range(6)]
+    assert src.counters.invalid == 4
+    assert "not a plausible epoch-ms time" in src.counters.last_problem
+
+
+def test_start_or_symbols_that_cannot_give_valid_ticks_are_usage_errors() -> None:
+    import pytest
+
+    from cryptoctl.errors import UsageError
+
+    with pytest.raises(UsageError, match="--start must be between 2009 and 2100"):
+        source(start_ms=0)
+    with pytest.raises(UsageError, match="invalid symbol 'btc'"):
+        source(symbols=["btc"])
