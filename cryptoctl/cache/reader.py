@@ -7,7 +7,7 @@ parse is skipped rather than breaking a display.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -119,24 +119,25 @@ def latest_prices(client: redis.Redis, keys: Keys, symbols: Iterable[str] | None
     return sorted(out, key=lambda p: p.symbol)
 
 
-def current_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The open 1-minute candle per symbol, where the aggregator has one."""
+def _candles(
+    client: redis.Redis, key: Callable[[str], str], symbols: Iterable[str]
+) -> dict[str, dict[str, Any]]:
     out = {}
     for symbol in symbols:
-        data = _get(client, keys.candle_current(symbol))
+        data = _get(client, key(symbol))
         if data and _number(data.get("close")) is not None:
             out[symbol] = data
     return out
+
+
+def current_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The open 1-minute candle per symbol, where the aggregator has one."""
+    return _candles(client, keys.candle_current, symbols)
 
 
 def final_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The last final 1-minute candle per symbol."""
-    out = {}
-    for symbol in symbols:
-        data = _get(client, keys.candle_final(symbol))
-        if data and _number(data.get("close")) is not None:
-            out[symbol] = data
-    return out
+    return _candles(client, keys.candle_final, symbols)
 
 
 def latest_prices_with_fallback(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+from cryptoctl.durations import format_duration_ms
+
 
 def price(value: float | None) -> str:
     """Enough decimals for the magnitude: 67,012.35 · 3,456.78 · 145.23 · 0.4567 · 0.00001234."""
@@ -51,11 +53,7 @@ def age(seconds: float) -> str:
         return f"{seconds:.1f}s"
     if seconds < 60:
         return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return format_duration_ms(seconds * 1000)
 
 
 def utc_minute(ms: int) -> str:
