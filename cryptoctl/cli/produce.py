@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from cryptoctl.errors import CryptoctlError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from cryptoctl.producer import ProducerRun, ProducerSummary
+    from cryptoctl.producer import ProducerRun, ProducerStats, ProducerSummary
     from cryptoctl.sources.base import Source
 
 PLAIN_STATUS_EVERY_S = 5.0
@@ -100,7 +99,9 @@ def produce(
         None, "--duration", "-d", callback=duration_option, help="Stop after this long, e.g. 30s, 5m."
     ),
     fmt: SummaryFormat = typer.Option(
-        SummaryFormat.table, "--format", help="Summary on exit: table, or json (one object on stdout)."
+        SummaryFormat.table,
+        "--format",
+        help="Summary on exit: table (stderr), or json (one object on stdout).",
     ),
 ) -> None:
     """Put price ticks on Kafka (key = symbol, value = tick JSON, timestamp = event time).
@@ -217,24 +218,50 @@ def _coingecko(settings: Any, given: dict[str, Any], symbols: list[str]) -> Sour
 
 
 def _run_with_status(st: CliState, run: ProducerRun) -> ProducerSummary:
-    from cryptoctl.producer.report import status_line
+    """Run with a live status line (a terminal) or a periodic plain one; stop on signals."""
+    from cryptoctl.cli.signals import stop_on_signals
 
     stop = threading.Event()
     err = st.err
-    with _log_to(err), _signals(stop, err, run):
-        if st.stderr_is_tty:
-            from rich.live import Live
-            from rich.text import Text
-
-            with Live(
-                console=err,
-                refresh_per_second=4,
-                transient=True,
-                get_renderable=lambda: Text(status_line(run.stats())),
-            ):
+    with _log_to(err), stop_on_signals(stop, on_stop=lambda: _say_stopping(err, run)):
+        try:
+            with _live_status(err, run) if st.stderr_is_tty else _plain_status(err, run):
                 return run.run(stop)
-        with _plain_status(err, run):
-            return run.run(stop)
+        except KeyboardInterrupt:  # the second Ctrl-C: exit 130 without waiting for the flush
+            err.print(_abort_line(run.stats()), style="yellow", markup=False, highlight=False)
+            raise
+
+
+def _say_stopping(err: Console, run: ProducerRun) -> None:
+    pending = run.stats().pending
+    err.print(
+        f"stopping: flushing {pending:,} ticks in flight (Ctrl-C again to abort)",
+        style="yellow",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _abort_line(stats: ProducerStats) -> str:
+    return (
+        f"aborted: {stats.delivered:,} ticks delivered, {stats.pending:,} still in flight "
+        "were not confirmed (they may or may not be on the topic)"
+    )
+
+
+@contextmanager
+def _live_status(err: Console, run: ProducerRun) -> Iterator[None]:
+    """A terminal: one Rich live line, redrawn 4 times a second and cleared at the end."""
+    from rich.live import Live
+    from rich.text import Text
+
+    from cryptoctl.producer.report import status_line
+
+    def render() -> Text:
+        return Text(status_line(run.stats()))
+
+    with Live(console=err, refresh_per_second=4, transient=True, get_renderable=render):
+        yield
 
 
 @contextmanager
@@ -283,32 +310,6 @@ def _log_to(console: Console) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
-@contextmanager
-def _signals(stop: threading.Event, err: Console, run: ProducerRun) -> Iterator[None]:
-    """First Ctrl-C/SIGTERM: stop, flush, summary. Second: abort (exit 130)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        pending = run.stats().pending
-        err.print(
-            f"stopping: flushing {pending:,} ticks in flight (Ctrl-C again to abort)",
-            style="yellow",
-            markup=False,
-        )
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def _print_summary(st: CliState, summary: ProducerSummary, fmt: SummaryFormat) -> None:
     if fmt is SummaryFormat.json:
         data = summary.to_dict()
@@ -326,7 +327,7 @@ def _print_summary(st: CliState, summary: ProducerSummary, fmt: SummaryFormat) -
     table.add_column()
     for name, value in summary_rows(summary):
         table.add_row(name, value)
-    st.out.print(table)
+    st.err.print(table)  # a report, not data: only --format json puts it on stdout
 
 
 def register(app: typer.Typer) -> None:

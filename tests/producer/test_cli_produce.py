@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,19 @@ def test_replay_csv_keeps_order_and_skips_bad_rows(settings: Settings, cli: Any,
         "BTC": [(1700000000000, 100.0), (1699999990000, 99.0), (1700000003500, 101.0)],
         "ETH": [(1700000001000, 10.0)],
     }
+
+
+def test_table_summary_is_a_report_on_stderr(settings: Settings, cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text(REPLAY_CSV)
+    result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""  # data only on stdout, and a summary table is not data
+    rows = dict(re.findall(r"^(\S+(?: \S+)?)  +(.+?)\s*$", result.stderr, re.MULTILINE))
+    assert (rows["stopped by"], rows["produced"], rows["delivered"], rows["invalid"]) == (
+        "end of source", "4", "4", "1",
+    )  # fmt: skip
+    assert rows["last prices"] == "BTC 101  ETH 10"
 
 
 def test_replay_jsonl_strict_stops_at_first_bad_row(settings: Settings, cli: Any, tmp_path: Path) -> None:
