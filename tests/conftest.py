@@ -8,10 +8,14 @@ the run: nothing is skipped for it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,21 @@ from typer.testing import CliRunner
 
 from cryptoctl.settings import Settings, load_settings
 from tests.helpers import stack_env
+
+
+@contextmanager
+def state_home() -> Iterator[Path]:
+    """A state dir for a local stack, outside pytest's temp root.
+
+    pytest resets ``/tmp/pytest-of-<user>`` to mode 0700 whenever a session starts; under
+    root the unprivileged PostgreSQL user would then lose its way to its data dir if
+    another pytest session started next to this one.
+    """
+    path = Path(tempfile.mkdtemp(prefix="cryptoctl-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -72,10 +91,14 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
+def stack() -> Iterator[StackHandle]:
+    with state_home() as home:
+        yield from _session_stack(home)
+
+
+def _session_stack(home: Path) -> Iterator[StackHandle]:
     from cryptoctl.stack.local import down, up
 
-    home = tmp_path_factory.mktemp("stack")
     base = load_settings(
         {
             "home": home,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptoctl.errors import ExitCode
 from cryptoctl.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, state_home
 
 
 def test_help_lists_every_command_and_is_fast_to_import(cli) -> None:
@@ -100,8 +100,13 @@ def test_bad_flag_exits_2_with_a_hint(cli) -> None:
     assert "xml" in result.stderr and "--format" in result.stderr
 
 
-def test_up_and_down_through_the_cli(cli, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("CRYPTOCTL_HOME", str(tmp_path / "home"))
+def test_up_and_down_through_the_cli(cli, monkeypatch) -> None:
+    with state_home() as home:
+        _up_and_down(cli, monkeypatch, home)
+
+
+def _up_and_down(cli, monkeypatch, home: Path) -> None:
+    monkeypatch.setenv("CRYPTOCTL_HOME", str(home / "home"))
     monkeypatch.setenv("CRYPTOCTL_KAFKA_BOOTSTRAP", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv(
         "CRYPTOCTL_DATABASE_URL", f"postgresql://cryptoctl:cryptoctl@127.0.0.1:{free_port()}/c")

@@ -14,14 +14,19 @@ from cryptoctl.errors import ExitCode, StackError
 from cryptoctl.settings import Settings, load_settings
 from cryptoctl.stack import local
 from cryptoctl.stack.processes import StateFile
-from tests.conftest import free_port
+from tests.conftest import free_port, state_home
 
 
 @pytest.fixture
-def own(tmp_path: Path) -> Iterator[Settings]:
+def own() -> Iterator[Settings]:
+    with state_home() as home:
+        yield from _own_stack(home)
+
+
+def _own_stack(home: Path) -> Iterator[Settings]:
     settings = load_settings(
         {
-            "home": tmp_path / "home",
+            "home": home / "home",
             "kafka_bootstrap": f"localhost:{free_port()}",
             "database_url": f"postgresql://cryptoctl:pw@localhost:{free_port()}/market",
             "redis_url": f"redis://localhost:{free_port()}/0",
