@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _COMPOUND = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -29,6 +31,13 @@ def parse_duration_s(text: str) -> float:
     return parse_duration_ms(text) / 1000.0
 
 
+def datetime_ms(value: datetime) -> int:
+    """An aware (or naive = UTC) datetime -> epoch ms, exactly (no float seconds)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MS
+
+
 def parse_time_ms(text: str, *, now_ms: int) -> int:
     """A point in time: a relative duration back from now (``1h``), ``now``, epoch ms, or ISO-8601.
 
@@ -50,9 +59,7 @@ def parse_time_ms(text: str, *, now_ms: int) -> int:
             f"invalid time {text!r}: use a duration back from now (e.g. 1h, 30m) "
             "or ISO-8601 (e.g. 2026-11-01T00:00:00Z)"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    return datetime_ms(parsed)
 
 
 def format_duration_ms(ms: float) -> str:
@@ -71,6 +78,6 @@ def format_duration_ms(ms: float) -> str:
 
 def iso_utc(ms: int) -> str:
     """Epoch ms -> ISO-8601 UTC with a Z, second precision unless there are milliseconds."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    dt = _EPOCH + ms * _MS
     text = dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
     return text.replace("+00:00", "Z")

@@ -15,6 +15,7 @@ import orjson
 
 from cryptoctl.cache.client import Keys
 from cryptoctl.db.queries import LatestPrice
+from cryptoctl.durations import datetime_ms
 from cryptoctl.settings import Settings
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def time_ms(value: Any) -> int | None:
         return int(value * 1000) if value < 10_000_000_000 else int(value)
     if isinstance(value, str):
         try:
-            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+            return datetime_ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
         except ValueError:
             return None
     return None

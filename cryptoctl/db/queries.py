@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from cryptoctl.durations import datetime_ms
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -130,7 +132,7 @@ def rollup_sql(function: BucketFunction) -> str:
 
 
 def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
+    return datetime_ms(value)
 
 
 def _dt(ms: int) -> datetime:

@@ -53,3 +53,14 @@ def test_format_duration() -> None:
     assert format_duration_ms(12_300) == "12.3s"
     assert format_duration_ms(245_000) == "4m05s"
     assert format_duration_ms(7_380_000) == "2h03m"
+
+
+@given(st.integers(1_230_768_000_000, 4_102_444_800_000))
+def test_datetime_ms_is_exact(ms: int) -> None:
+    from datetime import timedelta
+
+    from cryptoctl.durations import datetime_ms
+
+    aware = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert datetime_ms(aware) == ms
+    assert datetime_ms(aware.replace(tzinfo=None)) == ms
