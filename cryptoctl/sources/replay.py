@@ -10,7 +10,6 @@ stops the replay with a DataError.
 from __future__ import annotations
 
 import csv
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -250,18 +249,13 @@ def read_records(path: Path, fmt: str | None = None) -> Iterator[tuple[int, Vali
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     with handle:
-        head = handle.read(4096)
-        handle.seek(0)
-        kind = fmt or detect_format(path, head)
-        lines: Iterator[str] = _checked_lines(handle, path)
-        yield from _csv_records(lines) if kind == "csv" else _jsonl_records(lines)
-
-
-def _checked_lines(handle: io.TextIOBase, path: Path) -> Iterator[str]:
-    try:
-        yield from handle
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text") from None
+        try:
+            head = handle.read(4096)
+            handle.seek(0)
+            kind = fmt or detect_format(path, head)
+            yield from _csv_records(handle) if kind == "csv" else _jsonl_records(handle)
+        except UnicodeDecodeError:  # only reading the file decodes text
+            raise DataError(f"{path} is not UTF-8 text") from None
 
 
 class ReplaySource:

@@ -215,3 +215,12 @@ def test_jsonl_fast_path_gives_the_reference_verdict(tmp_path: Path, objs: list)
     path.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in objs))
     expected = [(line, reference_verdict(o)) for line, o in enumerate(objs, start=1)]
     assert [(line, verdict(item)) for line, item in read_records(path)] == expected
+
+
+@pytest.mark.parametrize("at", [10, 10_000])  # in the first block read, or later
+def test_a_file_that_is_not_utf8_is_a_data_error(tmp_path: Path, at: int) -> None:
+    path = tmp_path / "ticks.csv"
+    good = b"ts,symbol,price\n" + b"1700000000000,BTC,1\n" * (at // 20 + 1)
+    path.write_bytes(good[:at] + b"\xff\xfe" + good[at:])
+    with pytest.raises(DataError, match=r"ticks\.csv is not UTF-8 text"):
+        drain(ReplaySource(ReplayConfig(path, speed=0)))
