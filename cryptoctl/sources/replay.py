@@ -13,12 +13,13 @@ import csv
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from cryptoctl.durations import datetime_ms
 from cryptoctl.errors import DataError, InvalidTick, UsageError
 from cryptoctl.sources.base import (
     SourceCounters,
@@ -75,10 +76,7 @@ def parse_ts(value: Any) -> int:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(f"ts {text!r} is neither epoch ms nor ISO-8601") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    return datetime_ms(parsed)
 
 
 def _number(value: Any, name: str) -> Any:
