@@ -104,14 +104,15 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> ClusterInfo:
     try:
         md = admin_client(settings).list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, _kafka_reason(exc)) from None
+        raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, kafka_reason(exc)) from None
     topics = {
         name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__")
     }
     return ClusterInfo(cluster_id=md.cluster_id, brokers=len(md.brokers), topics=topics)
 
 
-def _kafka_reason(exc: Exception) -> str:
+def kafka_reason(exc: Exception) -> str:
+    """librdkafka's error in a few words ("no broker answered" for transport failures)."""
     err = exc.args[0] if exc.args else exc
     text = err.str() if hasattr(err, "str") else str(err)
     lowered = text.lower()
@@ -134,7 +135,7 @@ def create_topic(
         if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return False
         raise ServiceUnavailable(
-            "Kafka", settings.kafka_bootstrap, f"cannot create topic {name}: {_kafka_reason(exc)}"
+            "Kafka", settings.kafka_bootstrap, f"cannot create topic {name}: {kafka_reason(exc)}"
         ) from None
     return True
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptoctl.errors import InvalidTick, ServiceUnavailable, UsageError
-from cryptoctl.kafka.clients import consumer_config
+from cryptoctl.kafka.clients import consumer_config, kafka_reason
 from cryptoctl.settings import Settings
 from cryptoctl.tick import Tick, decode_tick
 
@@ -75,8 +75,7 @@ def open_consumer(settings: Settings, *, from_beginning: bool, timeout: float = 
         metadata = consumer.list_topics(settings.topic, timeout=timeout)
     except KafkaException as exc:
         consumer.close()
-        reason = exc.args[0].str() if exc.args else str(exc)
-        raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, reason) from None
+        raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, kafka_reason(exc)) from None
     topic = metadata.topics.get(settings.topic)
     if topic is None or topic.error is not None or not topic.partitions:
         consumer.close()
