@@ -45,8 +45,9 @@ class CliState:
 
     @property
     def err(self) -> Console:
-        """Logs, progress, status, errors (stderr)."""
-        return Console(stderr=True, highlight=False)
+        """Logs, progress, status, errors (stderr). Lines are not wrapped, so logs stay
+        one line each in a file or a pipe; tables still fit the width."""
+        return Console(stderr=True, highlight=False, soft_wrap=True)
 
     @property
     def stdout_is_tty(self) -> bool:

@@ -59,7 +59,7 @@ def run(
         synthetic_rate=rate,
         duration_s=duration_ms / 1000 if duration_ms is not None else None,
     )
-    up(settings, progress=lambda line: st.err.print(f"[dim]{line}[/]"))
+    _start_stack(st, settings, up)
     choice = choose_source(settings, options.source)
     if choice.note:
         st.err.print(f"[yellow]{choice.note}[/]")
@@ -84,6 +84,17 @@ def _wait(pipeline: Any, stop: threading.Event, seconds: float) -> bool:
     """Sleep up to ``seconds``; True when it is time to stop."""
     stop.wait(seconds)
     return stop.is_set() or pipeline.expired() or pipeline.finished()
+
+
+def _start_stack(st: Any, settings: Any, up: Any) -> None:
+    """`cryptoctl up` behind a spinner, then one line: what was started, how long it took."""
+    from cryptoctl.render.stack import up_summary
+
+    with st.err.status("starting the local stack…") as spinner:
+        result = up(settings, progress=lambda msg: spinner.update(f"{msg}…"))
+    started = [s.label for s in result.services if s.action == "started"]
+    state_text = f"started {', '.join(started)}" if started else "already running"
+    st.err.print(f"[green]✓[/] local stack {state_text}; {up_summary(result)}")
 
 
 def _live(st: Any, pipeline: Any, stop: threading.Event, symbols: Any) -> None:
