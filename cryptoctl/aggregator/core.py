@@ -25,7 +25,7 @@ import orjson
 from cryptoctl.aggregator.stats import AggregatorStats, Counters
 from cryptoctl.cache.writer import CacheWriter, candle_doc
 from cryptoctl.db.sink import PartitionFlush, RawFields, Sink, encode_raw_ticks, late_row
-from cryptoctl.errors import InvalidTick
+from cryptoctl.errors import InvalidTick, ServiceUnavailable
 from cryptoctl.kafka.clients import check_kafka, consumer_config
 from cryptoctl.kafka.dlq import DeadLetters
 from cryptoctl.settings import Settings
@@ -380,6 +380,7 @@ class Aggregator:
 
         assert self._sink is not None
         mine = [tp for tp in partitions if tp.topic == self.topic]
+        self._refresh_cluster_id()
         claims = self._sink.claim([tp.partition for tp in mine])
         now = time.monotonic()
         for tp in mine:
@@ -402,6 +403,15 @@ class Aggregator:
         consumer.assign(partitions)
         self._assigned_at = now
         log.info("assigned partitions %s", sorted(tp.partition for tp in mine))
+
+    def _refresh_cluster_id(self) -> None:
+        """The broker may have been replaced since start-up (a local broker restarted empty
+        while this process ran): claims compare the stored cluster id with the current one."""
+        assert self._sink is not None
+        try:
+            self._sink.cluster_id = check_kafka(self.settings, timeout=3.0).cluster_id
+        except ServiceUnavailable as exc:
+            log.warning("could not refresh the broker's cluster id: %s", exc.message)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._states:
