@@ -138,3 +138,20 @@ def test_up_docker_without_docker_exits_4_with_the_local_alternative(
     assert "the docker command is not installed" in result.stderr
     assert "cryptoctl up" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unexpected_error_is_one_line_without_secrets(cli, monkeypatch) -> None:
+    import cryptoctl.settings
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("boom at postgresql://me:hunter2@db:5432/x")
+
+    monkeypatch.setattr(cryptoctl.settings, "display_settings", broken)
+    result = cli("config")
+    assert result.exit_code == ExitCode.ERROR
+    assert result.stderr.strip().splitlines() == [
+        "error: internal error: RuntimeError: boom at postgresql://me:***@db:5432/x — this is a "
+        "bug; CRYPTOCTL_DEBUG=1 shows the traceback"
+    ]
+    monkeypatch.setenv("CRYPTOCTL_DEBUG", "1")
+    assert isinstance(cli("config").exception, RuntimeError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from cryptoctl import __version__
 from cryptoctl.cli.context import state
 from cryptoctl.errors import CryptoctlError, ExitCode
+from cryptoctl.settings import redact
 
 # Order of commands in --help; modules in cryptoctl.cli with a register(app) function are
 # discovered, so a new command module needs no edit here.
@@ -34,6 +37,15 @@ def report_error(exc: CryptoctlError) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(line)
 
 
+def _internal(exc: Exception) -> CryptoctlError:
+    """An unexpected exception as one line; URLs in its text lose their passwords."""
+    text = " ".join(redact(word) for word in str(exc).split()) or "no details"
+    return CryptoctlError(
+        f"internal error: {type(exc).__name__}: {text}",
+        hint="this is a bug; CRYPTOCTL_DEBUG=1 shows the traceback",
+    )
+
+
 class CryptoctlGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
@@ -45,6 +57,13 @@ class CryptoctlGroup(TyperGroup):
         except CryptoctlError as exc:
             report_error(exc)
             raise typer.Exit(int(exc.exit_code)) from None
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # usage errors and exits: typer reports them (exit 2 with a hint)
+        except Exception as exc:
+            if os.environ.get("CRYPTOCTL_DEBUG"):
+                raise
+            report_error(_internal(exc))
+            raise typer.Exit(int(ExitCode.ERROR)) from None
 
 
 app = typer.Typer(
