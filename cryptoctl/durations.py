@@ -38,6 +38,11 @@ def datetime_ms(value: datetime) -> int:
     return (value - _EPOCH) // _MS
 
 
+def ms_datetime(ms: int) -> datetime:
+    """Epoch ms -> an aware UTC datetime, exactly (the inverse of :func:`datetime_ms`)."""
+    return _EPOCH + ms * _MS
+
+
 def parse_time_ms(text: str, *, now_ms: int) -> int:
     """A point in time: a relative duration back from now (``1h``), ``now``, epoch ms, or ISO-8601.
 
@@ -78,6 +83,6 @@ def format_duration_ms(ms: float) -> str:
 
 def iso_utc(ms: int) -> str:
     """Epoch ms -> ISO-8601 UTC with a Z, second precision unless there are milliseconds."""
-    dt = _EPOCH + ms * _MS
+    dt = ms_datetime(ms)
     text = dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
     return text.replace("+00:00", "Z")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from cryptoctl.durations import datetime_ms
+from cryptoctl.durations import datetime_ms, ms_datetime
 
 if TYPE_CHECKING:
     import psycopg
@@ -131,14 +131,6 @@ def rollup_sql(function: BucketFunction) -> str:
     return _ROLLUP.format(bucket=bucket_expression(function))
 
 
-def _ms(value: datetime) -> int:
-    return datetime_ms(value)
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 def rollup_params(
     interval: str, since_ms: int, until_ms: int, symbols: Sequence[str] | None
 ) -> dict[str, Any]:
@@ -147,8 +139,8 @@ def rollup_params(
     return {
         "width": timedelta(milliseconds=width),
         "origin": ORIGIN,
-        "start": _dt(start),
-        "end": _dt(end),
+        "start": ms_datetime(start),
+        "end": ms_datetime(end),
         "symbols": [s.upper() for s in symbols] if symbols else None,
     }
 
@@ -158,7 +150,7 @@ def _candle(row: Sequence[Any], interval: str) -> Candle:
     return Candle(
         symbol=symbol,
         interval=interval,
-        bucket_ms=_ms(bucket),
+        bucket_ms=datetime_ms(bucket),
         open=open_,
         high=high,
         low=low,
@@ -205,7 +197,7 @@ def fetch_latest_prices(
 ) -> list[LatestPrice]:
     params = {"symbols": [s.upper() for s in symbols] if symbols else None}
     rows = conn.execute(_LATEST, params).fetchall()
-    return [LatestPrice(sym, price, _ms(time), "postgres") for sym, price, time in rows]
+    return [LatestPrice(sym, price, datetime_ms(time), "postgres") for sym, price, time in rows]
 
 
 _STATS = """
@@ -229,8 +221,8 @@ def fetch_stats_24h(conn: psycopg.Connection[Any], symbols: Sequence[str] | None
             change_pct=r[5],
             volume=float(r[6]),
             trades=int(r[7]),
-            first_bucket_ms=_ms(r[8]),
-            last_bucket_ms=_ms(r[9]),
+            first_bucket_ms=datetime_ms(r[8]),
+            last_bucket_ms=datetime_ms(r[9]),
         )
         for r in rows
     ]

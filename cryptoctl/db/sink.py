@@ -13,11 +13,11 @@ import contextlib
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from cryptoctl.durations import ms_datetime
 from cryptoctl.errors import ServiceUnavailable
 from cryptoctl.settings import Settings
 from cryptoctl.windows import Candle
@@ -26,13 +26,8 @@ if TYPE_CHECKING:
     import psycopg
 
 T = TypeVar("T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A raw tick as the aggregator buffers it: the tuple of cryptoctl.tick.fast_tick_fields.
 RawFields = tuple[str, float, float | None, int, str, str, int, dict[str, Any] | None]
-
-
-def ms_to_dt(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)  # exact: no float seconds
 
 
 @dataclass
@@ -109,8 +104,8 @@ UPDATE processing_metadata
 
 def candle_row(c: Candle, partition: int) -> tuple[Any, ...]:
     return (
-        c.symbol, ms_to_dt(c.bucket), c.open, c.high, c.low, c.close, c.volume, c.trades,
-        c.price_sum, c.pv_sum, c.avg, c.vwap, ms_to_dt(c.open_ts), ms_to_dt(c.close_ts),
+        c.symbol, ms_datetime(c.bucket), c.open, c.high, c.low, c.close, c.volume, c.trades,
+        c.price_sum, c.pv_sum, c.avg, c.vwap, ms_datetime(c.open_ts), ms_datetime(c.close_ts),
         partition, c.final,
     )
 
@@ -121,7 +116,7 @@ def late_row(
     """A late_ticks row from (symbol, price, qty, ts, ...) fields."""
     symbol, price, qty, ts = fields[0], fields[1], fields[2], fields[3]
     return (
-        ms_to_dt(ts), symbol, price, qty, partition, offset, ms_to_dt(watermark_ms),
+        ms_datetime(ts), symbol, price, qty, partition, offset, ms_datetime(watermark_ms),
         watermark_ms - ts,
     )
 
