@@ -72,14 +72,14 @@ class PartitionState:
     late: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def _invalid_reason(value: bytes | None) -> tuple[RawFields | None, str]:
-    """The slow path: the tick's fields, or why it is invalid (validate_tick's reason)."""
-    if value is None:
+def _checked_fields(obj: Any) -> tuple[RawFields | None, str]:
+    """The slow path, for what the fast check did not vouch for: the tick's fields by
+    validate_tick's verdict, or why it is invalid. ``obj`` is the decoded value, or the
+    exception decoding raised."""
+    if isinstance(obj, TypeError):
         return None, "empty message value"
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return None, f"not valid JSON: {exc}"
+    if isinstance(obj, orjson.JSONDecodeError):
+        return None, f"not valid JSON: {obj}"
     try:
         t = validate_tick(obj)
     except InvalidTick as exc:
@@ -261,13 +261,14 @@ class Aggregator:
                 continue  # revoked or fenced: not ours any more
             offset = msg.offset()
             ps.next_offset = offset + 1
-            value = msg.value()
             try:
-                f = fast(loads(value))
-            except (orjson.JSONDecodeError, TypeError):
-                f = None
-            if f is None:
-                f, reason = _invalid_reason(value)
+                obj = loads(msg.value())  # a None value raises TypeError
+            except (orjson.JSONDecodeError, TypeError) as exc:
+                obj, f = exc, None
+            else:
+                f = fast(obj)
+            if f is None:  # parsed once: the slow path gets the decoded object
+                f, reason = _checked_fields(obj)
                 if f is None:
                     self._dead_letter(msg, reason)
                     continue

@@ -20,7 +20,8 @@ SYMBOLS = ["BTC", "ETH", "SOL", "ADA", "XRP", "DOGE", "DOT", "LTC"]
 
 def make_ticks(n: int, *, seed: int = 1, minutes: int = 6, late_every: int = 0) -> list[Tick]:
     """`n` ticks spread over `minutes` of event time, out of order by up to 2 s, with ties
-    (equal ts) and quotes without qty; every `late_every`-th tick is 4 minutes behind."""
+    (equal ts), quotes without qty and ticks with extra fields; every `late_every`-th tick is
+    4 minutes behind."""
     rng = random.Random(seed)
     span = minutes * WIDTH
     out = []
@@ -32,7 +33,9 @@ def make_ticks(n: int, *, seed: int = 1, minutes: int = 6, late_every: int = 0) 
             ts -= 4 * WIDTH
         price = round(100 + rng.random() * 10, 2) if rng.random() > 0.2 else 100.0
         qty = None if rng.random() < 0.2 else round(rng.random() * 3, 4)
-        out.append(Tick(rng.choice(SYMBOLS), price, ts, "synthetic", ts + 5, qty=qty))
+        # Some ticks carry extras, like CoinGecko's: they take validate_tick's slow path.
+        extra = {"market_cap": price * 1e6, "change_24h_pct": -1.5} if rng.random() < 0.1 else {}
+        out.append(Tick(rng.choice(SYMBOLS), price, ts, "synthetic", ts + 5, qty=qty, extra=extra))
     return out
 
 

@@ -78,3 +78,17 @@ def test_table_summary_is_a_report_on_stderr(settings, cli):
     assert "aggregate summary" in result.stderr
     rows = [line.split("│") for line in result.stderr.splitlines() if line.startswith("│")]
     assert {cells[1].strip(): cells[2].strip() for cells in rows}["ticks"] == "50"
+
+
+def test_extra_fields_reach_raw_price_data(settings, cli):
+    ticks = make_ticks(400, seed=11)
+    with_extra = sum(1 for t in ticks if t.extra)
+    assert with_extra > 0
+    produce_ticks(settings, ticks)
+
+    assert cli("aggregate", "--until-idle", "2s").exit_code == 0
+
+    assert scalar(settings, "SELECT count(*) FROM raw_price_data WHERE extra IS NOT NULL") == with_extra
+    assert scalar(
+        settings, "SELECT count(*) FROM raw_price_data WHERE (extra->>'change_24h_pct')::float = -1.5"
+    ) == with_extra
