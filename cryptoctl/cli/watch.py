@@ -79,20 +79,31 @@ def _watch_jsonl(
     from_beginning: bool,
     duration_s: float | None,
 ) -> None:
-    import orjson
+    import os
 
     from cryptoctl.watch.session import run_watch
 
     out = sys.stdout
 
+    def closed_pipe() -> None:
+        # The reader went away (`| head -1`): stop quietly, like any Unix filter. Later
+        # writes and the interpreter's last flush of stdout go to /dev/null instead.
+        stop.set()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+
     def write(tick: Any) -> None:
-        out.write(orjson.dumps(tick.to_dict()).decode() + "\n")
+        try:
+            out.write(tick.to_json().decode() + "\n")
+        except BrokenPipeError:
+            closed_pipe()
 
     def flush() -> None:
         try:
             out.flush()
         except BrokenPipeError:
-            stop.set()
+            closed_pipe()
 
     st.err.print(f"[dim]watching {settings.topic} on {settings.kafka_bootstrap}…[/]")
     run_watch(

@@ -124,3 +124,22 @@ def test_live_display_in_a_terminal_and_ctrl_c_summary(settings: Settings) -> No
         assert "Traceback" not in term.text
     finally:
         term.close()
+
+
+def test_a_closed_pipe_ends_watch_quietly(settings: Settings) -> None:
+    produce_ticks(settings, ticks(1_000))  # 3,000 lines: more than a pipe buffer holds
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cryptoctl", "watch", "--from-beginning", "--format", "jsonl",
+         "--duration", "60s"],
+        env=stack_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = json.loads(proc.stdout.readline())
+    assert first["symbol"] in {"BTC", "ETH", "SOL"}
+    proc.stdout.close()  # like `| head -1`
+    t0 = time.monotonic()
+    code = proc.wait(timeout=30)
+    stderr = proc.stderr.read().decode()
+    assert code == 0, stderr
+    assert time.monotonic() - t0 < 20  # stopped by the closed pipe, not by --duration
+    assert "Traceback" not in stderr and "error" not in stderr.lower()
