@@ -322,7 +322,9 @@ class ReplaySource:
                     out = []
                 if not pacer.wait(item.ts, stop):
                     break
-                item = replace(item, recv_ts=now_ms())  # received now, after the wait
+            # Paced rows are spread over real time: each is received now, not at the last
+            # of the reader's occasional clock readings (those only suit unpaced replay).
+            item = replace(item, recv_ts=now_ms())
             pacer.high_ts = max(pacer.high_ts, item.ts)
             out.append(item)
             if len(out) >= _BATCH:

@@ -224,3 +224,17 @@ def test_a_file_that_is_not_utf8_is_a_data_error(tmp_path: Path, at: int) -> Non
     path.write_bytes(good[:at] + b"\xff\xfe" + good[at:])
     with pytest.raises(DataError, match=r"ticks\.csv is not UTF-8 text"):
         drain(ReplaySource(ReplayConfig(path, speed=0)))
+
+
+def test_paced_rows_are_received_in_order(tmp_path: Path) -> None:
+    # Ties and rows that need no wait come between rows that do: recv_ts never runs back.
+    rows = ["ts,symbol,price"] + [
+        f"{1_763_000_000_000 + (i // 3) * 200},BTC,{100 + i}" for i in range(30)
+    ]
+    path = tmp_path / "paced.csv"
+    path.write_text("\n".join(rows) + "\n")
+    ticks = drain(ReplaySource(ReplayConfig(path, speed=10)))
+    received = [t.recv_ts for t in ticks]
+    assert len(ticks) == 30
+    assert received == sorted(received)
+    assert received[-1] - received[0] >= 150  # 9 waits of 20 ms: spread over real time
