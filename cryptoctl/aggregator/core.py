@@ -25,7 +25,7 @@ import orjson
 from cryptoctl.aggregator.stats import AggregatorStats, Counters
 from cryptoctl.cache.writer import CacheWriter, candle_doc
 from cryptoctl.db.sink import PartitionFlush, RawFields, Sink, encode_raw_ticks, late_row
-from cryptoctl.errors import InvalidTick, ServiceUnavailable
+from cryptoctl.errors import InvalidTick
 from cryptoctl.kafka.clients import check_kafka, consumer_config
 from cryptoctl.kafka.dlq import DeadLetters
 from cryptoctl.settings import Settings
@@ -66,7 +66,6 @@ class PartitionState:
     next_offset: int | None  # None until a message is read: "from the beginning"
     last_tick: float  # monotonic time of the last batch that had a tick of this partition
     committed_offset: int | None = None
-    committed_wm: int | None = None
     raw: list[RawFields] = field(default_factory=list)
     raw_offsets: list[int] = field(default_factory=list)
     late: list[tuple[Any, ...]] = field(default_factory=list)
@@ -245,7 +244,10 @@ class Aggregator:
         add: Any = None
         raw_append: Any = None
         off_append: Any = None
-        for msg in msgs:
+        # Any: the stubs type partition()/offset() as optional (they are None only on error
+        # messages, skipped first); narrowing them per message would cost the hot path.
+        batch: list[Any] = msgs
+        for msg in batch:
             if msg.error() is not None:
                 self._kafka_error(msg)
                 continue
@@ -318,7 +320,14 @@ class Aggregator:
         if not flushes:
             return
         assert self._sink is not None
-        fenced = self._sink.commit(flushes)
+        try:
+            fenced = self._sink.commit(flushes)
+        except BaseException:
+            # _collect already took this flush's ticks and final candles out of memory, so
+            # a later flush (on revoke, while closing) must not advance the offsets without
+            # them. PostgreSQL is the checkpoint: forget everything, as for lost partitions.
+            self._states.clear()
+            raise
         self._after_commit(flushes, docs, fenced)
         self.counters.flush_ms.append((time.perf_counter() - t0) * 1000)
         self.counters.flushes += 1
@@ -330,7 +339,11 @@ class Aggregator:
             candles = w.finalize() + w.take_dirty()
             wm = None if w.watermark == NO_WATERMARK else w.watermark
             next_offset = ps.next_offset if ps.next_offset is not None else 0
-            unchanged = next_offset == ps.committed_offset and wm == ps.committed_wm
+            # A watermark that only moved with the wall clock (an idle partition) is not
+            # worth a transaction of its own: it rides along with the next real change, and
+            # a candle it makes final is a change. Otherwise an idle aggregator would write
+            # every 40 ms.
+            unchanged = next_offset == ps.committed_offset
             if not candles and not ps.late and not ps.raw and unchanged:
                 continue
             raw = encode_raw_ticks(ps.raw, ps.raw_offsets, p) if ps.raw else b""
@@ -355,7 +368,7 @@ class Aggregator:
                 continue
             ps = self._states.get(f.partition)
             if ps is not None:
-                ps.committed_offset, ps.committed_wm = f.next_offset, f.watermark_ms
+                ps.committed_offset = f.next_offset
             c.candles_written += len(f.candles)
             c.candles_final += sum(1 for x in f.candles if x.final)
             c.raw_ticks_written += f.raw_count
@@ -381,7 +394,7 @@ class Aggregator:
 
         assert self._sink is not None
         mine = [tp for tp in partitions if tp.topic == self.topic]
-        self._refresh_cluster_id()
+        self._refresh_cluster_id(consumer)
         claims = self._sink.claim([tp.partition for tp in mine])
         now = time.monotonic()
         for tp in mine:
@@ -393,7 +406,7 @@ class Aggregator:
             )
             self._states[tp.partition] = PartitionState(
                 claim.epoch, windows, claim.next_offset, now,
-                committed_offset=claim.next_offset, committed_wm=claim.watermark_ms,
+                committed_offset=claim.next_offset,
             )
             if claim.cluster_changed:
                 self.counters.offset_resets += 1
@@ -405,14 +418,17 @@ class Aggregator:
         self._assigned_at = now
         log.info("assigned partitions %s", sorted(tp.partition for tp in mine))
 
-    def _refresh_cluster_id(self) -> None:
+    def _refresh_cluster_id(self, consumer: Consumer) -> None:
         """The broker may have been replaced since start-up (a local broker restarted empty
-        while this process ran): claims compare the stored cluster id with the current one."""
+        while this process ran): claims compare the stored cluster id with the current one.
+        Asked through the consumer's own connection, inside the rebalance callback."""
+        from confluent_kafka import KafkaException
+
         assert self._sink is not None
         try:
-            self._sink.cluster_id = check_kafka(self.settings, timeout=3.0).cluster_id
-        except ServiceUnavailable as exc:
-            log.warning("could not refresh the broker's cluster id: %s", exc.message)
+            self._sink.cluster_id = consumer.list_topics(self.topic, timeout=3.0).cluster_id
+        except KafkaException as exc:
+            log.warning("could not refresh the broker's cluster id: %s", exc)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._states:

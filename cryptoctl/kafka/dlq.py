@@ -31,8 +31,11 @@ class DeadLetters:
         if self._producer is None:
             from confluent_kafka import Producer
 
-            # Not idempotent/acks=all-tuned for speed: these are rare and must not stall us.
-            self._producer = Producer(producer_config(self.settings, **{"linger.ms": 50}))
+            # Not idempotent: an idempotent producer's fatal errors (a broker restarted empty)
+            # would need a restart to recover; a rare duplicate dead letter is acceptable.
+            self._producer = Producer(
+                producer_config(self.settings, **{"linger.ms": 50, "enable.idempotence": False})
+            )
         return self._producer
 
     def _report(self, err: Any, _msg: Any) -> None:
@@ -51,7 +54,7 @@ class DeadLetters:
         partition: int,
         offset: int,
     ) -> None:
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("reason", reason.encode()),
             ("source_topic", topic.encode()),
             ("source_partition", str(partition).encode()),

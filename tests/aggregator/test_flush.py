@@ -1,0 +1,46 @@
+"""The flush bookkeeping of the aggregator, without a broker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cryptoctl.aggregator.core import Aggregator, PartitionState
+from cryptoctl.windows import PartitionWindows
+from tests.aggregator.data import make_ticks
+from tests.helpers import produce_ticks
+
+
+class FailingSink:
+    def commit(self, flushes):
+        raise ConnectionError("PostgreSQL went away for good")
+
+
+def test_a_failed_commit_forgets_the_partitions(settings):
+    agg = Aggregator(settings)
+    windows = PartitionWindows(5_000, 60_000)
+    windows.add("BTC", 1_763_000_000_000, 100.0, 1.0)
+    agg._states[0] = PartitionState(1, windows, 42, 0.0, committed_offset=0)
+    agg._states[0].raw.append(("BTC", 100.0, 1.0, 1_763_000_000_000, "USD", "t", 0, None))
+    agg._states[0].raw_offsets.append(41)
+    agg._sink = FailingSink()  # type: ignore[assignment]
+
+    with pytest.raises(ConnectionError):
+        agg._flush()
+
+    # Nothing left that a flush on revoke could commit without the ticks taken above.
+    assert agg._states == {}
+    agg._flush()  # and a later flush has nothing to write
+
+
+def test_an_idle_aggregator_does_not_write(settings, cli):
+    produce_ticks(settings, make_ticks(50, seed=5))
+
+    result = cli("aggregate", "--until-idle", "3s", "--format", "json")
+
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["ticks"] == 50
+    # One flush per batch read, not one every 40 ms of the 3 s spent idle (about 75).
+    assert summary["flushes"] < 20, summary
