@@ -152,47 +152,26 @@ def aggregator_rate(settings: Settings, n: int, store: bool) -> dict[str, float]
             "flush_p50_ms": stats.flush_latency_ms_p50 or 0.0, "flushes": stats.flushes}
 
 
+QUIX_VENV = Path(__file__).resolve().parents[1] / ".venv-quix"
+
+
+def quix_python() -> Path:
+    """The interpreter of the Quix comparison's own virtualenv, made on first use."""
+    python = QUIX_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "quixstreams>=3.0"], check=True)
+    return python
+
+
 def quix_rate(settings: Settings, n: int) -> float:
-    from datetime import timedelta
-
-    from quixstreams import Application
-
-    state_dir = tempfile.mkdtemp(prefix="quix-state-")
-    app = Application(
-        broker_address=settings.kafka_bootstrap, consumer_group="bench-quix",
-        auto_offset_reset="earliest", state_dir=state_dir, use_changelog_topics=False,
-        auto_create_topics=False,
+    """Ticks/s of the Quix Streams app (bench/quix_ohlc.py) on the same topic."""
+    script = Path(__file__).with_name("quix_ohlc.py")
+    done = subprocess.run(
+        [str(quix_python()), str(script), settings.kafka_bootstrap, settings.topic, str(n)],
+        check=True, capture_output=True, text=True,
     )
-    topic = app.topic(settings.topic, value_deserializer="json")
-    sdf = app.dataframe(topic)
-
-    def init(v: dict[str, Any]) -> dict[str, Any]:
-        p = v["price"]
-        return {"open": p, "high": p, "low": p, "close": p, "volume": v["qty"] or 0.0,
-                "trades": 1}
-
-    def reducer(acc: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
-        p = v["price"]
-        acc["high"], acc["low"], acc["close"] = max(acc["high"], p), min(acc["low"], p), p
-        acc["volume"] += v["qty"] or 0.0
-        acc["trades"] += 1
-        return acc
-
-    seen = {"n": 0, "t0": 0.0, "t1": 0.0}
-
-    def count(v: Any) -> Any:
-        if seen["n"] == 0:
-            seen["t0"] = time.perf_counter()
-        seen["n"] += 1
-        if seen["n"] >= n:
-            seen["t1"] = time.perf_counter()
-            app.stop()
-        return v
-
-    sdf = sdf.update(count)
-    sdf.tumbling_window(timedelta(minutes=1)).reduce(reducer, init).current()
-    app.run()
-    return n / (seen["t1"] - seen["t0"])
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
