@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +102,17 @@ def test_synthetic_live_rate_is_honoured(settings: Settings, cli: Any) -> None:
     result = cli("produce", "--source", "synthetic", "--rate", "400", "--duration", "3s",
                  "--format", "json")  # fmt: skip
     assert result.exit_code == 0, result.stderr
+    returned_ms = int(time.time() * 1000)
     ticks = read_back(settings)
     span_s = (max(t["ts"] for t in ticks) - min(t["ts"] for t in ticks)) / 1000
     # A property of the output: ticks per second of event time, not of this machine's speed.
     assert len(ticks) == orjson.loads(result.stdout)["delivered"]
     assert span_s > 1.0
     assert 400 * 0.9 <= (len(ticks) - 1) / span_s <= 400 * 1.1
+    # Event times follow --rate by construction; these catch broken throttling: an
+    # unthrottled feed makes far more than 3 s x 400 ticks and runs ahead of the clock.
+    assert len(ticks) <= 400 * 3 * 1.1 + 1
+    assert max(t["ts"] for t in ticks) <= returned_ms
 
 
 def test_synthetic_out_of_order_share(settings: Settings, cli: Any) -> None:
