@@ -199,7 +199,10 @@ def test_request_budget_spaces_the_polls(settings: Settings, httpserver: HTTPSer
                           api_url=httpserver.url_for("/api/v3"), max_requests_per_minute=2))  # fmt: skip
     src.budget = cg.RequestBudget(2, window_s=0.8)
     ProducerRun(settings, src, ProducerOptions(duration_s=30)).run(stop)
-    assert script.times[2] - script.times[0] >= 0.8
+    # The budget counts from when a request is sent; the server stamps arrival, and the
+    # first request also sets up the connection: allow that skew, not a budget overrun.
+    assert script.times[2] - script.times[0] >= 0.8 - 0.05
+    assert len(script.times) >= 3
 
 
 def test_reachable_probe(settings: Settings, httpserver: HTTPServer) -> None:
