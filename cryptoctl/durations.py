@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,10 @@ _MS = timedelta(milliseconds=1)
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _COMPOUND = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+# Longer than any span a point in time can be taken back from now (the tick time range
+# starts in 2009); beyond it the arithmetic would leave the datetime range.
+MAX_DURATION_MS = 100 * 365 * 86_400_000
+_MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last datetime
 
 
 def parse_duration_ms(text: str) -> int:
@@ -20,11 +25,17 @@ def parse_duration_ms(text: str) -> int:
     raw = text.strip().lower()
     match = _DURATION.match(raw)
     if match:
-        return round(float(match.group(1)) * _UNITS_MS[match.group(2) or "s"])
+        return _bounded(float(match.group(1)) * _UNITS_MS[match.group(2) or "s"], text)
     parts = _COMPOUND.findall(raw)
     if parts and "".join(n + u for n, u in parts) == raw:
-        return round(sum(float(n) * _UNITS_MS[u] for n, u in parts))
+        return _bounded(sum(float(n) * _UNITS_MS[u] for n, u in parts), text)
     raise ValueError(f"invalid duration {text!r}: use e.g. 250ms, 10s, 5m, 1h, 1d or 1h30m")
+
+
+def _bounded(ms: float, text: str) -> int:
+    if not math.isfinite(ms) or ms > MAX_DURATION_MS:
+        raise ValueError(f"duration {text.strip()!r} is too long: at most 100 years (36500d)")
+    return round(ms)
 
 
 def parse_duration_s(text: str) -> float:
@@ -52,6 +63,8 @@ def parse_time_ms(text: str, *, now_ms: int) -> int:
     if raw.lower() == "now":
         return now_ms
     if raw.isdigit() and len(raw) >= 11:
+        if int(raw) > _MAX_EPOCH_MS:
+            raise ValueError(f"invalid time {text!r}: epoch milliseconds after the year 9999")
         return int(raw)
     try:
         return now_ms - parse_duration_ms(raw)

@@ -97,8 +97,26 @@ def _to_int(name: str) -> Callable[[Any], int]:
     return conv
 
 
+def _redis_url(value: Any) -> str:
+    url = str(value)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(
+            f"invalid Redis URL {redact(url)!r}: {exc}",
+            hint="use redis://host:port/db, e.g. redis://localhost:6379/0",
+        ) from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"invalid Redis URL {redact(url)!r}: the scheme must be redis://, rediss:// or unix://"
+        )
+    return url
+
+
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "home": lambda v: Path(v).expanduser(),
+    "redis_url": _redis_url,
     "partitions": _to_int("partitions"),
     "kafka_config": lambda v: {str(k): str(x) for k, x in dict(v).items()},
 }

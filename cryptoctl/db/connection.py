@@ -18,7 +18,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 def schema_ident(name: str) -> str:
     """A schema name checked to be a plain identifier (it is interpolated into search_path)."""
-    if not _IDENT.match(name):
+    if not _IDENT.fullmatch(name):
         raise ConfigError(f"invalid database schema name {name!r}: use letters, digits, _")
     return name
 

@@ -7,9 +7,12 @@ fails, the ones this call started are stopped again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,10 +72,52 @@ class DownOutcome:
     pid: int | None = None
 
 
+def prepare_home(home: Path) -> None:
+    """The state dir, private to its owner: logs, stack.json and the data live here.
+
+    0711, not 0700: the unprivileged PostgreSQL user must traverse it to its own data dir
+    (which is 0700 and its own); nobody else can list or read anything in it.
+    """
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        home.chmod(0o711)
+        logs = home / "logs"
+        logs.mkdir(exist_ok=True)
+        logs.chmod(0o700)
+        probe = home / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StackError(
+            f"the state directory {home} is not usable: {exc.strerror or exc}",
+            hint="set CRYPTOCTL_HOME to a directory you can write to",
+        ) from None
+
+
+@contextlib.contextmanager
+def stack_lock(home: Path) -> Iterator[None]:
+    """One `up` or `down` at a time per state dir: a second one waits for the first."""
+    prepare_home(home)
+    fd = os.open(home / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def up(settings: Settings, progress: Progress = _quiet) -> UpResult:
-    """Start whatever is not running, wait for health, create topics, apply the schema."""
+    """Start whatever is not running, wait for health, create topics, apply the schema.
+
+    Two `up` at once on one state dir are serialised: the second finds the first's
+    servers running (instead of racing it for the ports and telling the user to stop them).
+    """
+    with stack_lock(settings.home):
+        return _up(settings, progress)
+
+
+def _up(settings: Settings, progress: Progress) -> UpResult:
     t0 = time.monotonic()
-    settings.home.mkdir(parents=True, exist_ok=True)
     state = StateFile(settings.home)
     started: list[tuple[Service, ProcessRecord]] = []
     outcomes: list[ServiceOutcome] = []
@@ -135,7 +180,8 @@ def _start(service: Service, state: StateFile) -> tuple[ProcessRecord, float]:
     service.prepare()
     log_path = service.log_path()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = service.start(log)
     record = ProcessRecord(
         service=service.name,
@@ -187,6 +233,13 @@ def _stop(service: Service, record: ProcessRecord, state: StateFile) -> str:
 
 def down(settings: Settings, purge: bool = False, progress: Progress = _quiet) -> list[DownOutcome]:
     """Stop exactly the processes `up` started (by PID); `purge` also deletes their data."""
+    if not settings.home.is_dir():
+        return [DownOutcome(s.name, s.label, "not running") for s in reversed(all_services(settings))]
+    with stack_lock(settings.home):
+        return _down(settings, purge, progress)
+
+
+def _down(settings: Settings, purge: bool, progress: Progress) -> list[DownOutcome]:
     state = StateFile(settings.home)
     records = state.read()
     outcomes = []

@@ -64,7 +64,9 @@ class StateFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         data: dict[str, Any] = {"services": {n: asdict(r) for n, r in records.items()}}
-        tmp.write_text(json.dumps(data, indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(data, indent=2))
         os.replace(tmp, self.path)
 
     def put(self, record: ProcessRecord) -> None:

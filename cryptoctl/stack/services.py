@@ -67,6 +67,7 @@ class Service:
     def prepare(self) -> None:
         """One-time set-up before the first start (directories, initdb)."""
         self.data_dir().mkdir(parents=True, exist_ok=True)
+        self.data_dir().chmod(0o700)  # the AOF, the broker's files: the owner's only
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -198,13 +199,12 @@ class PostgresService(Service):
     def prepare(self) -> None:
         super().prepare()
         pgdata = self.pgdata()
-        if (pgdata / "PG_VERSION").exists():
-            return
         user = self._system_user()
         pgdata.mkdir(parents=True, exist_ok=True)
         if user:
-            _let_user_reach(pgdata, user)
-        self._initdb(pgdata, user)
+            _let_user_reach(pgdata, user)  # each start: the parents were made private again
+        if not (pgdata / "PG_VERSION").exists():
+            self._initdb(pgdata, user)
 
     def _initdb(self, pgdata: Path, user: str | None) -> None:
         password = self.conninfo.get("password")
@@ -286,9 +286,37 @@ class RedisService(Service):
     def bind_host(self) -> str:
         return _loopback("Redis", self.endpoint[0], "CRYPTOCTL_REDIS_URL")
 
+    def _password(self) -> str | None:
+        """The password of the Redis URL, which the local server then requires.
+
+        A URL password the server did not enforce would be a lie; an ACL user name other
+        than ``default`` cannot be set up from a URL, so it is refused.
+        """
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(self.settings.redis_url)
+        if parts.username and unquote(parts.username) != "default":
+            raise ConfigError(
+                f"the local Redis has only the user 'default', not {parts.username!r}",
+                hint="drop the user name from CRYPTOCTL_REDIS_URL (redis://:PASSWORD@host:port)",
+            )
+        return unquote(parts.password) if parts.password else None
+
+    def prepare(self) -> None:
+        super().prepare()
+        conf = self.data_dir() / "redis.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        password = self._password()
+        with os.fdopen(fd, "w") as out:
+            # in a file, not on the command line, where `ps` would show it
+            if password is not None:
+                escaped = password.replace("\\", "\\\\").replace('"', '\\"')
+                out.write(f'requirepass "{escaped}"\n')
+
     def command(self) -> list[str]:
         return [
             str(binaries.redis_server()),
+            str(self.data_dir() / "redis.conf"),
             "--port", str(self.endpoint[1]),
             "--bind", self.bind_host,
             "--dir", str(self.data_dir()),

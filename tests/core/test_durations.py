@@ -64,3 +64,15 @@ def test_datetime_ms_is_exact(ms: int) -> None:
     aware = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
     assert datetime_ms(aware) == ms
     assert datetime_ms(aware.replace(tzinfo=None)) == ms
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999d", "36501d", "1" + "0" * 400 + "s"])
+def test_a_duration_past_100_years_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration_ms(text)
+
+
+def test_an_epoch_past_year_9999_is_refused() -> None:
+    with pytest.raises(ValueError, match="after the year 9999"):
+        parse_time_ms("999999999999999999", now_ms=0)
+    assert parse_time_ms("253402300799999", now_ms=0) == 253_402_300_799_999

@@ -85,3 +85,25 @@ def test_host_port() -> None:
     assert host_port("[::1]:9093", 1) == ("::1", 9093)
     with pytest.raises(ConfigError):
         host_port("h:notaport", 1)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost:port/0", "invalid Redis URL"),
+        ("redis://:secret@localhost:x/0", "invalid Redis URL"),
+        ("http://localhost:6379/0", "scheme must be"),
+    ],
+)
+def test_a_bad_redis_url_is_a_config_error(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings({"redis_url": url}, environ={})
+    assert "secret" not in str(info.value)
+
+
+def test_a_schema_name_with_a_trailing_newline_is_refused() -> None:
+    from cryptoctl.db.connection import schema_ident
+
+    with pytest.raises(ConfigError, match="invalid database schema name"):
+        schema_ident("public\n")
+    assert schema_ident("public") == "public"

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cryptoctl.errors import ExitCode, StackError
+from cryptoctl.errors import ConfigError, ExitCode, StackError
 from cryptoctl.settings import Settings, load_settings
 from cryptoctl.stack import local
 from cryptoctl.stack.processes import StateFile
@@ -162,3 +162,72 @@ def test_state_file_records_are_json(own: Settings) -> None:
     data = json.loads((own.home / "stack.json").read_text())
     assert set(data["services"]) == {"kafka", "postgres", "redis"}
     assert data["services"]["postgres"]["version"].startswith("PostgreSQL 18")
+
+
+def test_state_dir_logs_and_data_are_private(own: Settings) -> None:
+    local.up(own)
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(own.home) == 0o711  # the PostgreSQL user traverses it, nobody lists it
+    assert mode(own.home / "logs") == 0o700
+    assert mode(own.home / "stack.json") == 0o600
+    logs = list((own.home / "logs").iterdir())
+    assert {p.name for p in logs} == {"kafka.log", "postgres.log", "redis.log"}
+    assert all(mode(p) == 0o600 for p in logs)
+    for service in ("kafka", "redis"):
+        assert mode(own.home / service) == 0o700, service
+    assert mode(own.home / "postgres") & 0o066 == 0  # others may traverse it at most
+    assert mode(own.home / "postgres" / "data") == 0o700
+    assert mode(own.home / "redis" / "redis.conf") == 0o600
+
+
+def test_a_password_in_the_redis_url_is_enforced() -> None:
+    import redis
+
+    with state_home() as home:
+        port = free_port()
+        for settings in _own_stack(home):
+            settings = settings.with_overrides(redis_url=f"redis://:s3%20cret@localhost:{port}/0")
+            local.up(settings)
+            with pytest.raises(redis.AuthenticationError):
+                redis.Redis(port=port).ping()
+            assert redis.Redis(port=port, password="s3 cret").ping()
+            assert "s3" not in " ".join(psutil.Process(_pids(settings)["redis"]).cmdline())
+            local.down(settings, purge=True)
+
+
+def test_a_redis_user_other_than_default_is_refused(own: Settings) -> None:
+    settings = own.with_overrides(redis_url=f"redis://alice:pw@localhost:{free_port()}/0")
+    with pytest.raises(ConfigError, match="only the user 'default'"):
+        local.up(settings)
+
+
+def test_two_ups_at_once_both_succeed(own: Settings) -> None:
+    import threading
+
+    results: list[local.UpResult] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            results.append(local.up(own))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    actions = sorted(tuple(s.action for s in r.services) for r in results)
+    assert actions == [("already running",) * 3, ("started",) * 3]
+
+
+def test_an_unusable_state_dir_is_a_stack_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    settings = load_settings({"home": blocker / "home"}, environ={})
+    with pytest.raises(StackError, match="state directory .* is not usable") as info:
+        local.up(settings)
+    assert info.value.exit_code == ExitCode.STACK
+    assert "CRYPTOCTL_HOME" in str(info.value)
