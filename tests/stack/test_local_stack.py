@@ -210,7 +210,7 @@ def test_two_ups_at_once_both_succeed(own: Settings) -> None:
     def start() -> None:
         try:
             results.append(local.up(own))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(2)]
