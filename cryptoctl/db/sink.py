@@ -10,6 +10,7 @@ partition was claimed by someone else (a higher epoch) writes nothing for it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import psycopg
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 # A raw tick as the aggregator buffers it: the tuple of cryptoctl.tick.fast_tick_fields.
 RawFields = tuple[str, float, float | None, int, str, str, int, dict[str, Any] | None]
 
@@ -229,6 +231,7 @@ class Sink:
 
     def _retrying(self, what: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         from tenacity import (
+            RetryCallState,
             Retrying,
             retry_if_exception,
             stop_after_delay,
@@ -246,10 +249,22 @@ class Sink:
                     self.retries += 1
                 raise
 
+        def warn(state: RetryCallState) -> None:
+            # Once per outage, at the first retry: the summary alone came too late.
+            if state.attempt_number == 1 and state.outcome is not None:
+                from cryptoctl.db.connection import db_address
+
+                log.warning(
+                    "PostgreSQL at %s: %s failed (%s); retrying for up to %.0fs",
+                    db_address(self.settings), what,
+                    str(state.outcome.exception()).strip().splitlines()[0], self.retry_for_s,
+                )
+
         retrying = Retrying(
             retry=retry_if_exception(
                 lambda e: _is_connection_error(e) or isinstance(e, ServiceUnavailable)
             ),
+            before_sleep=warn,
             wait=wait_exponential(multiplier=0.1, max=5.0),
             stop=stop_after_delay(self.retry_for_s),
             reraise=True,

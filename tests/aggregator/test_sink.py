@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cryptoctl.db.connection import connect
 from cryptoctl.db.sink import PartitionFlush, Sink, encode_raw_ticks
+from cryptoctl.errors import ServiceUnavailable
 from cryptoctl.windows import Candle
 from tests.aggregator.data import BASE, scalar
 
@@ -80,3 +83,22 @@ def test_binary_copy_round_trip(settings):
              FROM raw_price_data ORDER BY kafka_offset"""
     ).fetchall()
     assert [tuple(r) for r in got] == [(*r, 3, off) for r, off in zip(rows, [10, 11], strict=True)]
+
+
+def test_a_retried_flush_is_logged_while_it_retries(settings, caplog):
+    import logging
+
+    from tests.conftest import free_port
+
+    dead = settings.with_overrides(
+        database_url=f"postgresql://cryptoctl@localhost:{free_port()}/nowhere"
+    )
+    s = Sink(dead, group="g", topic="t", owner="o", cluster_id="c", retry_for_s=0.5)
+    with caplog.at_level(logging.WARNING, logger="cryptoctl.db.sink"), pytest.raises(
+        ServiceUnavailable, match="PostgreSQL is not reachable"
+    ):
+        s.commit([PartitionFlush(0, 1, 1, BASE)])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "flushing to PostgreSQL failed" in warnings[0]
+    assert "retrying for up to 0s" in warnings[0] or "retrying for up to 1s" in warnings[0]
