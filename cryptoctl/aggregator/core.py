@@ -336,6 +336,9 @@ class Aggregator:
         flushes, docs = [], {}
         for p, ps in self._states.items():
             w = ps.windows
+            # Candles the watermark closed without a new tick: as stored already, so only
+            # Redis hears of it (their state there said "open" until they turned final).
+            closed = w.take_newly_closed()
             candles = w.finalize() + w.take_dirty()
             wm = None if w.watermark == NO_WATERMARK else w.watermark
             next_offset = ps.next_offset if ps.next_offset is not None else 0
@@ -345,12 +348,16 @@ class Aggregator:
             # every 40 ms.
             unchanged = next_offset == ps.committed_offset
             if not candles and not ps.late and not ps.raw and unchanged:
+                if closed and self._cache is not None:
+                    self._cache.submit_candles([candle_doc(c, closed=True) for c in closed])
                 continue
             raw = encode_raw_ticks(ps.raw, ps.raw_offsets, p) if ps.raw else b""
             flushes.append(
                 PartitionFlush(p, ps.epoch, next_offset, wm, candles, raw, len(ps.raw), ps.late)
             )
-            docs[p] = [candle_doc(c, closed=w.is_closed(c)) for c in candles]
+            docs[p] = [candle_doc(c, closed=w.is_closed(c)) for c in candles] + [
+                candle_doc(c, closed=True) for c in closed if not c.final
+            ]
             ps.raw, ps.raw_offsets, ps.late = [], [], []
         return flushes, docs
 

@@ -64,7 +64,7 @@ class PartitionWindows:
     and forgotten. A tick for a final window is late and is not applied.
     """
 
-    __slots__ = ("candles", "delay", "lateness", "max_ts", "watermark", "width")
+    __slots__ = ("announced", "candles", "delay", "lateness", "max_ts", "watermark", "width")
 
     def __init__(
         self,
@@ -83,6 +83,7 @@ class PartitionWindows:
         # so the idle rule can still close its windows when nothing more arrives.
         self.max_ts = NO_WATERMARK if watermark is None else watermark + delay_ms
         self.candles: dict[tuple[str, int], Candle] = {(c.symbol, c.bucket): c for c in candles}
+        self.announced = NO_WATERMARK  # the watermark take_newly_closed last looked at
 
     def add(self, symbol: str, ts: int, price: float, qty: float | None) -> bool:
         """Apply one tick; False when it is late (its window is already final)."""
@@ -145,6 +146,18 @@ class PartitionWindows:
         for c in out:
             c.dirty = False
         return out
+
+    def take_newly_closed(self) -> list[Candle]:
+        """Unchanged candles the watermark closed since the last call (their stored state
+        is current; only their open/closed state moved)."""
+        if self.watermark == self.announced:
+            return []
+        low, high, width = self.announced, self.watermark, self.width
+        self.announced = high
+        return [
+            c for c in self.candles.values()
+            if not c.dirty and low < c.bucket + width <= high
+        ]
 
     def is_closed(self, c: Candle) -> bool:
         """Open for new ticks no longer (watermark >= end), though still updatable."""

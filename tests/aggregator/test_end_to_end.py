@@ -92,3 +92,18 @@ def test_extra_fields_reach_raw_price_data(settings, cli):
     assert scalar(
         settings, "SELECT count(*) FROM raw_price_data WHERE (extra->>'change_24h_pct')::float = -1.5"
     ) == with_extra
+
+
+def test_a_candle_closed_by_the_idle_watermark_says_closed_in_redis(settings, cli):
+    from tests.aggregator.data import BASE
+
+    tick = {"v": 1, "symbol": "BTC", "quote": "USD", "price": 5.0, "qty": 1.0,
+            "ts": BASE + 59_500, "source": "synthetic", "recv_ts": BASE + 59_500}
+    produce_ticks(settings, [(b"BTC", orjson.dumps(tick))])
+    # Its one flush happens while the candle is open; 1.5 s of idle time then close it
+    # (delay 1 s) without any new tick, 60 s before it would turn final.
+    result = cli("aggregate", "--until-idle", "4s", "--delay", "1s", "--lateness", "60s")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(redis_client(settings).get(Keys(settings.redis_prefix).candle_current("BTC")))
+    assert doc["bucket_ms"] == BASE
+    assert doc["state"] == "closed"

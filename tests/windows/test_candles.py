@@ -126,3 +126,17 @@ def test_restored_partition_closes_by_idle_time():
     w.advance_idle(WIDTH)
     assert [x.bucket for x in w.finalize()] == [BASE]
     assert c.vwap is None
+
+
+def test_a_candle_closed_by_the_idle_rule_is_announced_once() -> None:
+    w = PartitionWindows(delay_ms=1_000, lateness_ms=60_000)
+    assert w.add("BTC", 59_500, 1.0, 1.0)
+    assert w.take_dirty() and w.take_newly_closed() == []  # open: nothing to announce
+    w.advance_idle(1_000)
+    assert w.take_newly_closed() == []  # watermark 59_500: still open
+    w.advance_idle(1_500)
+    closed = w.take_newly_closed()
+    assert [(c.symbol, c.bucket) for c in closed] == [("BTC", 0)]
+    assert w.is_closed(closed[0]) and not closed[0].final
+    w.advance_idle(2_000)
+    assert w.take_newly_closed() == []  # announced once
