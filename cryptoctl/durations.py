@@ -32,9 +32,13 @@ def parse_duration_ms(text: str) -> int:
     raise ValueError(f"invalid duration {text!r}: use e.g. 250ms, 10s, 5m, 1h, 1d or 1h30m")
 
 
+class DurationTooLong(ValueError):
+    """A well-formed duration past MAX_DURATION_MS."""
+
+
 def _bounded(ms: float, text: str) -> int:
     if not math.isfinite(ms) or ms > MAX_DURATION_MS:
-        raise ValueError(f"duration {text.strip()!r} is too long: at most 100 years (36500d)")
+        raise DurationTooLong(f"duration {text.strip()!r} is too long: at most 100 years (36500d)")
     return round(ms)
 
 
@@ -68,6 +72,8 @@ def parse_time_ms(text: str, *, now_ms: int) -> int:
         return int(raw)
     try:
         return now_ms - parse_duration_ms(raw)
+    except DurationTooLong:
+        raise
     except ValueError:
         pass
     try:

@@ -140,9 +140,31 @@ def _register_commands() -> None:
 _register_commands()
 
 
+# click's UsageError and ClickException, by way of a public name: newer Typer vendors
+# click under a private module, older Typer uses click itself.
+_UsageError: type[Exception] = typer.BadParameter.__bases__[0]
+_ClickException: type[Exception] = _UsageError.__bases__[0]
+
+
 def main() -> None:
     try:
-        app(prog_name="cryptoctl")
-    except KeyboardInterrupt:
+        # Not standalone: click would print usage errors as a multi-line panel.
+        code = app(prog_name="cryptoctl", standalone_mode=False)
+    except _UsageError as exc:
+        report_error(_usage_error(exc))
+        sys.exit(int(ExitCode.USAGE))
+    except _ClickException as exc:  # e.g. a file option that cannot be opened
+        report_error(CryptoctlError(exc.format_message()))  # type: ignore[attr-defined]
+        sys.exit(int(ExitCode.USAGE))
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("interrupted\n")
         sys.exit(int(ExitCode.INTERRUPTED))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: Any) -> CryptoctlError:
+    """A click usage error as our one line, with the command's --help as the hint."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "cryptoctl"
+    message = exc.format_message().replace("\n", " ")
+    return CryptoctlError(message, hint=f"see `{where} --help`")
