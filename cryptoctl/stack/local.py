@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -84,9 +85,10 @@ def prepare_home(home: Path) -> None:
         logs = home / "logs"
         logs.mkdir(exist_ok=True)
         logs.chmod(0o700)
-        probe = home / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A probe of its own: two `up` at once must not unlink each other's.
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=home)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise StackError(
             f"the state directory {home} is not usable: {exc.strerror or exc}",
