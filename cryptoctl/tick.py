@@ -18,6 +18,14 @@ SCHEMA_VERSION = 1
 # Event times outside this range are rejected as nonsense (2009-01-01 .. 2100-01-01, ms).
 MIN_TS_MS = 1_230_768_000_000
 MAX_TS_MS = 4_102_444_800_000
+# Prices and quantities are below this. A candle sums them (price_sum, and price * qty in
+# pv_sum) in double precision: bounded inputs keep those sums finite, so every stored
+# candle can be read back and printed as JSON. No real market comes near it (1e15 USD for
+# one unit; a quadrillion units in one trade).
+MAX_VALUE = 1e15
+# Symbols and quotes: upper-case ASCII letters and digits (DESIGN.md), at most this long.
+MAX_SYMBOL_LEN = 20
+MAX_SOURCE_LEN = 64
 _CORE = ("v", "symbol", "quote", "price", "qty", "ts", "source", "recv_ts")
 
 
@@ -62,6 +70,8 @@ def _number(obj: dict[str, Any], name: str, *, positive: bool, nullable: bool) -
     number = float(value)
     if not math.isfinite(number):
         raise InvalidTick(f"field {name!r} must be finite, got {value!r}")
+    if number >= MAX_VALUE:
+        raise InvalidTick(f"field {name!r} must be < {MAX_VALUE:.0e}, got {value!r}")
     if positive and number <= 0:
         raise InvalidTick(f"field {name!r} must be > 0, got {value!r}")
     if not positive and number < 0:
@@ -86,7 +96,30 @@ def _text(obj: dict[str, Any], name: str) -> str:
         raise InvalidTick(f"missing field {name!r}")
     if not isinstance(value, str) or not value.strip():
         raise InvalidTick(f"field {name!r} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_SOURCE_LEN or not value.isprintable():
+        raise InvalidTick(
+            f"field {name!r} must be at most {MAX_SOURCE_LEN} printable characters"
+        )
     return value
+
+
+def is_code(text: str) -> bool:
+    """A symbol or quote as DESIGN.md has them: upper-case ASCII letters/digits, short."""
+    return (
+        0 < len(text) <= MAX_SYMBOL_LEN and text.isascii() and text.isalnum()
+        and text == text.upper()
+    )
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL anywhere (PostgreSQL text and jsonb cannot)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def validate_tick(obj: Any) -> Tick:
@@ -94,19 +127,26 @@ def validate_tick(obj: Any) -> Tick:
     if not isinstance(obj, dict):
         raise InvalidTick(f"tick must be a JSON object, got {type(obj).__name__}")
     version = obj.get("v", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # true == 1 in Python
         raise InvalidTick(f"unsupported tick schema version {version!r}")
     symbol = _text(obj, "symbol")
-    if symbol != symbol.upper() or not symbol.isalnum():
-        raise InvalidTick(f"field 'symbol' must be upper-case letters/digits, got {symbol!r}")
+    if not is_code(symbol):
+        raise InvalidTick(
+            f"field 'symbol' must be 1-{MAX_SYMBOL_LEN} upper-case ASCII letters/digits,"
+            f" got {symbol!r}"
+        )
     price = _number(obj, "price", positive=True, nullable=False)
     qty = _number(obj, "qty", positive=False, nullable=True)
     ts = _epoch_ms(obj, "ts")
     recv_ts = _epoch_ms(obj, "recv_ts") if obj.get("recv_ts") is not None else ts
     quote = obj.get("quote") or "USD"
-    if not isinstance(quote, str):
-        raise InvalidTick(f"field 'quote' must be a string, got {quote!r}")
+    if not isinstance(quote, str) or not is_code(quote.upper()):
+        raise InvalidTick(
+            f"field 'quote' must be 1-{MAX_SYMBOL_LEN} ASCII letters/digits, got {quote!r}"
+        )
     extra = {k: v for k, v in obj.items() if k not in _CORE}
+    if _has_nul(extra):
+        raise InvalidTick("an extra field holds a NUL character (\\u0000)")
     return Tick(
         symbol=symbol,
         price=price,  # type: ignore[arg-type]
@@ -134,7 +174,6 @@ def decode_tick(value: bytes | None) -> Tick:
 # It only ever says "valid" for an object validate_tick accepts with the same values; for
 # anything unusual it returns None and the caller asks validate_tick for the verdict.
 # tests/aggregator/test_fast_tick.py checks both claims with Hypothesis.
-_INF = math.inf
 _PLAIN_CORE_LEN = len(_CORE)
 _MISSING = object()
 
@@ -146,7 +185,10 @@ def fast_tick_fields(
 
     ``extra`` is None when there are no extra fields. None means "ask validate_tick".
     """
-    if type(obj) is not dict or len(obj) != _PLAIN_CORE_LEN or obj.get("v") != 1:
+    if type(obj) is not dict or len(obj) != _PLAIN_CORE_LEN:
+        return None
+    v = obj.get("v")
+    if v != 1 or type(v) is not int:
         return None
     symbol = obj.get("symbol")
     price: Any = obj.get("price")
@@ -160,7 +202,7 @@ def fast_tick_fields(
         price = float(price)
     elif tp is not float:
         return None
-    if not 0.0 < price < _INF:
+    if not 0.0 < price < MAX_VALUE:
         return None
     if qty is not None:
         if qty is _MISSING:  # then some other key is there: not the plain shape
@@ -170,16 +212,25 @@ def fast_tick_fields(
             qty = float(qty)
         elif tq is not float:
             return None
-        if not 0.0 <= qty < _INF:
+        if not 0.0 <= qty < MAX_VALUE:
             return None
     if type(ts) is not int or not MIN_TS_MS <= ts <= MAX_TS_MS:
         return None
     if type(recv_ts) is not int or not MIN_TS_MS <= recv_ts <= MAX_TS_MS:
         return None
-    if type(symbol) is not str or not symbol.isalnum() or symbol != symbol.upper():
+    # is_code, inlined (the hot path)
+    if (
+        type(symbol) is not str or not 0 < len(symbol) <= MAX_SYMBOL_LEN
+        or not symbol.isascii() or not symbol.isalnum() or symbol != symbol.upper()
+    ):
         return None
-    if type(quote) is not str or not quote or quote != quote.upper():
+    if (
+        type(quote) is not str or not 0 < len(quote) <= MAX_SYMBOL_LEN
+        or not quote.isascii() or not quote.isalnum() or quote != quote.upper()
+    ):
         return None
-    if type(source) is not str or not source.strip():
+    if type(source) is not str or not source.strip() or not source.isprintable():
+        return None
+    if len(source) > MAX_SOURCE_LEN:
         return None
     return symbol, price, qty, ts, quote, source, recv_ts, None

@@ -86,6 +86,14 @@ def _checked_fields(obj: Any) -> tuple[RawFields | None, str]:
     return (t.symbol, t.price, t.qty, t.ts, t.quote, t.source, t.recv_ts, t.extra or None), ""
 
 
+def _key_mismatch(key: bytes | None, symbol: str) -> str:
+    shown = "no key" if key is None else f"key {key[:40].decode(errors='replace')!r}"
+    return (
+        f"{shown} is not the symbol {symbol!r}: ticks are keyed by their symbol, so that"
+        " each market's ticks share one partition"
+    )
+
+
 class Aggregator:
     """``Aggregator(settings, options).run(stop_event)``; ``stats()`` from any thread."""
 
@@ -106,6 +114,8 @@ class Aggregator:
         self._last_message = 0.0
         self._last_flush = time.monotonic()
         self._buffered = 0
+        # Message keys seen to be their tick's symbol (key bytes -> symbol).
+        self._keys: dict[bytes | None, str] = {}
 
     # --- public -------------------------------------------------------------------------
 
@@ -238,6 +248,7 @@ class Aggregator:
         loads, fast = orjson.loads, fast_tick_fields
         store = self.options.store_ticks
         counters = self.counters
+        keys = self._keys
         ticks = 0
         last_p = -1
         ps: PartitionState | None = None
@@ -274,6 +285,15 @@ class Aggregator:
                 if f is None:
                     self._dead_letter(msg, reason)
                     continue
+            # The key decides the partition: a tick keyed otherwise than by its symbol may
+            # sit in another partition than its market's, where it would overwrite that
+            # market's candles. It is dead-lettered instead.
+            key = msg.key()
+            if keys.get(key) != f[0]:
+                if key != f[0].encode():
+                    self._dead_letter(msg, _key_mismatch(key, f[0]))
+                    continue
+                keys[key] = f[0]
             ticks += 1
             if add(f[0], f[3], f[1], f[2]):
                 if store:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NewType, Protocol, cast
 
-from cryptoctl.tick import MAX_TS_MS, MIN_TS_MS, Tick, fast_tick_fields, validate_tick
+from cryptoctl.tick import (
+    MAX_TS_MS,
+    MAX_VALUE,
+    MIN_TS_MS,
+    Tick,
+    fast_tick_fields,
+    is_code,
+    validate_tick,
+)
 
 log = logging.getLogger("cryptoctl.producer")
 
@@ -24,7 +31,6 @@ ValidTick = NewType("ValidTick", Tick)
 # its own name and the quote "USD"). Positional: symbol, price, ts, source, recv_ts,
 # quote, qty.
 trusted_tick = cast(Callable[[str, float, int, str, int, str, float | None], ValidTick], Tick)
-_INF = math.inf
 
 
 class StopFlag(Protocol):
@@ -78,7 +84,7 @@ def checked_tick(obj: dict[str, Any]) -> ValidTick:
 
 def valid_symbol(symbol: str) -> bool:
     """validate_tick's rule for the symbol (what a cache of checked symbols may hold)."""
-    return bool(symbol.strip()) and symbol.isalnum() and symbol == symbol.upper()
+    return is_code(symbol)
 
 
 def plain_fields_ok(price: float, qty: float | None, ts: int, recv_ts: int) -> bool:
@@ -86,8 +92,8 @@ def plain_fields_ok(price: float, qty: float | None, ts: int, recv_ts: int) -> b
     ints (NaN fails every comparison). With a valid symbol, a non-empty source and an
     upper-case quote, True means validate_tick accepts the tick with these values."""
     return (
-        0.0 < price < _INF
-        and (qty is None or 0.0 <= qty < _INF)
+        0.0 < price < MAX_VALUE
+        and (qty is None or 0.0 <= qty < MAX_VALUE)
         and MIN_TS_MS <= ts <= MAX_TS_MS
         and MIN_TS_MS <= recv_ts <= MAX_TS_MS
     )

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cryptoctl.errors import UsageError
+from cryptoctl.tick import MAX_SYMBOL_LEN, is_code
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,10 @@ def parse_symbols(text: str) -> list[str]:
         symbol = raw.strip().upper()
         if not symbol:
             continue
-        if not symbol.isalnum():
+        if not is_code(symbol):
             raise UsageError(
-                f"invalid symbol {raw.strip()!r}", hint="symbols are letters/digits, e.g. BTC,ETH"
+                f"invalid symbol {raw.strip()!r}",
+                hint=f"symbols are 1-{MAX_SYMBOL_LEN} ASCII letters/digits, e.g. BTC,ETH",
             )
         if symbol not in out:
             out.append(symbol)

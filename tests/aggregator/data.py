@@ -55,6 +55,9 @@ def expected(
         except ValueError:
             invalid += 1
             continue
+        if m.key() != t.symbol.encode():  # another market's partition: dead-lettered
+            invalid += 1
+            continue
         by_partition[m.partition()].append((t.symbol, t.ts, t.price, t.qty))
     candles: dict[tuple[str, int], tuple] = {}
     late = 0

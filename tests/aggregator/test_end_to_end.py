@@ -107,3 +107,67 @@ def test_a_candle_closed_by_the_idle_watermark_says_closed_in_redis(settings, cl
     doc = json.loads(redis_client(settings).get(Keys(settings.redis_prefix).candle_current("BTC")))
     assert doc["bucket_ms"] == BASE
     assert doc["state"] == "closed"
+
+
+def _tick(**change):
+    from tests.aggregator.data import BASE
+
+    return {"v": 1, "symbol": "RDK", "quote": "USD", "price": 5.0, "qty": 1.0,
+            "ts": BASE + 1_000, "source": "synthetic", "recv_ts": BASE + 1_000} | change
+
+
+# What the store cannot hold, and ticks keyed otherwise than by their symbol (so they land
+# in another partition than their market's): each must be dead-lettered, never crash the
+# aggregator (before the fix: a NUL failed the COPY on every restart) nor overwrite.
+POISON = [
+    (b"RDK", orjson.dumps(_tick(source="synth\u0000etic"))),
+    (b"RDK", orjson.dumps(_tick(quote="US\u0000D"))),
+    (b"RDK", orjson.dumps(_tick(note="a\u0000b"))),
+    (b"RDK", orjson.dumps(_tick(price=1e308))),
+    (b"RDK", orjson.dumps(_tick(price=1e308))),
+    (b"RDK", orjson.dumps(_tick(qty=1e300))),
+    ("БТЦ".encode(), orjson.dumps(_tick(symbol="БТЦ"))),
+    ("ＢＴＣ".encode(), orjson.dumps(_tick(symbol="ＢＴＣ"))),
+    (b"RDK", orjson.dumps(_tick(v=True))),
+    *[(b"ZZZ", orjson.dumps(_tick(price=100.0 + i, ts=_tick()["ts"] + i))) for i in range(10)],
+    *[(None, orjson.dumps(_tick(price=200.0 + i, ts=_tick()["ts"] + i))) for i in range(10)],
+]
+
+
+def test_poison_messages_are_dead_lettered_and_the_rest_aggregated(settings, cli):
+    from confluent_kafka import Producer
+
+    from cryptoctl.kafka.clients import producer_config
+
+    good = [(b"RDK", orjson.dumps(_tick(price=10.0 + i, ts=_tick()["ts"] + 10 * i)))
+            for i in range(21)]
+    produce_ticks(settings, good[:10] + POISON + good[10:])
+    # An invalid message just under the topic's 1 MiB limit: over librdkafka's default
+    # 1,000,000-byte message size, which the dead-letter producer keeps.
+    huge = b'{"v": 1, "symbol": "RDK", "pad": "' + b"x" * 1_010_000 + b'"'
+    big = Producer(producer_config(settings, **{"message.max.bytes": 2_000_000}))
+    big.produce(settings.topic, huge, b"RDK")
+    assert big.flush(10) == 0
+    messages = consume_all(settings, n=len(good) + len(POISON) + 1)
+    want = expected(messages, 5_000, 60_000)
+    assert want["invalid"] == len(POISON) + 1 and want["ticks"] == 21
+
+    result = cli("aggregate", "--until-idle", "3s", "--format", "json")
+
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["invalid"] == len(POISON) + 1
+    assert summary["ticks"] == 21
+    assert_candles_equal(db_candles(settings), want["candles"])
+    assert scalar(settings, "SELECT trades FROM price_aggregates_1m WHERE symbol = 'RDK'") == 21
+    dlq = consume_all(settings, settings.dlq, n=len(POISON) + 1)
+    assert len(dlq) == len(POISON) + 1
+    headers = [dict(m.headers()) for m in dlq]
+    reasons = [h["reason"].decode() for h in headers]
+    assert sum("is not the symbol 'RDK'" in r for r in reasons) == 20
+    assert sum("NUL" in r or "printable" in r or "'quote'" in r for r in reasons) == 3
+    assert sum("< 1e+15" in r for r in reasons) == 3
+    cut = [(m, h) for m, h in zip(dlq, headers, strict=True) if "truncated_from" in h]
+    assert len(cut) == 1
+    assert int(cut[0][1]["truncated_from"]) == len(huge)
+    assert cut[0][0].value() == huge[: len(cut[0][0].value())]

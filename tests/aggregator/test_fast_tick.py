@@ -15,6 +15,8 @@ TS = 1_704_067_200_000
 anything = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True),
     st.text(max_size=6), st.sampled_from(["BTC", "usd", "USD", " ", "", "eth1", "X-Y"]),
+    st.sampled_from(["БТЦ", "ＢＴＣ", "A" * 21, "A" * 20, "s\x00", "s" * 65, "\u00e9"]),
+    st.sampled_from([1e15, 1e308, 10**15, 10**15 - 1, 999_999_999_999_999.9]),
     st.just([]), st.just({}),
 )
 # field -> a plausible value (drawn 90% of the time) or anything at all

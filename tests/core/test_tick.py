@@ -36,6 +36,19 @@ def test_round_trip_keeps_every_field_and_extras() -> None:
         ({"symbol": 5}, "non-empty string"),
         ({"source": None}, "missing field 'source'"),
         ({"v": 2}, "unsupported tick schema version"),
+        ({"v": True}, "unsupported tick schema version"),
+        ({"symbol": "БТЦ"}, "ASCII"),
+        ({"symbol": "ＢＴＣ"}, "ASCII"),
+        ({"symbol": "B" * 21}, "1-20 upper-case"),
+        ({"quote": "US\x00D"}, "'quote' must be"),
+        ({"quote": "ДОЛ"}, "'quote' must be"),
+        ({"source": "synth\x00etic"}, "printable"),
+        ({"source": "s" * 65}, "at most 64"),
+        ({"note": "a\x00b"}, "NUL"),
+        ({"nested": {"k": ["ok", "a\x00"]}}, "NUL"),
+        ({"nested": {"k\x00": 1}}, "NUL"),
+        ({"price": 1e308}, r"'price' must be < 1e\+15"),
+        ({"qty": 1e15}, r"'qty' must be < 1e\+15"),
     ],
 )
 def test_invalid_fields_are_rejected_with_a_reason(change: dict, reason: str) -> None:
@@ -59,21 +72,25 @@ def _reference_valid(obj: dict) -> bool:
     """Brute-force statement of the tick contract in DESIGN.md."""
     price, qty, ts = obj.get("price"), obj.get("qty"), obj.get("ts")
     num = (int, float)
+    symbol, source = obj.get("symbol"), obj.get("source")
+    ascii_code = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
     return (
-        isinstance(obj.get("symbol"), str) and obj["symbol"].isalnum()
-        and obj["symbol"] == obj["symbol"].upper()
+        isinstance(symbol, str) and 1 <= len(symbol) <= 20 and set(symbol) <= ascii_code
         and isinstance(price, num) and not isinstance(price, bool)
-        and math.isfinite(price) and price > 0
+        and math.isfinite(price) and 0 < price < 1e15
         and (qty is None or (isinstance(qty, num) and not isinstance(qty, bool)
-                             and math.isfinite(qty) and qty >= 0))
+                             and math.isfinite(qty) and 0 <= qty < 1e15))
         and isinstance(ts, int) and not isinstance(ts, bool) and MIN_TS_MS <= ts <= MAX_TS_MS
-        and isinstance(obj.get("source"), str) and bool(obj["source"].strip())
+        and isinstance(source, str) and bool(source.strip()) and len(source) <= 64
+        and all(c.isprintable() for c in source)
     )
 
 
 values = st.one_of(
     st.none(), st.booleans(), st.integers(-10, 10**13), st.floats(allow_nan=True),
-    st.text(max_size=5), st.sampled_from(["BTC", "ETH", "eth", "B-T", ""]),
+    st.text(max_size=5), st.text(max_size=70),
+    st.sampled_from(["BTC", "ETH", "eth", "B-T", "", "БТЦ", "ＢＴＣ", "X\x00", "A" * 21]),
+    st.sampled_from([1e15, 1e308, 999_999_999_999_999.9, 10**15, 10**15 - 1]),
 )
 
 
