@@ -177,6 +177,7 @@ class Aggregator:
             cluster_id=cluster_id,
         )
         self._sink.ping()  # fail fast (and clearly) if PostgreSQL is not there
+        self._sink.register()  # and if the schema holds another pipeline's candles
         self._dlq = DeadLetters(self.settings)
         if self.options.write_cache:
             self._cache = CacheWriter(self.settings)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from cryptoctl.durations import ms_datetime
-from cryptoctl.errors import ServiceUnavailable
+from cryptoctl.errors import ConfigError, ServiceUnavailable
 from cryptoctl.settings import Settings
 from cryptoctl.windows import Candle
 
@@ -58,6 +58,15 @@ class PartitionFlush:
     late: list[tuple[Any, ...]] = field(default_factory=list)  # late_ticks rows
 
 
+# One pipeline (consumer group + topic) per schema: candles are keyed by symbol and bucket,
+# so a second pipeline's claims would load the first one's candles as its own state and
+# double-count. Checked under a schema-wide lock by every claim (and at start-up).
+_PIPELINE_LOCK = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':cryptoctl'))"
+_OTHER_PIPELINE = """
+SELECT consumer_group, topic FROM processing_metadata
+ WHERE consumer_group <> %s OR topic <> %s
+ LIMIT 1
+"""
 _CLAIM = """
 INSERT INTO processing_metadata AS m (consumer_group, topic, kafka_partition, owner_epoch, owner)
 VALUES (%s, %s, %s, 1, %s)
@@ -290,11 +299,28 @@ class Sink:
 
     # claims
 
+    def register(self) -> None:
+        """Refuse, before consuming anything, a schema that holds another pipeline."""
+        self._retrying("checking the schema's pipeline", self._check_pipeline)
+
+    def _check_pipeline(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(_PIPELINE_LOCK)
+        row = conn.execute(_OTHER_PIPELINE, (self.group, self.topic)).fetchone()
+        if row is not None:
+            schema = self.settings.db_schema
+            raise ConfigError(
+                f"the database schema {schema!r} holds the candles of consumer group"
+                f" {row[0]!r} on topic {row[1]!r}; group {self.group!r} on topic"
+                f" {self.topic!r} would mix its candles with them",
+                hint="give each pipeline a schema of its own: --db-schema NAME",
+            )
+
     def claim(self, partitions: Sequence[int]) -> dict[int, Claim]:
         """Take over partitions: epoch + 1, stored offset/watermark, non-final candles."""
         return self._retrying("claiming partitions", lambda conn: self._claim(conn, partitions))
 
     def _claim(self, conn: psycopg.Connection[Any], partitions: Sequence[int]) -> dict[int, Claim]:
+        self._check_pipeline(conn)
         out = {}
         for p in sorted(partitions):  # a fixed lock order: two claimers cannot deadlock
             epoch, next_offset, watermark, cluster = conn.execute(

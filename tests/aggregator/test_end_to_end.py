@@ -171,3 +171,38 @@ def test_poison_messages_are_dead_lettered_and_the_rest_aggregated(settings, cli
     assert len(cut) == 1
     assert int(cut[0][1]["truncated_from"]) == len(huge)
     assert cut[0][0].value() == huge[: len(cut[0][0].value())]
+
+
+def test_a_second_pipeline_on_one_schema_is_refused_and_counts_nothing(settings, cli):
+    from cryptoctl.db.connection import connect
+
+    ticks = make_ticks(100, seed=5)
+    produce_ticks(settings, ticks)
+    assert cli("aggregate", "--until-idle", "2s").exit_code == 0
+    stored = db_candles(settings)
+    assert sum(c[7] for c in stored.values()) == 100  # trades
+
+    # Before the fix: the second group loaded the first one's candles as its own state
+    # and added its 100 ticks on top (trades 200, raw ticks twice).
+    second = cli("aggregate", "--group", "backfill", "--until-idle", "2s")
+
+    assert second.exit_code == 2, second.stderr
+    message = second.stderr.strip()
+    assert f"schema '{settings.db_schema}'" in message and "'backfill'" in message
+    assert "--db-schema" in message
+    assert db_candles(settings) == stored
+    assert raw_tick_count(settings)[0] == 100
+
+    # In a schema of its own, the second pipeline counts the same ticks once.
+    other = f"{settings.db_schema}_b"
+    try:
+        assert cli("--db-schema", other, "db", "init").exit_code == 0
+        again = cli("--db-schema", other, "aggregate", "--group", "backfill",
+                    "--until-idle", "2s")
+        assert again.exit_code == 0, again.stderr
+        with connect(settings) as conn:
+            trades = conn.execute(f'SELECT sum(trades) FROM "{other}".price_aggregates_1m')
+            assert trades.fetchone()[0] == 100
+    finally:
+        with connect(settings, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
