@@ -26,7 +26,7 @@ from cryptoctl.aggregator.stats import AggregatorStats, Counters
 from cryptoctl.cache.writer import CacheWriter, candle_doc
 from cryptoctl.db.sink import PartitionFlush, RawFields, Sink, encode_raw_ticks, late_row
 from cryptoctl.errors import InvalidTick
-from cryptoctl.kafka.clients import check_kafka, consumer_config
+from cryptoctl.kafka.clients import check_topic, consumer_config
 from cryptoctl.kafka.dlq import DeadLetters
 from cryptoctl.settings import Settings
 from cryptoctl.tick import fast_tick_fields, validate_tick
@@ -116,6 +116,9 @@ class Aggregator:
         self._buffered = 0
         # Message keys seen to be their tick's symbol (key bytes -> symbol).
         self._keys: dict[bytes | None, str] = {}
+        self._partition_count = 0
+        self._next_end_check = 0.0
+        self._reported_behind: tuple[int, ...] = ()
 
     # --- public -------------------------------------------------------------------------
 
@@ -171,7 +174,9 @@ class Aggregator:
     def _open(self) -> None:
         from confluent_kafka import Consumer
 
-        cluster_id = check_kafka(self.settings).cluster_id
+        info = check_topic(self.settings, self.topic)  # a missing topic: fail, not wait
+        cluster_id = info.cluster_id
+        self._partition_count = info.topics[self.topic]
         self._sink = Sink(
             self.settings, group=self.group, topic=self.topic, owner=self.options.owner,
             cluster_id=cluster_id,
@@ -217,6 +222,7 @@ class Aggregator:
             now = time.monotonic()
             if msgs:
                 self._last_message = now
+                self._state = "running"
                 self._process(msgs, now)
             self._advance_idle(now)
             self.counters.sample_rate(now)
@@ -238,8 +244,52 @@ class Aggregator:
             return True
         if opts.until_idle_ms is not None and self._assigned_at is not None:
             quiet_since = max(self._last_message, self._assigned_at)
-            return now - quiet_since >= opts.until_idle_ms / 1000
+            return now - quiet_since >= opts.until_idle_ms / 1000 and self._consumed_to_end(now)
         return False
+
+    def _consumed_to_end(self, now: float) -> bool:
+        """Whether every partition of the topic is read to its end, whoever read it: ours
+        by our position, the others by the checkpoint their owners stored. Idle alone is
+        not done: after a crash the dead member's partitions wait for its session to
+        expire (checked once a second)."""
+        if now < self._next_end_check:
+            return False
+        self._next_end_check = now + 1.0
+        behind = tuple(self._partitions_behind())
+        if not behind:
+            return True
+        if behind != self._reported_behind:
+            self._reported_behind = behind
+            mine = sorted(set(behind) & set(self._states))
+            log.info(
+                "idle, but partitions %s are not read to their end yet (%s); waiting",
+                list(behind),
+                f"ours: {mine}" if mine else "owned by another member, or not assigned yet",
+            )
+        self._state = "waiting for partitions"
+        return False
+
+    def _partitions_behind(self) -> list[int]:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        assert self._consumer is not None and self._sink is not None
+        stored = self._sink.progress()
+        behind = []
+        for p in range(self._partition_count):
+            try:
+                _, end = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=2.0, cached=False
+                )
+            except KafkaException:
+                behind.append(p)  # cannot tell: not done
+                continue
+            ps = self._states.get(p)
+            position = ps.next_offset if ps is not None and ps.next_offset is not None else None
+            if position is None:
+                position = stored.get(p, 0)
+            if position < end:
+                behind.append(p)
+        return behind
 
     # --- the hot path ---------------------------------------------------------------------
 

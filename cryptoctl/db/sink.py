@@ -74,6 +74,10 @@ ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE
    SET owner_epoch = m.owner_epoch + 1, owner = EXCLUDED.owner, updated_at = now()
 RETURNING owner_epoch, next_offset, watermark_ms, cluster_id
 """
+_PROGRESS = """
+SELECT kafka_partition, next_offset FROM processing_metadata
+ WHERE consumer_group = %s AND topic = %s AND cluster_id = %s
+"""
 _LOAD = """
 SELECT symbol, (extract(epoch FROM bucket) * 1000)::bigint, open, high, low, close, volume,
        trades, price_sum, pv_sum, (extract(epoch FROM open_time) * 1000)::bigint,
@@ -334,6 +338,15 @@ class Sink:
             start = next_offset if cluster is not None and not changed else None
             out[p] = Claim(p, epoch, start, watermark, candles, cluster_changed=changed)
         return out
+
+    def progress(self) -> dict[int, int]:
+        """partition -> stored next offset, for this pipeline on the current broker."""
+        return self._retrying(
+            "reading the checkpoint",
+            lambda conn: dict(
+                conn.execute(_PROGRESS, (self.group, self.topic, self.cluster_id)).fetchall()
+            ),
+        )
 
     # flushes
 

@@ -111,6 +111,20 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> ClusterInfo:
     return ClusterInfo(cluster_id=md.cluster_id, brokers=len(md.brokers), topics=topics)
 
 
+def check_topic(settings: Settings, topic: str | None = None) -> ClusterInfo:
+    """The broker answers and the topic exists, else ServiceUnavailable naming both."""
+    name = topic or settings.topic
+    info = check_kafka(settings)
+    if name not in info.topics:
+        raise ServiceUnavailable(
+            "Kafka topic",
+            f"{name!r} on {settings.kafka_bootstrap}",
+            "it does not exist",
+            hint="`cryptoctl up` creates it (for another cluster create it there, or pick one with --topic)",
+        )
+    return info
+
+
 def kafka_reason(exc: Exception) -> str:
     """librdkafka's error in a few words ("no broker answered" for transport failures)."""
     err = exc.args[0] if exc.args else exc

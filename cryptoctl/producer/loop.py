@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cryptoctl.errors import ServiceUnavailable
-from cryptoctl.kafka.clients import check_kafka
+from cryptoctl.kafka.clients import check_topic
 from cryptoctl.kafka.producer import (
     DeliveryCounters,
     ProducerFactory,
@@ -93,19 +92,6 @@ class RunControl:
             self._stop.wait(min(left, _IDLE_SLICE_S))
             self._idle()
         return self.is_set()
-
-
-def check_topic(settings: Settings, topic: str | None = None) -> None:
-    """The broker answers and the topic exists, else ServiceUnavailable naming both."""
-    name = topic or settings.topic
-    info = check_kafka(settings)
-    if name not in info.topics:
-        raise ServiceUnavailable(
-            "Kafka topic",
-            f"{name!r} on {settings.kafka_bootstrap}",
-            "it does not exist",
-            hint="`cryptoctl up` creates it (for another cluster create it there, or pick one with --topic)",
-        )
 
 
 class ProducerRun:

@@ -206,3 +206,12 @@ def test_a_second_pipeline_on_one_schema_is_refused_and_counts_nothing(settings,
     finally:
         with connect(settings, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+
+
+def test_aggregate_on_a_missing_topic_fails_at_once(settings, cli):
+    # Before: it joined the group and waited forever for partitions of nothing.
+    result = cli("aggregate", "--topic", "no-such-topic-here", "--until-idle", "1s")
+
+    assert result.exit_code == 3, result.stderr
+    assert "'no-such-topic-here'" in result.stderr and "does not exist" in result.stderr
+    assert "cryptoctl up" in result.stderr

@@ -68,3 +68,47 @@ def test_members_joining_and_leaving_mid_stream(settings):
     assert rows == distinct == N - want["late"]
     total = sum(json.loads(out)["ticks"] for _, out, _ in [*results, (0, out, "")])
     assert total >= N  # some ticks are read twice across members (replayed, written once)
+
+
+def test_until_idle_waits_for_partitions_another_member_holds(settings):
+    """A member that holds partitions without consuming them (a crashed process whose
+    session has not expired yet) must not let `--until-idle` report a partial run as done."""
+    import threading
+    import time
+
+    from confluent_kafka import Consumer
+
+    from cryptoctl.kafka.clients import consumer_config
+
+    ticks = make_ticks(3_000, seed=21)
+    from tests.helpers import produce_ticks
+
+    produce_ticks(settings, ticks)
+    held: list[int] = []
+    release = threading.Event()
+
+    def hold() -> None:
+        consumer = Consumer(consumer_config(settings, settings.group))
+        consumer.subscribe([settings.topic])
+        while not release.is_set():
+            consumer.poll(0.1)
+            held[:] = [tp.partition for tp in consumer.assignment()]
+        consumer.close()  # leaves the group: a rebalance hands its partitions over
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    wait_for("the holder's assignment", lambda: len(held) == 6, 60)
+    proc = start_aggregator(settings, "--until-idle", "2s")
+    wait_for("the partitions split", lambda: 0 < len(held) < 6, 60)
+    # Before the fix the aggregator exited 0 here, 2 s after its half went quiet.
+    time.sleep(8)
+    assert proc.poll() is None, "--until-idle stopped with partitions unread"
+    assert committed(settings) < len(ticks)
+    release.set()
+    holder.join(30)
+    code, out, err = finish(proc, 90)
+    assert code == 0, err
+    assert committed(settings) == len(ticks)
+    assert json.loads(out)["ticks"] == len(ticks)
+    want = expected(consume_all(settings, n=len(ticks)), 5_000, 60_000)
+    assert_candles_equal(db_candles(settings), want["candles"])
