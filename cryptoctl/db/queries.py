@@ -237,21 +237,21 @@ def load_candles(
     symbols: Sequence[str] | None = None,
 ) -> list[Candle]:
     """Connect with ``settings`` and fetch candles (see :func:`fetch_candles`)."""
-    from cryptoctl.db.connection import connect
+    from cryptoctl.db.connection import session
 
-    with connect(settings) as conn:
+    with session(settings, "reading candles") as conn:
         return fetch_candles(conn, interval=interval, since_ms=since_ms, until_ms=until_ms, symbols=symbols)
 
 
 def load_latest_prices(settings: Settings, symbols: Sequence[str] | None = None) -> list[LatestPrice]:
-    from cryptoctl.db.connection import connect
+    from cryptoctl.db.connection import session
 
-    with connect(settings) as conn:
+    with session(settings, "reading latest prices") as conn:
         return fetch_latest_prices(conn, symbols)
 
 
 def load_stats_24h(settings: Settings, symbols: Sequence[str] | None = None) -> list[Stats24h]:
-    from cryptoctl.db.connection import connect
+    from cryptoctl.db.connection import session
 
-    with connect(settings) as conn:
+    with session(settings, "reading 24h statistics") as conn:
         return fetch_stats_24h(conn, symbols)
