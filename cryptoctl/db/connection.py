@@ -122,6 +122,18 @@ def apply_schema(settings: Settings) -> None:
         conn.execute(schema_sql().encode())  # a trusted file shipped with the package
 
 
+def timescale_schema(conn: psycopg.Connection[Any]) -> str | None:
+    """The schema TimescaleDB's functions live in, or None without the extension.
+
+    Not necessarily on cryptoctl's search_path (that is cryptoctl's schema only), so its
+    functions are called qualified by it.
+    """
+    row = conn.execute(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'timescaledb'"
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def timescale_available(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-    return row is not None
+    return timescale_schema(conn) is not None
