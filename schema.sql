@@ -115,23 +115,43 @@ FROM price_aggregates_1m
 WHERE bucket >= now() - interval '24 hours'
 GROUP BY symbol;
 
--- TimescaleDB, where present: hypertables on the time columns.
+-- TimescaleDB, where present: hypertables on the time columns. The extension's functions
+-- live in the extension's schema, which is not on cryptoctl's search_path (only its own
+-- schema is), so they are called qualified by it, on tables qualified by ours.
 DO $$
+DECLARE
+    ext name;                       -- the extension's schema
+    own name := current_schema();   -- cryptoctl's schema (search_path)
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
-        CREATE EXTENSION IF NOT EXISTS timescaledb;
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+       AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+        -- In public where we may: in cryptoctl's schema, a DROP SCHEMA ... CASCADE of it
+        -- would drop the extension for every other schema of the database too.
+        IF has_schema_privilege('public', 'CREATE') THEN
+            CREATE EXTENSION IF NOT EXISTS timescaledb SCHEMA public;
+        ELSE
+            CREATE EXTENSION IF NOT EXISTS timescaledb;
+        END IF;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
-        PERFORM create_hypertable('raw_price_data', 'time',
-                                  if_not_exists => true, migrate_data => true);
-        PERFORM create_hypertable('price_aggregates_1m', 'bucket',
-                                  chunk_time_interval => interval '7 days',
-                                  if_not_exists => true, migrate_data => true);
-        PERFORM create_hypertable('late_ticks', 'time',
-                                  if_not_exists => true, migrate_data => true);
+    SELECT n.nspname INTO ext
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'timescaledb';
+    IF ext IS NOT NULL THEN
+        EXECUTE format('SELECT %I.create_hypertable(%L::regclass, %L,'
+                       ' if_not_exists => true, migrate_data => true)',
+                       ext, format('%I.%I', own, 'raw_price_data'), 'time');
+        EXECUTE format('SELECT %I.create_hypertable(%L::regclass, %L,'
+                       ' chunk_time_interval => interval %L,'
+                       ' if_not_exists => true, migrate_data => true)',
+                       ext, format('%I.%I', own, 'price_aggregates_1m'), 'bucket', '7 days');
+        EXECUTE format('SELECT %I.create_hypertable(%L::regclass, %L,'
+                       ' if_not_exists => true, migrate_data => true)',
+                       ext, format('%I.%I', own, 'late_ticks'), 'time');
         BEGIN
             -- Retention for raw ticks needs the Timescale License (not Apache-only builds).
-            PERFORM add_retention_policy('raw_price_data', interval '30 days', if_not_exists => true);
+            EXECUTE format('SELECT %I.add_retention_policy(%L::regclass, interval %L,'
+                           ' if_not_exists => true)',
+                           ext, format('%I.%I', own, 'raw_price_data'), '30 days');
         EXCEPTION WHEN OTHERS THEN
             RAISE NOTICE 'cryptoctl: TimescaleDB retention policy not available: %', SQLERRM;
         END;

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     SERVICE_UNAVAILABLE = 3  # Kafka, PostgreSQL or Redis cannot be reached
     STACK = 4  # the local stack could not be started or stopped
     DATA = 5  # input data rejected in --strict mode, or a source gave up
+    DATABASE = 6  # PostgreSQL answered but refused a statement (schema, query)
     INTERRUPTED = 130  # stopped by a second Ctrl-C before finishing cleanly
 
 
@@ -81,6 +82,18 @@ class DataError(CryptoctlError):
     """Input data was rejected where the user asked for strictness."""
 
     exit_code = ExitCode.DATA
+
+
+class DatabaseError(CryptoctlError):
+    """PostgreSQL was reached but a statement failed. Names the database, never a password."""
+
+    exit_code = ExitCode.DATABASE
+
+    def __init__(self, address: str, doing: str, detail: str, *, hint: str | None = None):
+        super().__init__(f"PostgreSQL at {address}: {doing} failed: {detail}", hint=hint)
+        self.address = address
+        self.doing = doing
+        self.detail = detail
 
 
 class InvalidTick(ValueError):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptoctl.errors import ConfigError, ServiceUnavailable
+from cryptoctl.errors import ConfigError, DatabaseError, ServiceUnavailable
 from cryptoctl.settings import Settings, redact
 
 if TYPE_CHECKING:
@@ -61,6 +63,48 @@ def pg_reason(exc: Exception) -> str:
     return redact(first.rsplit(" failed: ", 1)[1] if " failed: " in first else first)
 
 
+# SQLSTATEs with a known remedy: the hint of the DatabaseError they become.
+_HINTS = {
+    "42P01": "create the tables with `cryptoctl db init` (schema {schema})",  # undefined_table
+    "3F000": "create it with `cryptoctl db init`, or set --db-schema / CRYPTOCTL_DB_SCHEMA",
+    "42501": "the database user lacks a privilege on it: grant it, or use another user",
+}
+
+
+def pg_error_detail(exc: Exception) -> str:
+    """The server's primary message and SQLSTATE, one line, URLs without passwords."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) or pg_reason(exc)
+    text = " ".join(redact(word) for word in primary.split())
+    sqlstate = getattr(exc, "sqlstate", None)
+    return f"{text} (SQLSTATE {sqlstate})" if sqlstate else text
+
+
+@contextmanager
+def database_errors(settings: Settings, doing: str) -> Iterator[None]:
+    """psycopg errors as DatabaseError (or ServiceUnavailable when the connection broke)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        address = db_address(settings)
+        if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+            raise ServiceUnavailable("PostgreSQL", address, pg_reason(exc)) from None
+        hint = _HINTS.get(exc.sqlstate or "")
+        raise DatabaseError(
+            address, doing, pg_error_detail(exc),
+            hint=hint.format(schema=settings.db_schema) if hint else None,
+        ) from None
+
+
+@contextmanager
+def session(settings: Settings, doing: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    """A connection (see :func:`connect`) whose statement errors become one DatabaseError."""
+    with database_errors(settings, doing), connect(settings, autocommit=autocommit) as conn:
+        yield conn
+
+
 def schema_sql() -> str:
     """schema.sql: packaged copy when installed, the repo root's in a source checkout."""
     packaged = resources.files("cryptoctl.db").joinpath("schema.sql")
@@ -72,12 +116,24 @@ def schema_sql() -> str:
 def apply_schema(settings: Settings) -> None:
     """Create the schema (if not public) and apply schema.sql; idempotent."""
     schema = schema_ident(settings.db_schema)
-    with connect(settings, autocommit=True) as conn:
+    with session(settings, f"applying schema.sql to schema {schema}", autocommit=True) as conn:
         conn.execute("SET client_min_messages = warning")
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         conn.execute(schema_sql().encode())  # a trusted file shipped with the package
 
 
+def timescale_schema(conn: psycopg.Connection[Any]) -> str | None:
+    """The schema TimescaleDB's functions live in, or None without the extension.
+
+    Not necessarily on cryptoctl's search_path (that is cryptoctl's schema only), so its
+    functions are called qualified by it.
+    """
+    row = conn.execute(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'timescaledb'"
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def timescale_available(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-    return row is not None
+    return timescale_schema(conn) is not None

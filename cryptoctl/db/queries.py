@@ -3,6 +3,8 @@
 Every query is parameterised. The roll-up SQL is one template whose only difference
 between plain PostgreSQL and TimescaleDB is the bucket function (``date_bin`` or
 ``time_bucket``), both given the same UTC origin, so both paths give identical buckets.
+``time_bucket`` is called qualified by the extension's schema, which need not be on the
+search_path (that holds cryptoctl's schema only).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+from weakref import WeakKeyDictionary
 
 from cryptoctl.durations import datetime_ms, ms_datetime
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg import sql
 
     from cryptoctl.settings import Settings
 
@@ -96,12 +100,19 @@ def bucket_range(since_ms: int, until_ms: int, width_ms: int) -> tuple[int, int]
     return start, end
 
 
-def bucket_expression(function: BucketFunction) -> str:
-    """The SQL that maps a 1-minute ``bucket`` to the start of its roll-up bucket."""
+def bucket_expression(function: BucketFunction, ext_schema: str | None = None) -> sql.Composable:
+    """The SQL that maps a 1-minute ``bucket`` to the start of its roll-up bucket.
+
+    ``ext_schema`` qualifies ``time_bucket``: TimescaleDB's schema (quoted as needed).
+    """
+    from psycopg import sql
+
+    args = sql.SQL("(%(width)s::interval, bucket, %(origin)s::timestamptz)")
     if function == "date_bin":
-        return "date_bin(%(width)s::interval, bucket, %(origin)s::timestamptz)"
+        return sql.SQL("date_bin") + args
     if function == "time_bucket":
-        return "time_bucket(%(width)s::interval, bucket, %(origin)s::timestamptz)"
+        name = sql.Identifier(ext_schema, "time_bucket") if ext_schema else sql.SQL("time_bucket")
+        return name + args
     raise ValueError(f"unknown bucket function {function!r}")
 
 
@@ -127,8 +138,10 @@ ORDER BY rollup_bucket, symbol
 """
 
 
-def rollup_sql(function: BucketFunction) -> str:
-    return _ROLLUP.format(bucket=bucket_expression(function))
+def rollup_sql(function: BucketFunction, ext_schema: str | None = None) -> sql.Composed:
+    from psycopg import sql
+
+    return sql.SQL(_ROLLUP).format(bucket=bucket_expression(function, ext_schema))
 
 
 def rollup_params(
@@ -163,6 +176,18 @@ def _candle(row: Sequence[Any], interval: str) -> Candle:
     )
 
 
+# TimescaleDB's schema per connection, looked up once (None: no extension).
+_EXT_SCHEMAS: WeakKeyDictionary[Any, str | None] = WeakKeyDictionary()
+
+
+def _timescale_schema(conn: psycopg.Connection[Any]) -> str | None:
+    from cryptoctl.db.connection import timescale_schema
+
+    if conn not in _EXT_SCHEMAS:
+        _EXT_SCHEMAS[conn] = timescale_schema(conn)
+    return _EXT_SCHEMAS[conn]
+
+
 def fetch_candles(
     conn: psycopg.Connection[Any],
     *,
@@ -176,12 +201,11 @@ def fetch_candles(
 
     ``function`` defaults to ``time_bucket`` when TimescaleDB is installed, else ``date_bin``.
     """
+    ext_schema = _timescale_schema(conn)
     if function is None:
-        from cryptoctl.db.connection import timescale_available
-
-        function = "time_bucket" if timescale_available(conn) else "date_bin"
+        function = "time_bucket" if ext_schema is not None else "date_bin"
     params = rollup_params(interval, since_ms, until_ms, symbols)
-    rows = conn.execute(rollup_sql(function), params).fetchall()
+    rows = conn.execute(rollup_sql(function, ext_schema), params).fetchall()
     return [_candle(row, interval) for row in rows]
 
 
@@ -237,21 +261,21 @@ def load_candles(
     symbols: Sequence[str] | None = None,
 ) -> list[Candle]:
     """Connect with ``settings`` and fetch candles (see :func:`fetch_candles`)."""
-    from cryptoctl.db.connection import connect
+    from cryptoctl.db.connection import session
 
-    with connect(settings) as conn:
+    with session(settings, "reading candles") as conn:
         return fetch_candles(conn, interval=interval, since_ms=since_ms, until_ms=until_ms, symbols=symbols)
 
 
 def load_latest_prices(settings: Settings, symbols: Sequence[str] | None = None) -> list[LatestPrice]:
-    from cryptoctl.db.connection import connect
+    from cryptoctl.db.connection import session
 
-    with connect(settings) as conn:
+    with session(settings, "reading latest prices") as conn:
         return fetch_latest_prices(conn, symbols)
 
 
 def load_stats_24h(settings: Settings, symbols: Sequence[str] | None = None) -> list[Stats24h]:
-    from cryptoctl.db.connection import connect
+    from cryptoctl.db.connection import session
 
-    with connect(settings) as conn:
+    with session(settings, "reading 24h statistics") as conn:
         return fetch_stats_24h(conn, symbols)

@@ -80,14 +80,14 @@ _TABLES = (
 
 
 def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus]]:
-    from cryptoctl.db.connection import connect, db_address, timescale_available
+    from cryptoctl.db.connection import connect, database_errors, db_address, timescale_available
 
     address = db_address(settings)
     try:
         conn, rtt = _timed(lambda: connect(settings, autocommit=True, timeout=3))
     except ServiceUnavailable as exc:
         return ServiceStatus("postgres", False, address, detail=exc.detail), []
-    with conn:
+    with database_errors(settings, "reading server and table status"), conn:
         row = conn.execute("SHOW server_version").fetchone()
         version = f"PostgreSQL {row[0] if row else '?'}"
         if timescale_available(conn):

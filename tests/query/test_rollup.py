@@ -208,26 +208,33 @@ def test_ties_on_open_and_close_time_use_the_candle_order(conn: Any) -> None:
 
 
 def test_sql_paths_differ_only_in_bucket_function() -> None:
-    date_bin, time_bucket = rollup_sql("date_bin"), rollup_sql("time_bucket")
+    date_bin, time_bucket = rollup_sql("date_bin").as_string(), rollup_sql("time_bucket").as_string()
     assert "date_bin(%(width)s::interval, bucket, %(origin)s::timestamptz)" in date_bin
     assert date_bin.replace("date_bin(", "time_bucket(") == time_bucket
+    # qualified by TimescaleDB's schema, quoted as needed
+    qualified = rollup_sql("time_bucket", 'Ts "x"').as_string()
+    assert date_bin.replace("date_bin(", '"Ts ""x"""."time_bucket"(') == qualified
 
 
 def test_timescale_path_chosen_when_extension_present() -> None:
     class FakeConn:
         def __init__(self, timescale: bool) -> None:
-            self.timescale, self.sql = timescale, ""
+            self.timescale, self.sql, self.lookups = timescale, "", 0
 
-        def execute(self, sql: str, params: Any = None) -> Any:
-            if "pg_extension" in sql:
-                return _Rows([(1,)] if self.timescale else [])
-            self.sql = sql
+        def execute(self, sql: Any, params: Any = None) -> Any:
+            text = sql if isinstance(sql, str) else sql.as_string()
+            if "pg_extension" in text:
+                self.lookups += 1
+                return _Rows([("tsdb_ext",)] if self.timescale else [])
+            self.sql = text
             return _Rows([])
 
-    for timescale, name in ((True, "time_bucket("), (False, "date_bin(")):
+    for timescale, name in ((True, '"tsdb_ext"."time_bucket"('), (False, " date_bin(")):
         fake = FakeConn(timescale)
-        fetch_candles(fake, interval="1h", since_ms=DAY0, until_ms=DAY0 + 1)  # type: ignore[arg-type]
+        for _ in range(2):
+            fetch_candles(fake, interval="1h", since_ms=DAY0, until_ms=DAY0 + 1)  # type: ignore[arg-type]
         assert name in fake.sql
+        assert fake.lookups == 1  # once per connection
 
 
 class _Rows:
