@@ -7,12 +7,13 @@ addresses that ``produce``/``aggregate``/``candles`` will use.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from cryptoctl.errors import ConfigError
 
@@ -174,16 +175,18 @@ def load_settings(
     return replace(settings, sources=sources)
 
 
-def redact(url: str) -> str:
-    """Mask the password of a URL (``postgresql://u:***@host/db``); other text unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+# What a password looks like in text: a URL's user:password@, a URL query's password=...,
+# a libpq conninfo's password=... (quoted or bare).
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^\s/]*@")
+_KEY_PASSWORD = re.compile(
+    r"(?i)(\b(?:ssl)?pass(?:word|wd)?\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\"]*)"
+)
+
+
+def redact(text: str) -> str:
+    """Mask every password in text: ``postgresql://u:***@host/db``, ``?password=***``,
+    ``host=h password=***``; other text unchanged. Works on malformed URLs too."""
+    return _KEY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def display_settings(settings: Settings) -> dict[str, Any]:

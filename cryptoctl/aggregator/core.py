@@ -26,7 +26,7 @@ from cryptoctl.aggregator.stats import AggregatorStats, Counters
 from cryptoctl.cache.writer import CacheWriter, candle_doc
 from cryptoctl.db.sink import PartitionFlush, RawFields, Sink, encode_raw_ticks, late_row
 from cryptoctl.errors import InvalidTick
-from cryptoctl.kafka.clients import check_topic, consumer_config
+from cryptoctl.kafka.clients import check_topic, consumer_config, new_client
 from cryptoctl.kafka.dlq import DeadLetters
 from cryptoctl.settings import Settings
 from cryptoctl.tick import fast_tick_fields, validate_tick
@@ -189,8 +189,8 @@ class Aggregator:
             self._cache.start()
         # A short broker-side fetch wait: the local broker does not answer a waiting fetch
         # early when data arrives, so this bounds the produce -> candle latency.
-        self._consumer = Consumer(
-            consumer_config(self.settings, self.group, **{"fetch.wait.max.ms": 10})
+        self._consumer = new_client(
+            Consumer, consumer_config(self.settings, self.group, **{"fetch.wait.max.ms": 10})
         )
         self._consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,

@@ -31,15 +31,21 @@ def report_error(exc: CryptoctlError) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    line = f"[bold red]error:[/] {escape(exc.message)}"
+    # One line whatever a library's text held (psycopg's end in a newline); messages are
+    # built with passwords masked, and this is the last line of defence.
+    line = f"[bold red]error:[/] {escape(_one_line(exc.message))}"
     if exc.hint:
-        line += f" [dim]—[/] {escape(exc.hint)}"
+        line += f" [dim]—[/] {escape(_one_line(exc.hint))}"
     Console(stderr=True, highlight=False, soft_wrap=True).print(line)
+
+
+def _one_line(text: str) -> str:
+    return redact(" ".join(text.split()))
 
 
 def _internal(exc: Exception) -> CryptoctlError:
     """An unexpected exception as one line; URLs in its text lose their passwords."""
-    text = " ".join(redact(word) for word in str(exc).split()) or "no details"
+    text = redact(" ".join(str(exc).split())) or "no details"
     return CryptoctlError(
         f"internal error: {type(exc).__name__}: {text}",
         hint="this is a bug; CRYPTOCTL_DEBUG=1 shows the traceback",

@@ -75,7 +75,7 @@ def pg_error_detail(exc: Exception) -> str:
     """The server's primary message and SQLSTATE, one line, URLs without passwords."""
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) or pg_reason(exc)
-    text = " ".join(redact(word) for word in primary.split())
+    text = redact(" ".join(primary.split()))
     sqlstate = getattr(exc, "sqlstate", None)
     return f"{text} (SQLSTATE {sqlstate})" if sqlstate else text
 

@@ -7,11 +7,11 @@ unreachable broker into :class:`ServiceUnavailable` naming the address.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from cryptoctl.errors import ServiceUnavailable
+from cryptoctl.errors import ConfigError, ServiceUnavailable
 from cryptoctl.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,10 +84,30 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
     return conf
 
 
+C = TypeVar("C")
+
+
+def new_client(factory: Callable[[dict[str, Any]], C], conf: dict[str, Any]) -> C:
+    """A librdkafka client; a property it refuses (a typo in the config file's ``[kafka]``
+    table, a bad value) is a ConfigError, not "Kafka is not reachable"."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and err.code() == KafkaError._INVALID_ARG:
+            raise ConfigError(
+                f"invalid Kafka client setting: {err.str()}",
+                hint="check the [kafka] table of the config file (librdkafka's property names)",
+            ) from None
+        raise
+
+
 def admin_client(settings: Settings) -> AdminClient:
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient(_base(settings, "cryptoctl-admin"))
+    return new_client(AdminClient, _base(settings, "cryptoctl-admin"))
 
 
 @dataclass(frozen=True)

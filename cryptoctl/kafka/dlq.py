@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from cryptoctl.kafka.clients import producer_config
+from cryptoctl.kafka.clients import new_client, producer_config
 from cryptoctl.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,8 +43,9 @@ class DeadLetters:
 
             # Not idempotent: an idempotent producer's fatal errors (a broker restarted empty)
             # would need a restart to recover; a rare duplicate dead letter is acceptable.
-            self._producer = Producer(
-                producer_config(self.settings, **{"linger.ms": 50, "enable.idempotence": False})
+            self._producer = new_client(
+                Producer,
+                producer_config(self.settings, **{"linger.ms": 50, "enable.idempotence": False}),
             )
         return self._producer
 

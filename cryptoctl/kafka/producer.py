@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from cryptoctl.kafka.clients import producer_config
+from cryptoctl.kafka.clients import new_client, producer_config
 from cryptoctl.settings import Settings
 from cryptoctl.sources.base import ValidTick
 
@@ -44,7 +44,7 @@ ProducerFactory = Callable[[dict[str, Any]], Any]
 def confluent_producer(conf: dict[str, Any]) -> Any:
     from confluent_kafka import Producer
 
-    return Producer(conf)
+    return new_client(Producer, conf)
 
 
 class TickSender:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptoctl.errors import InvalidTick, ServiceUnavailable, UsageError
-from cryptoctl.kafka.clients import consumer_config, kafka_reason
+from cryptoctl.kafka.clients import consumer_config, kafka_reason, new_client
 from cryptoctl.settings import Settings
 from cryptoctl.tick import Tick, decode_tick
 
@@ -70,7 +70,7 @@ def open_consumer(settings: Settings, *, from_beginning: bool, timeout: float = 
     """A consumer assigned to every partition of the price topic."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer(_watch_config(settings))
+    consumer = new_client(Consumer, _watch_config(settings))
     try:
         metadata = consumer.list_topics(settings.topic, timeout=timeout)
     except KafkaException as exc:

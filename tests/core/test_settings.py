@@ -78,6 +78,32 @@ def test_passwords_are_masked() -> None:
     assert shown["coingecko_api_key"] == "***"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "host=db password=hunter2 dbname=x",
+        "host=db password = hunter2",
+        "host=db password='hun ter2' dbname=x",
+        "host=db sslpassword=hunter2",
+        "postgresql://u@db/x?password=hunter2&sslmode=require",
+        "postgresql://u@db/x?sslmode=require&PASSWORD=hunter2",
+        "postgresql://u:hunter2@[bad/x",
+        "postgresql://u:hun@ter2@db/x",
+        "error near 'postgresql://u:hunter2@db:notaport/x' in the text",
+    ],
+)
+def test_every_form_of_password_is_masked(text: str) -> None:
+    shown = redact(text)
+    assert "hunter2" not in shown and "ter2" not in shown, shown
+    assert "***" in shown
+
+
+def test_conninfo_passwords_are_masked_in_config(tmp_path: Path) -> None:
+    for url in ("host=db password=hunter2 dbname=x", "postgresql://u@db/x?password=hunter2"):
+        s = load_settings({"database_url": url}, environ={})
+        assert "hunter2" not in str(display_settings(s))
+
+
 def test_host_port() -> None:
     assert host_port("localhost:9092", 1) == ("localhost", 9092)
     assert host_port("a:1,b:2", 1) == ("a", 1)

@@ -39,3 +39,40 @@ def test_help_and_version_still_exit_0() -> None:
     assert cryptoctl("--version").stdout.startswith("cryptoctl ")
     result = cryptoctl("candles", "--help")
     assert result.returncode == 0 and "Usage: cryptoctl candles" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "host=localhost port=1 password=hunter2 nosuchoption=1",  # a bad conninfo option
+        "postgresql://u:hunter2@[bad/x",  # a malformed URL
+        "postgresql://u@localhost:1/x?password=hunter2&bogus=1",
+    ],
+)
+def test_no_error_echoes_a_database_password(url: str) -> None:
+    for args in (["candles"], ["config"], ["config", "--format", "json"]):
+        result = cryptoctl("--database-url", url, *args)
+        assert "hunter2" not in result.stdout + result.stderr, (args, result)
+        if args == ["candles"]:
+            assert result.returncode in (2, 3), result.stderr
+            assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        ('"foo.bar" = "x"', 'No such configuration property: "foo.bar"'),
+        ('"security.protocol" = "bogus"', 'Invalid value "bogus"'),
+    ],
+)
+def test_a_bad_kafka_property_is_a_configuration_error(tmp_path, table: str, says: str) -> None:
+    # Before: "Kafka is not reachable" (exit 3), or an internal error in watch.
+    config = tmp_path / "config.toml"
+    config.write_text(f"[kafka]\n{table}\n")
+    for args in (["status"], ["aggregate", "--until-idle", "1s"], ["watch"],
+                 ["produce", "--source", "synthetic", "--duration", "1s"]):
+        result = cryptoctl("--config", str(config), *args)
+        assert result.returncode == 2, (args, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: invalid Kafka client setting") and says in last
+        assert "[kafka] table" in last
