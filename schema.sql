@@ -91,6 +91,20 @@ CREATE TABLE IF NOT EXISTS processing_metadata (
     PRIMARY KEY (consumer_group, topic, kafka_partition)
 );
 
+-- The Kafka consumer group a pipeline (group, topic) currently consumes with. Generation 0
+-- is the group itself; a member that finds the group wedged (no partitions assigned for
+-- a long while, messages unread and nobody committing) moves the pipeline to generation
+-- n + 1, Kafka group "<group>.gen<n+1>". The checkpoint above stays keyed by the pipeline,
+-- so the new Kafka group resumes from it.
+CREATE TABLE IF NOT EXISTS kafka_generations (
+    consumer_group   text NOT NULL,
+    topic            text NOT NULL,
+    generation       integer NOT NULL DEFAULT 0,
+    reason           text,
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_group, topic)
+);
+
 -- Latest price per symbol, from the newest candle (present whether or not raw ticks are kept).
 CREATE OR REPLACE VIEW v_latest_prices AS
 SELECT DISTINCT ON (symbol)

@@ -42,6 +42,13 @@ log = logging.getLogger("cryptoctl.aggregator")
 MIN_FLUSH_GAP_MS = 40
 # Raw ticks buffered before a flush is forced, whatever the interval (bounds memory).
 MAX_BUFFERED_TICKS = 200_000
+# While it has no partitions, the aggregator looks at the group's health this often.
+GROUP_CHECK_S = 5.0
+
+
+def kafka_group_id(group: str, generation: int) -> str:
+    """The Kafka consumer group of a pipeline's generation (0: the group itself)."""
+    return group if generation == 0 else f"{group}.gen{generation}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,9 @@ class AggregatorOptions:
     duration_ms: int | None = None  # stop after this long
     batch_size: int = 10_000
     write_cache: bool = True
+    # No partitions for this long while the topic has unread messages and no member of the
+    # pipeline commits: the Kafka group is taken as wedged (None: never).
+    wedged_after_ms: int | None = 30_000
     owner: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
@@ -117,6 +127,9 @@ class Aggregator:
         # Message keys seen to be their tick's symbol (key bytes -> symbol).
         self._keys: dict[bytes | None, str] = {}
         self._partition_count = 0
+        self._generation = 0
+        self._starved_since: float | None = None  # when it last had no partitions
+        self._next_group_check = 0.0
         self._next_end_check = 0.0
         self._reported_behind: tuple[int, ...] = ()
 
@@ -154,6 +167,8 @@ class Aggregator:
             cache_errors=cache.errors if cache else 0,
             kafka_errors=c.kafka_errors,
             last_error=c.last_error,
+            group_moves=c.group_moves,
+            kafka_group=kafka_group_id(self.group, self._generation),
         )
 
     def run(self, stop: threading.Event) -> AggregatorStats:
@@ -172,8 +187,6 @@ class Aggregator:
     # --- life cycle -----------------------------------------------------------------------
 
     def _open(self) -> None:
-        from confluent_kafka import Consumer
-
         info = check_topic(self.settings, self.topic)  # a missing topic: fail, not wait
         cluster_id = info.cluster_id
         self._partition_count = info.topics[self.topic]
@@ -187,15 +200,25 @@ class Aggregator:
         if self.options.write_cache:
             self._cache = CacheWriter(self.settings)
             self._cache.start()
+        self._generation = self._sink.kafka_generation()
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        from confluent_kafka import Consumer
+
+        group_id = kafka_group_id(self.group, self._generation)
         # A short broker-side fetch wait: the local broker does not answer a waiting fetch
         # early when data arrives, so this bounds the produce -> candle latency.
         self._consumer = new_client(
-            Consumer, consumer_config(self.settings, self.group, **{"fetch.wait.max.ms": 10})
+            Consumer, consumer_config(self.settings, group_id, **{"fetch.wait.max.ms": 10})
         )
         self._consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        self._starved_since = time.monotonic()
+        if self._generation:
+            log.info("consuming with Kafka consumer group %r", group_id)
 
     def _close(self) -> None:
         if self._consumer is not None:
@@ -220,10 +243,14 @@ class Aggregator:
         while not stop.is_set():
             msgs = consume(opts.batch_size, timeout)
             now = time.monotonic()
+            if not self._states and self._watch_group(now):
+                consume = self._consumer.consume  # a new consumer, in a new group
             if msgs:
                 self._last_message = now
                 self._state = "running"
                 self._process(msgs, now)
+            if self._states:
+                self._starved_since = None
             self._advance_idle(now)
             self.counters.sample_rate(now)
             since = now - self._last_flush
@@ -290,6 +317,60 @@ class Aggregator:
             if position < end:
                 behind.append(p)
         return behind
+
+    # --- a wedged consumer group ------------------------------------------------------------
+
+    def _watch_group(self, now: float) -> bool:
+        """Called while this member has no partitions; True if it moved to another Kafka
+        group. It follows a generation another member moved the pipeline to at once; it
+        moves it on itself when nothing has been assigned for ``wedged_after_ms`` although
+        partitions have unread messages and no member of the pipeline has committed (the
+        local broker can keep a dead member as group leader for good)."""
+        if self._starved_since is None:
+            self._starved_since = now
+        if now < self._next_group_check:
+            return False
+        self._next_group_check = now + GROUP_CHECK_S
+        assert self._sink is not None
+        current = self._sink.kafka_generation()
+        if current > self._generation:
+            self._switch_generation(current, "another member moved the pipeline to it")
+            return True
+        wedged_after = self.options.wedged_after_ms
+        if wedged_after is None or now - self._starved_since < wedged_after / 1000:
+            return False
+        waited = now - self._starved_since
+        behind = self._partitions_behind()
+        if not behind or self._sink.progress_within(waited):
+            return False  # nothing to read, or another member is working: a standby
+        reason = (
+            f"no partitions assigned for {waited:.0f}s while partitions {behind} have unread"
+            " messages and no member committed"
+        )
+        log.warning(
+            "Kafka consumer group %r looks wedged: %s; moving to a new group (the checkpoint"
+            " in PostgreSQL carries on: nothing is lost or counted twice)",
+            kafka_group_id(self.group, self._generation), reason,
+        )
+        self.counters.last_error = f"consumer group wedged: {reason}"
+        self._switch_generation(self._sink.next_kafka_generation(self._generation, reason), reason)
+        return True
+
+    def _switch_generation(self, generation: int, why: str) -> None:
+        log.warning(
+            "moving from Kafka consumer group %r to %r (%s)",
+            kafka_group_id(self.group, self._generation), kafka_group_id(self.group, generation),
+            why,
+        )
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception as exc:
+                log.warning("closing the consumer: %s", exc)
+        self._states.clear()
+        self._generation = generation
+        self._subscribe()
+        self.counters.group_moves += 1
 
     # --- the hot path ---------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ def status_line(s: AggregatorStats) -> str:
     ]
     if s.fenced:
         parts.append(f"fenced {s.fenced}")
+    if s.group_moves:
+        parts.append(f"group {s.kafka_group}")
     if s.cache_pending and not s.cache_connected:
         parts.append(f"redis down ({s.cache_pending} pending)")
     return " | ".join(parts)
@@ -51,6 +53,7 @@ def summary(s: AggregatorStats) -> dict[str, Any]:
         "pg_retries": s.pg_retries,
         "dlq_failed": s.dlq_failed,
         "cache_pending": s.cache_pending,
+        "group_moves": s.group_moves,
     }
 
 

@@ -44,6 +44,8 @@ class AggregatorStats:
     cache_errors: int
     kafka_errors: int
     last_error: str = ""
+    group_moves: int = 0  # moves to a new Kafka group generation (a wedged group)
+    kafka_group: str = ""  # the Kafka consumer group it consumes with
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -66,6 +68,7 @@ class Counters:
     fenced: int = 0
     offset_resets: int = 0
     kafka_errors: int = 0
+    group_moves: int = 0
     last_error: str = ""
     flush_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     rate_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))

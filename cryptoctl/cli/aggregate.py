@@ -41,6 +41,11 @@ def aggregate(
     ),
     duration: str | None = typer.Option(None, "--duration", "-d", callback=positive_duration_option,
                                         help="Stop after this long, e.g. 10m."),
+    wedged_after: str = typer.Option(
+        "30s", "--wedged-after", callback=duration_option,
+        help="No partitions for this long while messages wait and no member commits: take"
+        " the consumer group as wedged and move to a fresh one (0 = never).",
+    ),
     fmt: SummaryFormat = typer.Option(SummaryFormat.table, "--format", "-f",
                                       help="Summary at exit: table (stderr) or json (one object on stdout)."),
 ) -> None:
@@ -59,6 +64,7 @@ def aggregate(
     options = AggregatorOptions(
         delay_ms=delay, lateness_ms=lateness, flush_interval_ms=flush_interval,  # type: ignore[arg-type]
         store_ticks=store_ticks, until_idle_ms=until_idle, duration_ms=duration,  # type: ignore[arg-type]
+        wedged_after_ms=wedged_after or None,  # type: ignore[arg-type]
     )
     aggregator = Aggregator(settings, options)
     final = _run_with_status(st, aggregator)

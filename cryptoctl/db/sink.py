@@ -78,6 +78,22 @@ _PROGRESS = """
 SELECT kafka_partition, next_offset FROM processing_metadata
  WHERE consumer_group = %s AND topic = %s AND cluster_id = %s
 """
+_GENERATION = """
+SELECT generation FROM kafka_generations WHERE consumer_group = %s AND topic = %s
+"""
+_BUMP_GENERATION = """
+INSERT INTO kafka_generations AS g (consumer_group, topic, generation, reason)
+VALUES (%(group)s, %(topic)s, %(next)s, %(reason)s)
+ON CONFLICT (consumer_group, topic) DO UPDATE
+   SET generation = EXCLUDED.generation, reason = EXCLUDED.reason, updated_at = now()
+ WHERE g.generation = %(seen)s
+RETURNING generation
+"""
+# Whether any member of the pipeline claimed or committed within the last N seconds.
+_RECENT_PROGRESS = """
+SELECT count(*) FROM processing_metadata
+ WHERE consumer_group = %s AND topic = %s AND updated_at > now() - make_interval(secs => %s)
+"""
 _LOAD = """
 SELECT symbol, (extract(epoch FROM bucket) * 1000)::bigint, open, high, low, close, volume,
        trades, price_sum, pv_sum, (extract(epoch FROM open_time) * 1000)::bigint,
@@ -345,6 +361,41 @@ class Sink:
             "reading the checkpoint",
             lambda conn: dict(
                 conn.execute(_PROGRESS, (self.group, self.topic, self.cluster_id)).fetchall()
+            ),
+        )
+
+    # Kafka group generations (recovery from a wedged consumer group)
+
+    def kafka_generation(self) -> int:
+        def read(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(_GENERATION, (self.group, self.topic)).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._retrying("reading the Kafka group generation", read)
+
+    def next_kafka_generation(self, seen: int, reason: str) -> int:
+        """Move the pipeline to generation seen + 1, unless another member already moved
+        it on: either way, the generation to use now."""
+
+        def bump(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(
+                _BUMP_GENERATION,
+                {"group": self.group, "topic": self.topic, "next": seen + 1, "seen": seen,
+                 "reason": reason},
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            current = conn.execute(_GENERATION, (self.group, self.topic)).fetchone()
+            return int(current[0]) if current else seen + 1
+
+        return self._retrying("moving to a new Kafka group generation", bump)
+
+    def progress_within(self, seconds: float) -> bool:
+        """Whether any member of this pipeline claimed or committed in the last seconds."""
+        return self._retrying(
+            "reading the checkpoint",
+            lambda conn: bool(
+                conn.execute(_RECENT_PROGRESS, (self.group, self.topic, seconds)).fetchone()[0]  # type: ignore[index]
             ),
         )
 
