@@ -230,3 +230,12 @@ def test_stats_json_and_csv(cli: Any, settings: Settings) -> None:
     )
     table = cli("stats")
     assert "+25.00%" in table.stdout
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_candles_into_a_closed_pipe_exit_0_quietly(stored: Settings, fmt: str) -> None:
+    from tests.core.test_closed_pipe import into_closed_pipe
+    from tests.helpers import stack_env
+
+    code, err = into_closed_pipe("candles", *RANGE, "--format", fmt, env=stack_env(stored))
+    assert (code, err) == (0, "")
