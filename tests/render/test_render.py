@@ -18,7 +18,14 @@ from cryptoctl.render.serialize import (
     to_json,
 )
 from cryptoctl.render.sparkline import sparkline
+from cryptoctl.render.stack import short_address, status_view
 from cryptoctl.render.tables import OPEN_MARK, candles_table, prices_table, stats_table
+from cryptoctl.stack.status import (
+    ServiceStatus,
+    StackStatus,
+    TableStatus,
+    TopicStatus,
+)
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 
@@ -184,3 +191,65 @@ def test_stats_table_fits_an_80_column_terminal_without_losing_the_symbol() -> N
     lines = [line for line in text.splitlines() if "65,010.23" in line]
     assert [line.split()[0] for line in lines] == ["BTC", "DOGE"]
     assert "65,000.63" in lines[0] and "+0.01%" in lines[0] and "…" not in text
+
+
+def _status() -> StackStatus:
+    return StackStatus(
+        [
+            ServiceStatus("kafka", True, "127.0.0.1:39092", "1 broker", 3.21, 123456),
+            ServiceStatus("postgres", True, "127.0.0.1:55432/cryptoctl", "16.4 + TimescaleDB",
+                          12.5, 123457),
+            ServiceStatus("redis", False, "redis://127.0.0.1:16379/0", detail="Connection refused"),
+        ],
+        [TopicStatus("crypto-prices", 6), TopicStatus("crypto-prices-dlq", 1)],
+        [TableStatus("price_aggregates_1m", 12345)],
+        "/home/someone/.local/state/cryptoctl",
+        "5L6g3nShT-eMCtK6Tw4GWQ",
+    )
+
+
+def test_status_fits_80_columns_one_line_per_service() -> None:
+    text = text_of(status_view(_status(), width=80), width=80)
+    lines = text.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    for label, address, about in [
+        ("Kafka", "127.0.0.1:39092", "1 broker"),
+        ("PostgreSQL", "127.0.0.1:55432/cryptoctl", "16.4 + TimescaleDB"),
+        ("Redis", "127.0.0.1:16379/0", "Connection refused"),
+    ]:
+        line = next(line for line in lines if line.startswith(label))
+        assert address in line and about in line, line
+    assert "123456" not in text  # no room for PIDs: `cryptoctl up` shows them
+    assert "Kafka cluster 5L6g3nShT-eMCtK6Tw4GWQ" in text
+    assert "crypto-prices-dlq" in text and "12,345" in text
+
+
+def test_status_at_120_columns_shows_pids() -> None:
+    text = text_of(status_view(_status(), width=120), width=120)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 120
+    kafka = next(line for line in text.splitlines() if line.startswith("Kafka "))
+    assert "127.0.0.1:39092" in kafka and kafka.rstrip().endswith("123456")
+    redis = next(line for line in text.splitlines() if line.startswith("Redis"))
+    assert "down" in redis and redis.rstrip().endswith("-")
+
+
+def test_status_a_long_error_wraps_in_its_own_column_only() -> None:
+    status = _status()
+    long = "no broker answered within 3.0s; is the broker up and listening on this address?"
+    status.services[0] = ServiceStatus("kafka", False, "kafka.internal.example.com:9092",
+                                       detail=long)
+    text = text_of(status_view(status, width=80), width=80)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    kafka = next(line for line in text.splitlines() if line.startswith("Kafka"))
+    assert "kafka.internal.example.com:9092" in kafka
+    header = text.splitlines()[1]
+    column = slice(header.index("version / error"), header.index("rtt ms"))
+    folded = [line[column] for line in text.splitlines()[3:9]]
+    assert " ".join(" ".join(folded).split()) == long
+
+
+def test_status_shows_redis_as_host_port_db() -> None:
+    assert short_address("redis://127.0.0.1:16379/0") == "127.0.0.1:16379/0"
+    assert short_address("redis://:***@cache.internal:6379/2") == "cache.internal:6379/2"
+    assert short_address("rediss://me:***@cache:6380/0") == "rediss://me:***@cache:6380/0"
+    assert short_address("127.0.0.1:39092") == "127.0.0.1:39092"
