@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cryptoctl.errors import ExitCode
 from cryptoctl.settings import Settings
 from tests.conftest import free_port, state_home
@@ -37,6 +39,23 @@ def test_status_table_goes_to_stdout(cli, settings: Settings) -> None:
     assert result.exit_code == 0
     assert "PostgreSQL" in result.stdout and "services" in result.stdout
     assert settings.topic in result.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_status_table_fits_the_terminal(cli, settings: Settings, monkeypatch, columns: int) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    result = cli("status")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= columns
+    redis_address = settings.redis_url.removeprefix("redis://")
+    for label in ("Kafka", "PostgreSQL", "Redis"):  # one line each: nothing wraps
+        row = next(line for line in lines if line.startswith(label + " "))
+        assert " up " in row, row
+        following = lines[lines.index(row) + 1]
+        assert following.startswith(("PostgreSQL", "Redis", "Kafka cluster")), following
+    assert redis_address in result.stdout and settings.kafka_bootstrap in result.stdout
+    assert ("PID" in result.stdout) == (columns >= 100)
 
 
 def test_status_when_one_service_is_down(cli, settings: Settings, monkeypatch) -> None:

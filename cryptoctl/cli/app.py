@@ -7,7 +7,7 @@ import os
 import pkgutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -52,10 +52,23 @@ def _internal(exc: Exception) -> CryptoctlError:
     )
 
 
+def _closed_stdout() -> NoReturn:
+    """The reader of stdout went away (`cryptoctl ... | head -1`): stop quietly with 0,
+    like any Unix filter (click alone would exit 1)."""
+    _discard_stdout()
+    raise typer.Exit(int(ExitCode.OK))
+
+
 class CryptoctlGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
         return sorted(self.commands, key=lambda n: (rank.get(n, len(rank)), n))
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:  # eager options print here: --help, --version
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            _closed_stdout()
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -65,6 +78,8 @@ class CryptoctlGroup(TyperGroup):
             raise typer.Exit(int(exc.exit_code)) from None
         except (typer.Exit, typer.Abort, TyperException):
             raise  # usage errors and exits: typer reports them (exit 2 with a hint)
+        except BrokenPipeError:
+            _closed_stdout()
         except Exception as exc:
             if os.environ.get("CRYPTOCTL_DEBUG"):
                 raise
@@ -153,9 +168,20 @@ _ClickException: type[Exception] = _UsageError.__bases__[0]
 
 
 def main() -> None:
+    stdout_was_null = _stdout_is_null()
     try:
         # Not standalone: click would print usage errors as a multi-line panel.
         code = app(prog_name="cryptoctl", standalone_mode=False)
+        sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
+    except BrokenPipeError:
+        _discard_stdout()
+        sys.exit(int(ExitCode.OK))
+    except SystemExit as exc:
+        # Rich meets a closed pipe (help text, tables) by pointing stdout at /dev/null
+        # and exiting 1. A reader that stopped early (`| head -1`) is no failure.
+        if exc.code == 1 and not stdout_was_null and _stdout_is_null():
+            sys.exit(int(ExitCode.OK))
+        raise
     except _UsageError as exc:
         report_error(_usage_error(exc))
         sys.exit(int(ExitCode.USAGE))
@@ -166,6 +192,23 @@ def main() -> None:
         sys.stderr.write("interrupted\n")
         sys.exit(int(ExitCode.INTERRUPTED))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def _stdout_is_null() -> bool:
+    try:
+        mine, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError):  # no real stdout (a test's StringIO)
+        return False
+    return (mine.st_dev, mine.st_ino) == (null.st_dev, null.st_ino)
 
 
 def _usage_error(exc: Any) -> CryptoctlError:

@@ -92,7 +92,7 @@ def status(
     else:
         from cryptoctl.render.stack import status_view
 
-        st.out.print(status_view(result))
+        st.out.print(status_view(result, width=st.out.width))
     if not result.all_up:
         down_names = ", ".join(s.name for s in result.services if not s.up)
         st.err.print(f"[red]down:[/] {down_names} — start the local stack with `cryptoctl up`")

@@ -136,10 +136,9 @@ def header(snap: Snapshot, topic: str) -> Text:
 def dashboard(
     snap: Snapshot, *, symbols: Sequence[str], topic: str, width: int = FULL_WIDTH
 ) -> RenderableType:
+    # A source note (CoinGecko unreachable) is not repeated here: `run` printed it once,
+    # in full, just above the dashboard, where it stays.
     parts: list[RenderableType] = [header(snap, topic)]
-    if snap.source.note:
-        # The full explanation went to stderr before the dashboard; here, its gist.
-        parts.append(Text(snap.source.note.split(";")[0] + ": using the synthetic market", style="yellow"))
     parts += [market_table(snap, symbols, width=width), health_table(snap)]
     problem = snap.producer.last_problem or snap.aggregator.last_error
     if problem:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -48,31 +49,65 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f}" if value is not None else "-"
 
 
-def status_view(status: StackStatus) -> RenderableType:
-    services = Table(title="services", title_justify="left")
-    for col in ("service", "state", "address", "version", "rtt ms", "PID", "detail"):
-        services.add_column(col, overflow="fold")
+def short_address(address: str) -> str:
+    """``redis://user:***@host:6379/0`` as ``host:6379/0``, like the other services'
+    addresses. Another scheme (``rediss://`` for TLS) says something and is kept."""
+    if not address.startswith("redis://"):
+        return address
+    return address.removeprefix("redis://").rpartition("@")[2]
+
+
+def _table(title: str, **kwargs: Any) -> Table:
+    """A status table: a rule under the header, no frame, one space of padding."""
+    return Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+        pad_edge=False, header_style="bold", **kwargs,
+    )
+
+
+# Below this width `status` leaves out the PID column (`cryptoctl up` shows the PIDs).
+STATUS_WIDE = 100
+
+
+def status_view(status: StackStatus, width: int = STATUS_WIDE) -> RenderableType:
+    """Services, topics and tables; fits ``width`` columns (80 and up) on one line each."""
+    wide = width >= STATUS_WIDE
+    services = _table(
+        "services",
+        caption=f"Kafka cluster {status.cluster_id}" if status.cluster_id else None,
+        caption_justify="left",
+    )
+    services.add_column("service", no_wrap=True)
+    services.add_column("state", no_wrap=True)
+    services.add_column("address", no_wrap=True)
+    services.add_column("version / error", overflow="fold")  # the one column that may wrap
+    services.add_column("rtt ms", justify="right", no_wrap=True)
+    if wide:
+        services.add_column("PID", justify="right", no_wrap=True)
     for s in status.services:
         state = Text("up", style="bold green") if s.up else Text("down", style="bold red")
-        services.add_row(
-            _LABELS.get(s.name, s.name), state, s.address, s.version, _ms(s.rtt_ms),
-            str(s.pid) if s.pid else "-", s.detail,
-        )
+        about = Text(s.version) if s.up else Text(s.detail or "not reachable", style="red")
+        row: list[RenderableType] = [
+            _LABELS.get(s.name, s.name), state, short_address(s.address), about, _ms(s.rtt_ms),
+        ]
+        if wide:
+            row.append(str(s.pid) if s.pid else "-")
+        services.add_row(*row)
     parts: list[RenderableType] = [services]
     if status.topics:
-        topics = Table(title="topics", title_justify="left")
-        topics.add_column("topic")
+        topics = _table("topics")
+        topics.add_column("topic", overflow="fold")
         topics.add_column("partitions", justify="right")
         for topic in status.topics:
             topics.add_row(topic.name, str(topic.partitions))
-        parts.append(topics)
+        parts += [Text(), topics]
     if status.tables:
-        tables = Table(title="tables", title_justify="left")
+        tables = _table("tables")
         tables.add_column("table")
         tables.add_column("rows", justify="right")
         for table in status.tables:
             tables.add_row(table.name, f"{table.rows:,}")
-        parts.append(tables)
+        parts += [Text(), tables]
     return Group(*parts)
 
 

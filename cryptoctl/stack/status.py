@@ -18,8 +18,8 @@ from cryptoctl.settings import Settings, redact
 class ServiceStatus:
     name: str
     up: bool
-    address: str
-    version: str = ""
+    address: str  # never a password (redacted)
+    version: str = ""  # the server's, short: "16.4 + TimescaleDB", "7.2.4"; Kafka: "1 broker"
     rtt_ms: float | None = None
     pid: int | None = None  # set when the local runtime started it
     detail: str = ""
@@ -69,7 +69,7 @@ def _probe_kafka(settings: Settings) -> tuple[ServiceStatus, list[TopicStatus], 
     except ServiceUnavailable as exc:
         return ServiceStatus("kafka", False, settings.kafka_bootstrap, detail=exc.detail), [], None
     topics = [TopicStatus(n, p) for n, p in sorted(info.topics.items())]
-    version = f"{info.brokers} broker(s), cluster {info.cluster_id}"
+    version = f"{info.brokers} broker" + ("" if info.brokers == 1 else "s")
     return ServiceStatus("kafka", True, settings.kafka_bootstrap, version, rtt), topics, info.cluster_id
 
 
@@ -89,7 +89,8 @@ def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus
         return ServiceStatus("postgres", False, address, detail=exc.detail), []
     with database_errors(settings, "reading server and table status"), conn:
         row = conn.execute("SHOW server_version").fetchone()
-        version = f"PostgreSQL {row[0] if row else '?'}"
+        # "16.4 (Ubuntu 16.4-1.pgdg22.04+1)": the build after the number says little here
+        version = str(row[0]).split()[0] if row and row[0] else "?"
         if timescale_available(conn):
             version += " + TimescaleDB"
         tables = []
@@ -112,7 +113,8 @@ def _probe_redis(settings: Settings) -> ServiceStatus:
         return ServiceStatus("redis", False, address, detail=exc.detail)
     except Exception as exc:  # a server that answered PING but not INFO
         return ServiceStatus("redis", False, address, detail=str(exc))
-    return ServiceStatus("redis", True, address, f"Redis {info.get('redis_version', '?')}", rtt)
+    return ServiceStatus("redis", True, address, str(info.get("redis_version", "?")), rtt)
+
 
 
 def stack_status(settings: Settings) -> StackStatus:

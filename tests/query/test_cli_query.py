@@ -230,3 +230,27 @@ def test_stats_json_and_csv(cli: Any, settings: Settings) -> None:
     )
     table = cli("stats")
     assert "+25.00%" in table.stdout
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_candles_into_a_closed_pipe_exit_0_quietly(stored: Settings, fmt: str) -> None:
+    from tests.core.test_closed_pipe import into_closed_pipe
+    from tests.helpers import stack_env
+
+    code, err = into_closed_pipe("candles", *RANGE, "--format", fmt, env=stack_env(stored))
+    assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_candles_chart_spans_the_terminal(
+    cli: Any, stored: Settings, monkeypatch: pytest.MonkeyPatch, columns: int
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    result = cli("candles", *RANGE, "--symbol", "BTC", "--interval", "5m", "--chart", "--height", "6")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.rstrip("\n").splitlines()
+    assert lines[0] == "BTC · 5m · 2 candles"
+    axis, times = lines[-2], lines[-1]
+    assert columns - 8 < len(axis) <= columns and axis.count("┬") == 2
+    assert times.split() == ["2026-11-01", "00:00", "00:05"] and len(times) <= len(axis)
+    assert lines[-3].lstrip().startswith("vol 4 ┤")

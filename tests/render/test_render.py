@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
+from itertools import pairwise
 
+import pytest
 from rich.console import Console
 
 from cryptoctl.db.queries import Candle, LatestPrice, Stats24h
@@ -18,7 +21,14 @@ from cryptoctl.render.serialize import (
     to_json,
 )
 from cryptoctl.render.sparkline import sparkline
+from cryptoctl.render.stack import short_address, status_view
 from cryptoctl.render.tables import OPEN_MARK, candles_table, prices_table, stats_table
+from cryptoctl.stack.status import (
+    ServiceStatus,
+    StackStatus,
+    TableStatus,
+    TopicStatus,
+)
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 
@@ -152,21 +162,25 @@ def test_chart_draws_bodies_wicks_axis() -> None:
     plot = lines[1:7]
     assert plot[0].startswith("14.0000 ┤")
     assert plot[-1].startswith(" 8.0000 ┤")
-    columns = [line.split("┤" if "┤" in line else "│", 1)[1] for line in plot]
-    first = "".join(col[0] for col in columns)  # candle 1: wick at 14, body 13..10, wick to 9
-    second = "".join(col[2] for col in columns)
+    gutter = plot[0].index("┤") + 1
+    columns = [line[gutter:] for line in plot]
+    slot = (40 - gutter) // 2
+    first = "".join(col[slot // 2] for col in columns)  # wick at 14, body 13..10, wick to 9
+    second = "".join(col[slot + slot // 2] for col in columns)
     assert first[0] == WICK and BODY in first and first[-1] == " "
     assert second[-1] == WICK and BODY in second
-    assert lines[-1].split() == ["00:00", "00:01"]  # dates do not fit in 40 columns
+    assert lines[7].startswith("  vol 2 ┤") and lines[7].count("█") == 2 * 7  # equal volumes
+    assert len(lines[-2]) == gutter + 2 * slot
+    assert lines[-1].split() == ["2026-11-01", "00:00", "00:01"]  # the date said once
     assert all(len(line) <= 40 for line in lines)
 
 
 def test_chart_keeps_newest_candles_that_fit() -> None:
     rows = [candle(i, 10.0, 11.0, 9.0, 10.5) for i in range(100)]
-    shown, step = fit(rows, 30)
-    assert step == 1 and len(shown) == 30 and shown[-1] is rows[-1]
-    shown, step = fit(rows[:10], 30)
-    assert step == 2 and len(shown) == 10
+    shown, slot = fit(rows, 30)
+    assert slot == 1 and len(shown) == 30 and shown[-1] is rows[-1]
+    shown, slot = fit(rows[:10], 30)
+    assert slot == 3 and len(shown) == 10
     text = text_of(candle_chart(rows, width=50, height=5), width=50)
     assert all(len(line) <= 50 for line in text.splitlines())
 
@@ -174,7 +188,72 @@ def test_chart_keeps_newest_candles_that_fit() -> None:
 def test_chart_axis_shows_dates_when_they_fit() -> None:
     rows = [candle(i, 10.0, 11.0, 9.0, 10.5) for i in range(30)]
     last = text_of(candle_chart(rows, width=80, height=5), width=80).splitlines()[-1]
-    assert last.split() == ["2026-11-01", "00:00", "2026-11-01", "00:29"]
+    assert last.split()[:2] == ["2026-11-01", "00:00"] and last.split()[-1] == "00:29"
+
+
+def _walk(n: int, step_ms: int = 60_000) -> list[Candle]:
+    """n candles of a price walk with varying volume; the newest one still open."""
+    out, price = [], 100.0
+    for i in range(n):
+        close = price + (3 if i % 3 else -4) * (1 + i % 5) / 10
+        out.append(Candle("BTC", "1m", T0 + i * step_ms, price, max(price, close) + 0.5,
+                          min(price, close) - 0.5, close, float(1 + i % 7), 3, price, None, i < n - 1))
+        price = close
+    return out
+
+
+def _chart_parts(text: str) -> tuple[list[str], str, str, str]:
+    lines = text.splitlines()
+    return lines[:-3], lines[-3], lines[-2], lines[-1]  # plot, volume, axis, times
+
+
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_a_few_candles_use_the_width_and_labels_stay_under_the_chart(n: int, width: int) -> None:
+    text = text_of(candle_chart(_walk(n), width=width, height=8), width=width)
+    plot, volume, axis, times = _chart_parts(text)
+    start = axis.index("└") + 1
+    assert len(axis) > width - 8  # the chart spans the terminal, not 2 columns a candle
+    assert all(len(line.rstrip()) <= width for line in text.splitlines())
+    assert len(times.rstrip()) <= len(axis)  # labels end under the chart
+    assert volume.lstrip().startswith("vol ")
+    ticks = [i for i, ch in enumerate(axis) if ch == "┬"]
+    assert len(ticks) == n if n <= 2 else len(ticks) >= 3  # first, last and some between
+    for tick in ticks:
+        assert any(line[tick] in (WICK, BODY) for line in plot)
+        assert times[tick] != " "  # the label is under its tick
+    assert times[start:].split()[0] == "2026-11-01"
+    assert max(line.count(BODY) for line in plot) <= 7 * n  # bodies at most 7 wide
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_many_candles_show_the_newest_with_regular_labels(width: int) -> None:
+    rows = _walk(300)
+    text = text_of(candle_chart(rows, width=width, height=8), width=width)
+    _, volume, axis, times = _chart_parts(text)
+    assert all(len(line.rstrip()) <= width for line in text.splitlines())
+    assert len(times.rstrip()) <= len(axis) <= width
+    shown = len(axis) - axis.index("└") - 1  # one column a candle
+    assert times.split()[-1] == fmt.utc_clock(rows[-1].bucket_ms)[:5]  # the newest, last
+    assert times.split()[:2] == ["2026-11-01", fmt.utc_clock(rows[-shown].bucket_ms)[:5]]
+    ticks = [i for i, ch in enumerate(axis) if ch == "┬"]
+    gaps = {b - a for a, b in pairwise(ticks[:-1])}
+    assert len(ticks) >= 4 and len(gaps) == 1  # evenly spaced but for the last one
+    bars = volume[volume.index("┤") + 1 :]
+    assert len(bars) == shown and set(bars) <= set(" ▁▂▃▄▅▆▇█") and "█" in bars
+
+
+def test_daily_candles_are_labelled_by_date_and_no_volume_no_volume_row() -> None:
+    rows = [replace(c, volume=0.0) for c in _walk(5, step_ms=86_400_000)]
+    text = text_of(candle_chart(rows, width=80, height=6), width=80)
+    assert "vol" not in text
+    assert text.splitlines()[-1].split() == ["2026-11-01", "11-02", "11-03", "11-04", "11-05"]
+
+
+def test_chart_on_a_narrow_terminal_keeps_labels_inside() -> None:
+    text = text_of(candle_chart(_walk(2), width=30, height=5), width=30)
+    *_, axis, times = text.splitlines()
+    assert len(times.rstrip()) <= len(axis) <= 30 and times.strip()
 
 
 def test_stats_table_fits_an_80_column_terminal_without_losing_the_symbol() -> None:
@@ -184,3 +263,65 @@ def test_stats_table_fits_an_80_column_terminal_without_losing_the_symbol() -> N
     lines = [line for line in text.splitlines() if "65,010.23" in line]
     assert [line.split()[0] for line in lines] == ["BTC", "DOGE"]
     assert "65,000.63" in lines[0] and "+0.01%" in lines[0] and "…" not in text
+
+
+def _status() -> StackStatus:
+    return StackStatus(
+        [
+            ServiceStatus("kafka", True, "127.0.0.1:39092", "1 broker", 3.21, 123456),
+            ServiceStatus("postgres", True, "127.0.0.1:55432/cryptoctl", "16.4 + TimescaleDB",
+                          12.5, 123457),
+            ServiceStatus("redis", False, "redis://127.0.0.1:16379/0", detail="Connection refused"),
+        ],
+        [TopicStatus("crypto-prices", 6), TopicStatus("crypto-prices-dlq", 1)],
+        [TableStatus("price_aggregates_1m", 12345)],
+        "/home/someone/.local/state/cryptoctl",
+        "5L6g3nShT-eMCtK6Tw4GWQ",
+    )
+
+
+def test_status_fits_80_columns_one_line_per_service() -> None:
+    text = text_of(status_view(_status(), width=80), width=80)
+    lines = text.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    for label, address, about in [
+        ("Kafka", "127.0.0.1:39092", "1 broker"),
+        ("PostgreSQL", "127.0.0.1:55432/cryptoctl", "16.4 + TimescaleDB"),
+        ("Redis", "127.0.0.1:16379/0", "Connection refused"),
+    ]:
+        line = next(line for line in lines if line.startswith(label))
+        assert address in line and about in line, line
+    assert "123456" not in text  # no room for PIDs: `cryptoctl up` shows them
+    assert "Kafka cluster 5L6g3nShT-eMCtK6Tw4GWQ" in text
+    assert "crypto-prices-dlq" in text and "12,345" in text
+
+
+def test_status_at_120_columns_shows_pids() -> None:
+    text = text_of(status_view(_status(), width=120), width=120)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 120
+    kafka = next(line for line in text.splitlines() if line.startswith("Kafka "))
+    assert "127.0.0.1:39092" in kafka and kafka.rstrip().endswith("123456")
+    redis = next(line for line in text.splitlines() if line.startswith("Redis"))
+    assert "down" in redis and redis.rstrip().endswith("-")
+
+
+def test_status_a_long_error_wraps_in_its_own_column_only() -> None:
+    status = _status()
+    long = "no broker answered within 3.0s; is the broker up and listening on this address?"
+    status.services[0] = ServiceStatus("kafka", False, "kafka.internal.example.com:9092",
+                                       detail=long)
+    text = text_of(status_view(status, width=80), width=80)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    kafka = next(line for line in text.splitlines() if line.startswith("Kafka"))
+    assert "kafka.internal.example.com:9092" in kafka
+    header = text.splitlines()[1]
+    column = slice(header.index("version / error"), header.index("rtt ms"))
+    folded = [line[column] for line in text.splitlines()[3:9]]
+    assert " ".join(" ".join(folded).split()) == long
+
+
+def test_status_shows_redis_as_host_port_db() -> None:
+    assert short_address("redis://127.0.0.1:16379/0") == "127.0.0.1:16379/0"
+    assert short_address("redis://:***@cache.internal:6379/2") == "cache.internal:6379/2"
+    assert short_address("rediss://me:***@cache:6380/0") == "rediss://me:***@cache:6380/0"
+    assert short_address("127.0.0.1:39092") == "127.0.0.1:39092"

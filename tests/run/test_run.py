@@ -74,7 +74,7 @@ def test_dashboard_renders_prices_candles_and_health() -> None:
     )
     text = console.export_text()
     assert "source synthetic" in text
-    assert "CoinGecko cannot be reached (x): using the synthetic market" in text
+    assert "CoinGecko" not in text  # `run` said it once above the dashboard, not each frame
     btc = next(line for line in text.splitlines() if line.strip().startswith("BTC"))
     assert "67,012.50" in btc and "00:00" in btc and "23:59" in btc and "67,100.00" in btc
     sol = next(line for line in text.splitlines() if line.strip().startswith("SOL"))
@@ -143,3 +143,30 @@ def test_dashboard_in_a_terminal_with_fallback_and_ctrl_c(settings: Settings) ->
     finally:
         term.close()
     assert stored(settings)[0] >= 1
+
+
+FALLBACK = "CoinGecko cannot be reached"
+
+
+def test_the_fallback_is_said_once_in_a_terminal(settings: Settings) -> None:
+    env = stack_env(settings) | {"CRYPTOCTL_COINGECKO_API_URL": "http://127.0.0.1:9/api/v3"}
+    term = PtyCommand(["run", "--symbols", "BTC", "--duration", "4s"], env, cols=100, rows=40)
+    try:
+        # Every redraw of the dashboard is in the stream: a note in it would repeat.
+        term.wait_for(lambda s: "pipeline stopped" in s, timeout=90)
+        assert term.text.count("cryptoctl run · source synthetic") >= 2  # several frames
+        assert term.text.count(FALLBACK) == 1, term.text[-3000:]
+        assert "Use --source coingecko to insist" in term.text
+    finally:
+        term.close()
+
+
+def test_the_fallback_is_said_once_off_a_terminal(settings: Settings) -> None:
+    env = stack_env(settings) | {"CRYPTOCTL_COINGECKO_API_URL": "http://127.0.0.1:9/api/v3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cryptoctl", "run", "--symbols", "BTC", "--duration", "3s"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(FALLBACK) == 1 and FALLBACK not in result.stdout
+    assert "(synthetic)" in result.stderr
