@@ -116,13 +116,17 @@ def produce(
     settings = st.settings(topic=topic, coingecko_api_key=api_key, coingecko_api_url=api_url)
     given = {k: v for k, v in locals().items() if k not in {"ctx", "st", "settings"}}
     src = build_source(settings, given)
-    from cryptoctl.producer import ProducerOptions, ProducerRun
+    from cryptoctl.producer import ProducerOptions, ProducerRun, SourceFailed
 
     duration_ms = cast("int | None", duration)  # the callback turned it into ms
     options = ProducerOptions(count=count, duration_s=duration_ms / 1000 if duration_ms is not None else None)
     run = ProducerRun(settings, src, options)
     run.preflight()
-    summary = _run_with_status(st, run)
+    try:
+        summary = _run_with_status(st, run)
+    except SourceFailed as exc:  # what was produced before the bad data, then the error
+        _print_summary(st, exc.summary, fmt)
+        raise
     _print_summary(st, summary, fmt)
     if summary.undelivered or summary.failed:
         lost = summary.undelivered + summary.failed

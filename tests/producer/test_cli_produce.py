@@ -80,8 +80,51 @@ def test_replay_jsonl_strict_stops_at_first_bad_row(settings: Settings, cli: Any
     result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0", "--strict")
     assert result.exit_code == 5
     assert "ticks.jsonl:2: missing price" in result.stderr
+    assert re.search(r"^stopped by +data error", result.stderr, re.MULTILINE)  # the summary too
     ticks = read_back(settings)
     assert [(t["ts"], t["price"], t["qty"]) for t in ticks] == [(1700000000000, 1.0, 2.0)]
+
+
+def test_bytes_not_utf8_mid_file_exit_5_after_the_summary(
+    settings: Settings, cli: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "ticks.csv"
+    good = b"ts,symbol,price\n" + b"".join(b"%d,BTC,%d\n" % (1700000000000 + i, i + 1) for i in range(5000))
+    path.write_bytes(good + b"1700000009000,BT\xc3C,1\n1700000009001,BTC,1\n")
+    result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0",
+                 "--format", "json")  # fmt: skip
+    assert result.exit_code == 5, result.stderr
+    summary = orjson.loads(result.stdout)  # what was produced is still summed up
+    assert (summary["produced"], summary["delivered"], summary["stopped_by"]) == (5000, 5000, "data error")
+    where = f"{path}:5002: not UTF-8 text (byte 0xc3 at offset {len(good) + 16:,})"
+    assert summary["last_problem"] == where
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {where} — ")
+    assert len(read_back(settings, 5000)) == 5000
+
+    table = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0",
+                "--topic", settings.dlq)  # fmt: skip
+    assert table.exit_code == 5 and table.stdout == ""
+    rows = dict(re.findall(r"^(\S+(?: \S+)?)  +(.+?)\s*$", table.stderr, re.MULTILINE))
+    assert (rows["stopped by"], rows["produced"]) == ("data error", "5,000")
+    assert table.stderr.rstrip().splitlines()[-1].startswith(f"error: {where}")
+
+
+def test_a_bad_header_exits_5_in_one_line(settings: Settings, cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text("time,coin,value\n1700000000000,BTC,1\n")
+    result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0")
+    assert result.exit_code == 5
+    assert f"error: {path}:1: CSV header 'time,coin,value' lacks ts, symbol, price" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_a_csv_with_a_bom_is_replayed(settings: Settings, cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + REPLAY_CSV.encode())
+    result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert (orjson.loads(result.stdout)["delivered"], orjson.loads(result.stdout)["invalid"]) == (4, 1)
 
 
 def test_synthetic_same_seed_same_ticks(settings: Settings, cli: Any) -> None:
