@@ -184,6 +184,16 @@ def test_synthetic_out_of_order_share(settings: Settings, cli: Any) -> None:
         (("--source", "synthetic", "--start", "whenever"), "invalid time"),
         (("--rate", "-1"), "--rate"),
         (("--source", "replay", "--file", "/nonexistent.csv"), "does not exist"),
+        # A flag of another source is refused even where it has a default (it was ignored).
+        (("--source", "replay", "-f", "x.csv", "--interval", "10s"), "--interval is for --source coingecko"),
+        (("--source", "replay", "-f", "x.csv", "--rate", "10"), "--rate is for --source synthetic"),
+        (("--source", "replay", "-f", "x.csv", "--out-of-order", "0"), "--out-of-order is for --source"),
+        (("--source", "replay", "-f", "x.csv", "--max-delay", "5s"), "--max-delay is for --source synthetic"),
+        (("--source", "replay", "-f", "x.csv", "--symbols", "BTC"), "--symbols is for --source coingecko or"),
+        (("--source", "synthetic", "--speed", "1"), "--speed is for --source replay"),
+        (("--source", "synthetic", "--interval", "1m"), "--interval is for --source coingecko"),
+        (("--rate", "0"), "--rate is for --source synthetic — drop it or use --source synthetic"),
+        (("--max-requests-per-minute", "5", "-s", "synthetic"), "--max-requests-per-minute is for --source"),
     ],
 )
 def test_bad_flags_exit_2_with_a_hint(cli: Any, args: tuple[str, ...], needle: str) -> None:
@@ -191,6 +201,44 @@ def test_bad_flags_exit_2_with_a_hint(cli: Any, args: tuple[str, ...], needle: s
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert needle in result.stderr
     assert result.stdout == ""
+
+
+def test_bad_flags_are_one_line(cli: Any) -> None:
+    result = cli("produce", "--source", "replay", "--file", "x.csv", "--interval", "10s")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --interval is for --source coingecko — drop it or use --source coingecko"
+    ]
+
+
+def test_per_source_defaults_apply_and_show_in_help(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptoctl.cli.produce import SourceName, build_source
+    from cryptoctl.settings import load_settings
+
+    def given(source: SourceName, **flags: Any) -> dict[str, Any]:
+        names = ("symbols", "interval", "api_key", "key_type", "api_url", "max_rpm", "rate", "seed",
+                 "start", "out_of_order", "max_delay", "file", "speed")  # fmt: skip
+        return {name: None for name in names} | {"coin_id": [], "strict": False, "source": source} | flags
+
+    settings = load_settings({}, environ={})
+    synthetic: Any = build_source(settings, given(SourceName.synthetic))
+    assert (synthetic.config.symbols, synthetic.config.rate) == (["BTC", "ETH"], 10.0)
+    assert (synthetic.config.out_of_order, synthetic.config.max_delay_ms) == (0.0, 5000)
+    assert build_source(settings, given(SourceName.synthetic, rate=0.0)).config.rate == 0.0  # type: ignore[attr-defined]
+    path = tmp_path / "t.csv"
+    path.write_text("ts,symbol,price\n")
+    assert build_source(settings, given(SourceName.replay, file=path)).config.speed == 1.0  # type: ignore[attr-defined]
+    coingecko: Any = build_source(settings, given(SourceName.coingecko))
+    assert coingecko.config.interval_s == 10.0
+
+    monkeypatch.setenv("COLUMNS", "250")
+    text = " ".join(cli("produce", "--help").stdout.split())
+    for needle in ("1m. [default: 10s]", "unthrottled. [default: 10]", "(0..1). [default: 0]",
+                   "may be. [default: 5s]", "as fast as possible. [default: 1]",
+                   "(coingecko, synthetic). [default: BTC,ETH]"):  # fmt: skip
+        assert needle in text
 
 
 def test_unreachable_broker_exits_3_naming_the_address(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
