@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import typer
 
 from cryptoctl.cli.context import CliState, duration_option, positive_duration_option, state
+from cryptoctl.durations import parse_duration_ms
 from cryptoctl.errors import CryptoctlError, UsageError
 
 if TYPE_CHECKING:
@@ -41,14 +42,50 @@ class SummaryFormat(str, enum.Enum):
     json = "json"
 
 
+_ANY_POLLED = (SourceName.coingecko, SourceName.synthetic)
+
+# The options of one source (or two): who they belong to and the default when not given,
+# as typed on the command line. The Typer defaults are None (or False/empty), so a flag
+# given for another source is known and refused; --help shows these defaults.
+PER_SOURCE: dict[str, tuple[tuple[SourceName, ...], Any]] = {
+    "symbols": (_ANY_POLLED, "BTC,ETH"),
+    "interval": ((SourceName.coingecko,), "10s"),
+    "api_key": ((SourceName.coingecko,), None),
+    "key_type": ((SourceName.coingecko,), None),
+    "api_url": ((SourceName.coingecko,), None),
+    "coin_id": ((SourceName.coingecko,), []),
+    "max_rpm": ((SourceName.coingecko,), None),
+    "rate": ((SourceName.synthetic,), 10.0),
+    "seed": ((SourceName.synthetic,), None),
+    "start": ((SourceName.synthetic,), None),
+    "out_of_order": ((SourceName.synthetic,), 0.0),
+    "max_delay": ((SourceName.synthetic,), "5s"),
+    "file": ((SourceName.replay,), None),
+    "speed": ((SourceName.replay,), 1.0),
+    "strict": ((SourceName.replay,), False),
+}
+_DURATIONS = {"interval", "max_delay"}  # given ones are ms already (the option callback)
+_FLAG_NAMES = {"max_rpm": "--max-requests-per-minute"}
+
+
+def _default(name: str) -> str:
+    """The default of a per-source option as --help shows it."""
+    value = PER_SOURCE[name][1]
+    shown = f"{value:g}" if isinstance(value, float) else value
+    return f"[default: {shown}]"
+
+
 def produce(
     ctx: typer.Context,
     source: SourceName = typer.Option(SourceName.coingecko, "--source", "-s", help="Where prices come from."),
-    symbols: str = typer.Option(
-        "BTC,ETH", "--symbols", help="Comma-separated symbols (coingecko, synthetic)."
+    symbols: str | None = typer.Option(
+        None, "--symbols", help=f"Comma-separated symbols (coingecko, synthetic). {_default('symbols')}"
     ),
-    interval: str = typer.Option(
-        "10s", "--interval", callback=positive_duration_option, help="CoinGecko poll interval, e.g. 10s, 1m."
+    interval: str | None = typer.Option(
+        None,
+        "--interval",
+        callback=positive_duration_option,
+        help=f"CoinGecko poll interval, e.g. 10s, 1m. {_default('interval')}",
     ),
     api_key: str | None = typer.Option(None, "--api-key", help="CoinGecko API key [env COINGECKO_API_KEY]."),
     key_type: KeyType | None = typer.Option(
@@ -64,8 +101,11 @@ def produce(
         min=1,
         help="CoinGecko request budget, retries included [default: 30 public/demo, 250 pro].",
     ),
-    rate: float = typer.Option(
-        10.0, "--rate", min=0, help="Synthetic ticks per second over all symbols; 0 = unthrottled."
+    rate: float | None = typer.Option(
+        None,
+        "--rate",
+        min=0,
+        help=f"Synthetic ticks per second over all symbols; 0 = unthrottled. {_default('rate')}",
     ),
     seed: int | None = typer.Option(None, "--seed", help="Synthetic: same seed (and --start) -> same ticks."),
     start: str | None = typer.Option(
@@ -73,20 +113,27 @@ def produce(
         "--start",
         help="Synthetic: generate history from TIME (ISO-8601, epoch ms, or a duration back like 2h).",
     ),
-    out_of_order: float = typer.Option(
-        0.0, "--out-of-order", min=0.0, max=1.0, help="Synthetic: share of ticks emitted late (0..1)."
+    out_of_order: float | None = typer.Option(
+        None,
+        "--out-of-order",
+        min=0.0,
+        max=1.0,
+        help=f"Synthetic: share of ticks emitted late (0..1). {_default('out_of_order')}",
     ),
-    max_delay: str = typer.Option(
-        "5s",
+    max_delay: str | None = typer.Option(
+        None,
         "--max-delay",
         callback=positive_duration_option,
-        help="Synthetic: how late an out-of-order tick may be.",
+        help=f"Synthetic: how late an out-of-order tick may be. {_default('max_delay')}",
     ),
     file: Path | None = typer.Option(
         None, "--file", "-f", help="Replay: CSV or JSON Lines file (ts,symbol,price[,qty])."
     ),
-    speed: float = typer.Option(
-        1.0, "--speed", min=0, help="Replay: factor on the recorded pace; 0 = as fast as possible."
+    speed: float | None = typer.Option(
+        None,
+        "--speed",
+        min=0,
+        help=f"Replay: factor on the recorded pace; 0 = as fast as possible. {_default('speed')}",
     ),
     strict: bool = typer.Option(
         False, "--strict", help="Replay: stop at the first bad row (exit 5) instead of skipping it."
@@ -109,20 +156,25 @@ def produce(
     Sources: `coingecko` (default; /simple/price every --interval), `synthetic` (a GBM
     market, --rate ticks/s, --seed, --start for history) and `replay` (a recorded file,
     --speed). Shows a live status line on stderr; Ctrl-C flushes what is in flight and
-    prints a summary (a second Ctrl-C aborts). Exit codes: 2 bad usage, 3 Kafka
-    unreachable, 5 bad row with --strict.
+    prints a summary (a second Ctrl-C aborts). A flag of another source is refused. Exit
+    codes: 2 bad usage, 3 Kafka unreachable, 5 bad data (a bad row with --strict, a replay
+    file that is not UTF-8 or lacks the ts,symbol,price header), after the summary.
     """
     st = state(ctx)
     settings = st.settings(topic=topic, coingecko_api_key=api_key, coingecko_api_url=api_url)
     given = {k: v for k, v in locals().items() if k not in {"ctx", "st", "settings"}}
     src = build_source(settings, given)
-    from cryptoctl.producer import ProducerOptions, ProducerRun
+    from cryptoctl.producer import ProducerOptions, ProducerRun, SourceFailed
 
     duration_ms = cast("int | None", duration)  # the callback turned it into ms
     options = ProducerOptions(count=count, duration_s=duration_ms / 1000 if duration_ms is not None else None)
     run = ProducerRun(settings, src, options)
     run.preflight()
-    summary = _run_with_status(st, run)
+    try:
+        summary = _run_with_status(st, run)
+    except SourceFailed as exc:  # what was produced before the bad data, then the error
+        _print_summary(st, exc.summary, fmt)
+        raise
     _print_summary(st, summary, fmt)
     if summary.undelivered or summary.failed:
         lost = summary.undelivered + summary.failed
@@ -132,31 +184,29 @@ def produce(
         )
 
 
-def _only_for(given: dict[str, Any], source: SourceName) -> None:
-    """Flags that belong to another source are a usage error, not silently ignored."""
-    owners = {
-        "file": SourceName.replay,
-        "strict": SourceName.replay,
-        "seed": SourceName.synthetic,
-        "start": SourceName.synthetic,
-        "api_key": SourceName.coingecko,
-        "key_type": SourceName.coingecko,
-        "api_url": SourceName.coingecko,
-        "coin_id": SourceName.coingecko,
-        "max_rpm": SourceName.coingecko,
-    }
-    for name, owner in owners.items():
-        if given.get(name) and owner is not source:
-            flag = "--" + name.replace("_", "-").replace("max-rpm", "max-requests-per-minute")
+def source_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The flags with the per-source defaults filled in. A flag given for another source
+    is a usage error, not silently ignored (PER_SOURCE says whose each one is)."""
+    kind: SourceName = given["source"]
+    out = dict(given)
+    for name, (owners, default) in PER_SOURCE.items():
+        value = given.get(name)
+        if value is None or value is False or value == []:  # not given: 0 and 0.0 are
+            if kind in owners:
+                out[name] = parse_duration_ms(default) if name in _DURATIONS else default
+        elif kind not in owners:
+            flag = _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+            whose = " or ".join(owner.value for owner in owners)
             raise UsageError(
-                f"{flag} is for --source {owner.value}", hint=f"drop it or use --source {owner.value}"
+                f"{flag} is for --source {whose}", hint=f"drop it or use --source {owners[0].value}"
             )
+    return out
 
 
 def build_source(settings: Any, given: dict[str, Any]) -> Source:
     """The source the flags ask for; every usage error is raised here, before producing."""
+    given = source_options(given)
     kind: SourceName = given["source"]
-    _only_for(given, kind)
     if kind is SourceName.replay:
         return _replay(given)
     from cryptoctl.sources.coins import parse_symbols

@@ -11,6 +11,7 @@ from cryptoctl.producer.loop import (
     ProducerRun,
     ProducerStats,
     ProducerSummary,
+    SourceFailed,
     check_topic,
     run_producer,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "ProducerRun",
     "ProducerStats",
     "ProducerSummary",
+    "SourceFailed",
     "check_topic",
     "run_producer",
 ]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cryptoctl.errors import DataError
 from cryptoctl.kafka.clients import check_topic
 from cryptoctl.kafka.producer import (
     DeliveryCounters,
@@ -62,7 +63,16 @@ class ProducerStats:
 class ProducerSummary(ProducerStats):
     undelivered: int = 0  # still in flight when the flush timed out
     avg_ticks_per_s: float = 0.0
-    stopped_by: str = ""  # "count" | "duration" | "stop" | "end of source"
+    stopped_by: str = ""  # "count" | "duration" | "stop" | "end of source" | "data error"
+
+
+class SourceFailed(DataError):
+    """The source stopped the run with a DataError (a file that cannot be read on, a bad
+    row with --strict). Raised after the flush, with the summary of what was produced."""
+
+    def __init__(self, cause: DataError, summary: ProducerSummary) -> None:
+        super().__init__(cause.message, hint=cause.hint)
+        self.summary = summary
 
 
 class RunControl:
@@ -172,12 +182,18 @@ class ProducerRun:
         duration = self.options.duration_s
         control = RunControl(stop, self._started + duration if duration is not None else None, self._idle)
         undelivered = 0
+        failure: DataError | None = None
         try:
             stopped_by = self._pump(self.source.batches(control), sender, control)
+        except DataError as exc:  # what was produced before it is still flushed and summed up
+            failure, stopped_by = exc, "data error"
         finally:
             undelivered = sender.flush(self.options.flush_timeout_s)
             self._sample()
-        return self._summary(undelivered, stopped_by)
+        summary = self._summary(undelivered, stopped_by, failure.message if failure else "")
+        if failure is not None:
+            raise SourceFailed(failure, summary) from None
+        return summary
 
     def _idle(self) -> None:
         if self._sender is not None:
@@ -206,10 +222,12 @@ class ProducerRun:
             return "end of source"
         return control.reached or ("duration" if control.expired() else "stop")
 
-    def _summary(self, undelivered: int, stopped_by: str) -> ProducerSummary:
+    def _summary(self, undelivered: int, stopped_by: str, problem: str = "") -> ProducerSummary:
         snap = self.stats()
         elapsed = max(snap.elapsed_s, 1e-9)
         data = snap.to_dict() | {"pending": undelivered}
+        if problem:
+            data["last_problem"] = problem
         return ProducerSummary(
             **data,
             undelivered=undelivered,
@@ -224,5 +242,8 @@ def run_producer(
     options: ProducerOptions | None = None,
     stop: threading.Event | None = None,
 ) -> ProducerSummary:
-    """Produce the source's ticks until it ends, count/duration is reached or ``stop``."""
+    """Produce the source's ticks until it ends, count/duration is reached or ``stop``.
+
+    A DataError of the source ends the run as :class:`SourceFailed`, after the flush.
+    """
     return ProducerRun(settings, source, options).run(stop or threading.Event())

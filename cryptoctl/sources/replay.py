@@ -4,18 +4,22 @@
 order, since the order is how late data is reproduced. ``speed`` scales the recorded pace
 (the gaps between the highest event times seen so far); ``0`` is as fast as possible.
 A bad row is reported with its line number, counted and skipped, or, with ``strict``,
-stops the replay with a DataError.
+stops the replay with a DataError. A file that cannot be read as intended (bytes that are
+not UTF-8, a CSV header without the required columns) stops it with a DataError whatever
+``strict`` says, after the rows before the problem.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -38,6 +42,10 @@ _MAX_WAIT_S = 0.05
 _REQUIRED = ("ts", "symbol", "price")
 _CLOCK_EVERY = 256  # rows between readings of the clock for recv_ts
 _MAX_SYMBOLS = 10_000  # checked symbols remembered per file
+_BLOCK = 1 << 18  # bytes decoded at a time (then up to the end of the line)
+_BOM = "\ufeff"
+_MAX_REASON = 200  # characters of a bad row's reason (a cell may be huge)
+_UTF8_HINT = "convert it to UTF-8 first, e.g. iconv -f latin1 -t utf-8"
 
 
 @dataclass(frozen=True)
@@ -166,41 +174,83 @@ def _csv_plain(rows: _Rows, ts: str, symbol: str, price: str, qty: str) -> Valid
     return trusted_tick(checked, p, t, SOURCE, rows.recv_ts, "USD", q)
 
 
-def _csv_records(lines: Iterator[str]) -> Iterator[tuple[int, ValidTick | str]]:
+def _csv_records(lines: Iterator[str], path: Path) -> Iterator[tuple[int, ValidTick | str]]:
     reader = csv.reader(lines)
     header: list[str] = []
-    for fields in reader:
-        if any(f.strip() for f in fields):
-            header = [f.strip().lower() for f in fields]
-            break
+    try:
+        for fields in reader:
+            if any(f.strip() for f in fields):
+                header = [f.strip().lower() for f in fields]
+                break
+    except csv.Error as exc:
+        raise _header_error(path, reader.line_num, f"is not valid CSV ({exc})") from None
     if not header:
-        return
+        raise _header_error(path, reader.line_num, "is missing: the file has no rows")
     absent = [n for n in _REQUIRED if n not in header]
     if absent:
-        yield reader.line_num, f"CSV header lacks {', '.join(absent)} (need ts,symbol,price[,qty])"
-        return
+        shown = _shorten(",".join(header), 80)
+        raise _header_error(path, reader.line_num, f"{shown!r} lacks {', '.join(absent)}")
+    twice = sorted({n for n in header if header.count(n) > 1 and n in (*_REQUIRED, "qty")})
+    if twice:
+        raise _header_error(path, reader.line_num, f"names {', '.join(twice)} more than once")
     yield from _csv_rows(reader, header)
 
 
+def _header_error(path: Path, line_no: int, what: str) -> DataError:
+    return DataError(
+        f"{path}:{line_no}: CSV header {what}",
+        hint="the first line must name the columns ts,symbol,price[,qty]",
+    )
+
+
 def _csv_rows(reader: Any, header: list[str]) -> Iterator[tuple[int, ValidTick | str]]:
+    """The rows after the header. A row's line number is the line it starts on: a quoted
+    field may run over several lines (an unclosed quote swallows the rows after it)."""
     width = len(header)
     i_ts, i_sym, i_price = (header.index(n) for n in _REQUIRED)
     i_qty = header.index("qty") if "qty" in header else -1
     rows = _Rows()
-    for fields in reader:
-        rows.tick()
-        if len(fields) == width:
-            qty = fields[i_qty] if i_qty >= 0 else ""
-            tick = _csv_plain(rows, fields[i_ts], fields[i_sym], fields[i_price], qty)
-            if tick is not None:
-                yield reader.line_num, tick
-                continue
-        if not any(f.strip() for f in fields):
-            continue  # a blank line
-        if len(fields) != width:
-            yield reader.line_num, f"{len(fields)} fields, the header has {width}"
-            continue
-        yield reader.line_num, rows.slow(dict(zip(header, fields, strict=True)))
+    line = reader.line_num  # the last line read so far
+    while True:
+        try:
+            for fields in reader:
+                first, line = line + 1, reader.line_num
+                rows.tick()
+                if len(fields) == width:
+                    qty = fields[i_qty] if i_qty >= 0 else ""
+                    tick = _csv_plain(rows, fields[i_ts], fields[i_sym], fields[i_price], qty)
+                    if tick is not None:
+                        yield first, tick
+                        continue
+                if not any(f.strip() for f in fields):
+                    continue  # a blank line
+                if len(fields) != width:
+                    item: ValidTick | str = f"{len(fields)} fields, the header has {width}"
+                else:
+                    item = rows.slow(dict(zip(header, fields, strict=True)))
+                if isinstance(item, str) and line > first:
+                    item = _runs_on(line, item)
+                yield first, item
+            return
+        except csv.Error as exc:  # the reader goes on with the next line
+            first, line = line + 1, reader.line_num
+            yield first, _csv_error_reason(exc)
+
+
+def _runs_on(last_line: int, reason: str) -> str:
+    """A bad row stretched over several lines by a quoted field: most likely a quote that
+    is never closed, which takes the rows after it into the field."""
+    return f"a quoted field opened on this line runs on to line {last_line} (an unclosed quote?): {reason}"
+
+
+def _csv_error_reason(exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return f"a field is longer than {csv.field_size_limit():,} characters"
+    return f"not valid CSV ({exc})"
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _json_plain(rows: _Rows, obj: dict[str, Any]) -> ValidTick | None:
@@ -240,20 +290,62 @@ def _jsonl_records(lines: Iterator[str]) -> Iterator[tuple[int, ValidTick | str]
 def read_records(path: Path, fmt: str | None = None) -> Iterator[tuple[int, ValidTick | str]]:
     """(line number, ValidTick or the reason the row is bad), in file order.
 
-    ``recv_ts`` of the ticks is when the row was read.
+    ``recv_ts`` of the ticks is when the row was read. A DataError ends the records when
+    the file cannot be read as intended (see the module docstring).
     """
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = path.open("rb")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     with handle:
+        head = handle.read(4096).decode("utf-8", "replace").removeprefix(_BOM)
+        handle.seek(0)
+        kind = fmt or detect_format(path, head)
+        lines = text_lines(handle, path)
+        yield from _csv_records(lines, path) if kind == "csv" else _jsonl_records(lines)
+
+
+def text_lines(handle: IO[bytes], path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 file, as a text file opened with ``newline=""`` gives them
+    (``\n``, ``\r\n`` or ``\r`` ends a line and is kept), without a leading BOM.
+
+    Bytes that are not UTF-8 end the lines with a DataError naming their line and byte
+    offset, after every line before them.
+    """
+    return chain.from_iterable(_line_blocks(handle, path))
+
+
+def _line_blocks(handle: IO[bytes], path: Path) -> Iterator[list[str]]:
+    # Decoding a block at a time keeps the per-line cost in C; each block ends at a line
+    # end, so no character and no line is split between two blocks.
+    offset = 0  # of the block in the file
+    lines_before = 0
+    while block := handle.read(_BLOCK):
+        if not block.endswith(b"\n"):
+            block += handle.readline()
         try:
-            head = handle.read(4096)
-            handle.seek(0)
-            kind = fmt or detect_format(path, head)
-            yield from _csv_records(handle) if kind == "csv" else _jsonl_records(handle)
-        except UnicodeDecodeError:  # only reading the file decodes text
-            raise DataError(f"{path} is not UTF-8 text") from None
+            text = block.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            good = _split(block[: exc.start].decode("utf-8"), offset)
+            if good and not good[-1].endswith(("\n", "\r")):
+                good.pop()  # the start of the bad line
+            yield good
+            line_no = lines_before + len(good) + 1
+            bad = block[exc.start]
+            raise DataError(
+                f"{path}:{line_no}: not UTF-8 text (byte 0x{bad:02x} at offset {offset + exc.start:,})",
+                hint=_UTF8_HINT,
+            ) from None
+        lines = _split(text, offset)
+        yield lines
+        offset += len(block)
+        lines_before += len(lines)
+
+
+def _split(text: str, offset: int) -> list[str]:
+    if offset == 0 and text.startswith(_BOM):
+        text = text[1:]
+    return io.StringIO(text, newline="").readlines()
 
 
 class ReplaySource:
@@ -268,7 +360,7 @@ class ReplaySource:
         self.counters = SourceCounters()
 
     def _bad(self, line_no: int, reason: str) -> None:
-        message = f"{self.config.path}:{line_no}: {reason}"
+        message = f"{self.config.path}:{line_no}: {_shorten(reason, _MAX_REASON)}"
         if self.config.strict:
             raise DataError(f"bad row at {message}", hint="fix the row, or drop --strict to skip it")
         self.counters.invalid += 1
@@ -285,21 +377,23 @@ class ReplaySource:
         self, records: Iterator[tuple[int, ValidTick | str]], stop: StopFlag
     ) -> Iterator[list[ValidTick]]:
         out: list[ValidTick] = []
-        for line_no, item in records:
-            if isinstance(item, str):
-                if self.config.strict and out:
-                    yield out  # rows accepted before the bad one are still produced
+        try:
+            for line_no, item in records:
+                if isinstance(item, str):
+                    self._bad(line_no, item)
+                    if stop.is_set():
+                        break
+                    continue
+                out.append(item)
+                if len(out) >= _BATCH:
+                    yield out
                     out = []
-                self._bad(line_no, item)
-                if stop.is_set():
-                    return
-                continue
-            out.append(item)
-            if len(out) >= _BATCH:
-                yield out
-                out = []
-                if stop.is_set():
-                    return
+                    if stop.is_set():
+                        return
+        except DataError:
+            if out:
+                yield out  # rows accepted before the problem are still produced
+            raise
         if out:
             yield out
 
@@ -307,29 +401,31 @@ class ReplaySource:
         self, records: Iterator[tuple[int, ValidTick | str]], pacer: _Pacer, stop: StopFlag
     ) -> Iterator[list[ValidTick]]:
         out: list[ValidTick] = []
-        for line_no, item in records:
-            if stop.is_set():
-                break
-            if isinstance(item, str):
-                if self.config.strict and out:
-                    yield out
-                    out = []
-                self._bad(line_no, item)
-                continue
-            if pacer.delay_s(item.ts) > 0:
-                if out:
-                    yield out
-                    out = []
-                if not pacer.wait(item.ts, stop):
+        try:
+            for line_no, item in records:
+                if stop.is_set():
                     break
-            # Paced rows are spread over real time: each is received now, not at the last
-            # of the reader's occasional clock readings (those only suit unpaced replay).
-            item = replace(item, recv_ts=now_ms())
-            pacer.high_ts = max(pacer.high_ts, item.ts)
-            out.append(item)
-            if len(out) >= _BATCH:
-                yield out
-                out = []
+                if isinstance(item, str):
+                    self._bad(line_no, item)
+                    continue
+                if pacer.delay_s(item.ts) > 0:
+                    if out:
+                        yield out
+                        out = []
+                    if not pacer.wait(item.ts, stop):
+                        break
+                # Paced rows are spread over real time: each is received now, not at the
+                # last of the reader's occasional clock readings (those suit unpaced replay).
+                item = replace(item, recv_ts=now_ms())
+                pacer.high_ts = max(pacer.high_ts, item.ts)
+                out.append(item)
+                if len(out) >= _BATCH:
+                    yield out
+                    out = []
+        except DataError:
+            if out:
+                yield out  # rows accepted before the problem are still produced
+            raise
         if out:
             yield out
 

@@ -80,8 +80,51 @@ def test_replay_jsonl_strict_stops_at_first_bad_row(settings: Settings, cli: Any
     result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0", "--strict")
     assert result.exit_code == 5
     assert "ticks.jsonl:2: missing price" in result.stderr
+    assert re.search(r"^stopped by +data error", result.stderr, re.MULTILINE)  # the summary too
     ticks = read_back(settings)
     assert [(t["ts"], t["price"], t["qty"]) for t in ticks] == [(1700000000000, 1.0, 2.0)]
+
+
+def test_bytes_not_utf8_mid_file_exit_5_after_the_summary(
+    settings: Settings, cli: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "ticks.csv"
+    good = b"ts,symbol,price\n" + b"".join(b"%d,BTC,%d\n" % (1700000000000 + i, i + 1) for i in range(5000))
+    path.write_bytes(good + b"1700000009000,BT\xc3C,1\n1700000009001,BTC,1\n")
+    result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0",
+                 "--format", "json")  # fmt: skip
+    assert result.exit_code == 5, result.stderr
+    summary = orjson.loads(result.stdout)  # what was produced is still summed up
+    assert (summary["produced"], summary["delivered"], summary["stopped_by"]) == (5000, 5000, "data error")
+    where = f"{path}:5002: not UTF-8 text (byte 0xc3 at offset {len(good) + 16:,})"
+    assert summary["last_problem"] == where
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {where} — ")
+    assert len(read_back(settings, 5000)) == 5000
+
+    table = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0",
+                "--topic", settings.dlq)  # fmt: skip
+    assert table.exit_code == 5 and table.stdout == ""
+    rows = dict(re.findall(r"^(\S+(?: \S+)?)  +(.+?)\s*$", table.stderr, re.MULTILINE))
+    assert (rows["stopped by"], rows["produced"]) == ("data error", "5,000")
+    assert table.stderr.rstrip().splitlines()[-1].startswith(f"error: {where}")
+
+
+def test_a_bad_header_exits_5_in_one_line(settings: Settings, cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text("time,coin,value\n1700000000000,BTC,1\n")
+    result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0")
+    assert result.exit_code == 5
+    assert f"error: {path}:1: CSV header 'time,coin,value' lacks ts, symbol, price" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_a_csv_with_a_bom_is_replayed(settings: Settings, cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + REPLAY_CSV.encode())
+    result = cli("produce", "--source", "replay", "--file", str(path), "--speed", "0", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert (orjson.loads(result.stdout)["delivered"], orjson.loads(result.stdout)["invalid"]) == (4, 1)
 
 
 def test_synthetic_same_seed_same_ticks(settings: Settings, cli: Any) -> None:
@@ -141,6 +184,16 @@ def test_synthetic_out_of_order_share(settings: Settings, cli: Any) -> None:
         (("--source", "synthetic", "--start", "whenever"), "invalid time"),
         (("--rate", "-1"), "--rate"),
         (("--source", "replay", "--file", "/nonexistent.csv"), "does not exist"),
+        # A flag of another source is refused even where it has a default (it was ignored).
+        (("--source", "replay", "-f", "x.csv", "--interval", "10s"), "--interval is for --source coingecko"),
+        (("--source", "replay", "-f", "x.csv", "--rate", "10"), "--rate is for --source synthetic"),
+        (("--source", "replay", "-f", "x.csv", "--out-of-order", "0"), "--out-of-order is for --source"),
+        (("--source", "replay", "-f", "x.csv", "--max-delay", "5s"), "--max-delay is for --source synthetic"),
+        (("--source", "replay", "-f", "x.csv", "--symbols", "BTC"), "--symbols is for --source coingecko or"),
+        (("--source", "synthetic", "--speed", "1"), "--speed is for --source replay"),
+        (("--source", "synthetic", "--interval", "1m"), "--interval is for --source coingecko"),
+        (("--rate", "0"), "--rate is for --source synthetic — drop it or use --source synthetic"),
+        (("--max-requests-per-minute", "5", "-s", "synthetic"), "--max-requests-per-minute is for --source"),
     ],
 )
 def test_bad_flags_exit_2_with_a_hint(cli: Any, args: tuple[str, ...], needle: str) -> None:
@@ -148,6 +201,44 @@ def test_bad_flags_exit_2_with_a_hint(cli: Any, args: tuple[str, ...], needle: s
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert needle in result.stderr
     assert result.stdout == ""
+
+
+def test_bad_flags_are_one_line(cli: Any) -> None:
+    result = cli("produce", "--source", "replay", "--file", "x.csv", "--interval", "10s")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --interval is for --source coingecko — drop it or use --source coingecko"
+    ]
+
+
+def test_per_source_defaults_apply_and_show_in_help(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptoctl.cli.produce import SourceName, build_source
+    from cryptoctl.settings import load_settings
+
+    def given(source: SourceName, **flags: Any) -> dict[str, Any]:
+        names = ("symbols", "interval", "api_key", "key_type", "api_url", "max_rpm", "rate", "seed",
+                 "start", "out_of_order", "max_delay", "file", "speed")  # fmt: skip
+        return {name: None for name in names} | {"coin_id": [], "strict": False, "source": source} | flags
+
+    settings = load_settings({}, environ={})
+    synthetic: Any = build_source(settings, given(SourceName.synthetic))
+    assert (synthetic.config.symbols, synthetic.config.rate) == (["BTC", "ETH"], 10.0)
+    assert (synthetic.config.out_of_order, synthetic.config.max_delay_ms) == (0.0, 5000)
+    assert build_source(settings, given(SourceName.synthetic, rate=0.0)).config.rate == 0.0  # type: ignore[attr-defined]
+    path = tmp_path / "t.csv"
+    path.write_text("ts,symbol,price\n")
+    assert build_source(settings, given(SourceName.replay, file=path)).config.speed == 1.0  # type: ignore[attr-defined]
+    coingecko: Any = build_source(settings, given(SourceName.coingecko))
+    assert coingecko.config.interval_s == 10.0
+
+    monkeypatch.setenv("COLUMNS", "250")
+    text = " ".join(cli("produce", "--help").stdout.split())
+    for needle in ("1m. [default: 10s]", "unthrottled. [default: 10]", "(0..1). [default: 0]",
+                   "may be. [default: 5s]", "as fast as possible. [default: 1]",
+                   "(coingecko, synthetic). [default: BTC,ETH]"):  # fmt: skip
+        assert needle in text
 
 
 def test_unreachable_broker_exits_3_naming_the_address(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:

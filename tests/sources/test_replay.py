@@ -71,12 +71,83 @@ def test_format_detected_by_content(tmp_path: Path) -> None:
     assert len(drain(ReplaySource(ReplayConfig(path, speed=0)))) == 1
 
 
-def test_a_header_without_the_fields_is_one_bad_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("time,coin,value\n1,BTC,2\n", r"ticks\.csv:1: CSV header 'time,coin,value' lacks ts, symbol, price"),
+        ("\n\nts,symbol\n1,BTC\n", r"ticks\.csv:3: CSV header 'ts,symbol' lacks price"),
+        ("1700000000000,BTC,1\n", r"ticks\.csv:1: CSV header '1700000000000,btc,1' lacks ts"),
+        ("ts,symbol,price,ts\n1,BTC,2,3\n", r"ticks\.csv:1: CSV header names ts more than once"),
+        ("", r"ticks\.csv:0: CSV header is missing: the file has no rows"),
+        (" \n\n", r"ticks\.csv:2: CSV header is missing"),
+    ],
+)
+def test_a_bad_csv_header_is_a_data_error(tmp_path: Path, text: str, needle: str) -> None:
+    # Not one skipped "row" after which the replay produces nothing and exits 0.
     path = tmp_path / "ticks.csv"
-    path.write_text("time,coin,value\n1,BTC,2\n")
-    assert [r for _, r in read_records(path)] == [
-        "CSV header lacks ts, symbol, price (need ts,symbol,price[,qty])"
-    ]
+    path.write_text(text)
+    for strict in (False, True):
+        with pytest.raises(DataError, match=needle) as caught:
+            drain(ReplaySource(ReplayConfig(path, speed=0, strict=strict)))
+        assert "ts,symbol,price[,qty]" in str(caught.value)
+
+
+CSV_BODY = "ts,symbol,price\n1700000000000,BTC,1\n"
+JSONL_BODY = '{"ts": 1700000000000, "symbol": "BTC", "price": 1}\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [("ticks.csv", CSV_BODY), ("ticks.jsonl", JSONL_BODY), ("csv.txt", CSV_BODY), ("jsonl.txt", JSONL_BODY)],
+)
+def test_a_utf8_bom_is_dropped(tmp_path: Path, name: str, body: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    src = ReplaySource(ReplayConfig(path, speed=0, strict=True))
+    assert [(t.ts, t.symbol, t.price) for t in drain(src)] == [(1700000000000, "BTC", 1.0)]
+
+
+def test_a_field_over_the_csv_limit_is_a_bad_row(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import csv
+
+    huge = "9" * (csv.field_size_limit() + 1)
+    path = tmp_path / "ticks.csv"
+    path.write_text(f"ts,symbol,price\n1700000000000,BTC,1\n1700000000000,BTC,{huge}\n1700000000001,ETH,2\n")
+    src = ReplaySource(ReplayConfig(path, speed=0))
+    assert [t.symbol for t in drain(src)] == ["BTC", "ETH"]
+    assert src.counters.invalid == 1
+    assert src.counters.last_problem == f"{path}:3: a field is longer than 131,072 characters"
+    with pytest.raises(DataError, match=r"ticks\.csv:3: a field is longer than 131,072 characters"):
+        drain(ReplaySource(ReplayConfig(path, speed=0, strict=True)))
+
+
+def test_an_unclosed_quote_is_reported_where_it_opens(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text(
+        "ts,symbol,price\n"
+        "1700000000000,BTC,1\n"
+        '1700000000000,"BTC,2\n'  # line 3: the quote is never closed
+        "1700000001000,ETH,3\n"
+        "1700000002000,ETH,4\n"
+    )
+    assert [(line, item) for line, item in read_records(path) if isinstance(item, str)] == [
+        (3, "a quoted field opened on this line runs on to line 5 (an unclosed quote?): "
+            "2 fields, the header has 3"),
+    ]  # fmt: skip
+    with pytest.raises(DataError, match=r"ticks\.csv:3: a quoted field opened on this line"):
+        drain(ReplaySource(ReplayConfig(path, speed=0, strict=True)))
+
+
+def test_a_quoted_field_over_lines_keeps_the_next_rows_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text(
+        "ts,symbol,price,note\n"
+        '1700000000000,BTC,1,"two\nlines"\n'  # lines 2-3: valid CSV and a valid row
+        "1700000000000,BTC,-1,\n"  # line 4
+    )
+    items = list(read_records(path))
+    assert [line for line, _ in items] == [2, 4]
+    assert isinstance(items[1][1], str) and "price" in items[1][1]
 
 
 def test_speed_scales_the_recorded_pace(tmp_path: Path) -> None:
@@ -217,13 +288,52 @@ def test_jsonl_fast_path_gives_the_reference_verdict(tmp_path: Path, objs: list)
     assert [(line, verdict(item)) for line, item in read_records(path)] == expected
 
 
-@pytest.mark.parametrize("at", [10, 10_000])  # in the first block read, or later
-def test_a_file_that_is_not_utf8_is_a_data_error(tmp_path: Path, at: int) -> None:
+@pytest.mark.parametrize("speed", [0, 1000])
+@pytest.mark.parametrize(("rows", "at"), [(0, 0), (3, 0), (3, 2), (20_000, 5)])
+def test_bytes_that_are_not_utf8_stop_at_their_line_after_the_rows_before(
+    tmp_path: Path, rows: int, at: int, speed: float
+) -> None:
+    """Rows before the bad line are produced (in several blocks for a long file), then a
+    DataError names the line and byte offset, whatever --strict says."""
     path = tmp_path / "ticks.csv"
-    good = b"ts,symbol,price\n" + b"1700000000000,BTC,1\n" * (at // 20 + 1)
-    path.write_bytes(good[:at] + b"\xff\xfe" + good[at:])
-    with pytest.raises(DataError, match=r"ticks\.csv is not UTF-8 text"):
-        drain(ReplaySource(ReplayConfig(path, speed=0)))
+    good = b"ts,symbol,price\n" + b"".join(b"%d,BTC,1\n" % (1700000000000 + i) for i in range(rows))
+    bad_line = b"1700000000000,BTC,1\n"
+    data = good + bad_line[:at] + b"\xff\xfe" + bad_line[at:] + b"1700000000000,ETH,1\n"
+    path.write_bytes(data)
+    src = ReplaySource(ReplayConfig(path, speed=speed))
+    ticks: list = []
+    with pytest.raises(DataError) as caught:
+        for batch in src.batches(threading.Event()):
+            ticks.extend(batch)
+    assert len(ticks) == rows and {t.symbol for t in ticks} <= {"BTC"}
+    assert caught.value.message == (
+        f"{path}:{rows + 2}: not UTF-8 text (byte 0xff at offset {len(good) + at:,})"
+    )
+    assert "utf-8" in (caught.value.hint or "")
+
+
+def test_bytes_that_are_not_utf8_in_jsonl_name_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.jsonl"
+    path.write_bytes(b'{"ts": 1700000000000, "symbol": "BTC", "price": 1}\r\n{"symbol": "\xe9"}\n')
+    with pytest.raises(DataError, match=r"ticks\.jsonl:2: not UTF-8 text \(byte 0xe9 at offset 64\)"):
+        list(read_records(path))
+
+
+@pytest.mark.parametrize("block", [1, 2, 7, 1 << 18])
+def test_lines_are_split_like_a_text_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    import io
+
+    from cryptoctl.sources import replay
+
+    monkeypatch.setattr(replay, "_BLOCK", block)
+    text = "\ufeffa\r\nb\rc\n\n\u2028d\x0cé\r\n\r" * 500 + "last"
+    path = tmp_path / "lines.txt"
+    path.write_bytes(text.encode())
+    with path.open("rb") as handle:
+        got = list(replay.text_lines(handle, path))
+    assert got == io.StringIO(text[1:], newline="").readlines()
 
 
 def test_paced_rows_are_received_in_order(tmp_path: Path) -> None:
