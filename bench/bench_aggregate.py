@@ -8,8 +8,10 @@ One run, on its own local stack (free ports, temporary state dir):
 3. the aggregator with --no-store-ticks, then with raw ticks stored (new group and schema
    each time): throughput from its first tick read to the last tick committed in PostgreSQL;
 4. a Quix Streams tumbling-window OHLC app on the same topic (first --quix-ticks ticks);
-5. latency: ticks produced live at --rate ticks/s; for each, the time until a candle update
-   that includes it arrives on the Redis pub/sub channel (p50/p99);
+5. latency: ticks produced live at --rate ticks/s by a producer process, aggregated by a
+   `cryptoctl aggregate` process with its defaults; for each tick, the time until a candle
+   update that includes it arrives on the Redis pub/sub channel (p50/p99). Measured twice
+   in the run: on the machine as it is, and with one core kept busy by another process;
 6. peak RSS of a `cryptoctl aggregate --no-store-ticks` subprocess for growing tick counts.
 """
 
@@ -63,7 +65,8 @@ def produce(settings: Settings, n: int, *, live_rate: float | None = None,
 
     from cryptoctl.kafka.clients import producer_config
 
-    extra = {"linger.ms": 1} if live_rate else {}
+    # Live: cryptoctl's producer settings (linger.ms 20), unless told otherwise.
+    extra = {"linger.ms": int(os.environ["BENCH_LINGER_MS"])} if "BENCH_LINGER_MS" in os.environ else {}
     p = Producer(producer_config(settings, **extra))
     if live_rate:  # connect and get the idempotent producer id before the clock starts
         p.produce(settings.topic, b"warm-up", b"BTC")
@@ -174,20 +177,112 @@ def quix_rate(settings: Settings, n: int) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def _env(s: Settings) -> dict[str, str]:
+    """The environment of a cryptoctl subprocess pointed at these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOCTL_")}
+    return env | {
+        "CRYPTOCTL_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "CRYPTOCTL_DATABASE_URL": s.database_url,
+        "CRYPTOCTL_DB_SCHEMA": s.db_schema, "CRYPTOCTL_REDIS_URL": s.redis_url,
+        "CRYPTOCTL_REDIS_PREFIX": s.redis_prefix, "CRYPTOCTL_TOPIC": s.topic,
+        "CRYPTOCTL_GROUP": s.group, "CRYPTOCTL_HOME": str(s.home),
+    }
+
+
+def _run_live_producer(settings: Settings, rate: float, seconds: float,
+                       linger_ms: int | None = None) -> dict[tuple[str, int], float]:
+    env = _env(settings)
+    if linger_ms is not None:
+        env["BENCH_LINGER_MS"] = str(linger_ms)
+    out = subprocess.run(
+        [sys.executable, __file__, "--live-producer", str(rate), str(int(rate * seconds))],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    return {(k.split()[0], int(k.split()[1])): t for k, t in json.loads(out).items()}
+
+
+def _percentiles(lat: list[float], produced: int) -> dict[str, float]:
+    lat.sort()
+    return {"p50_ms": round(statistics.median(lat), 1),
+            "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1),
+            "measured": len(lat), "produced": produced}
+
+
+def broker_latency(settings: Settings, rate: float, seconds: float,
+                   linger_ms: int | None) -> dict[str, float]:
+    """The broker alone: produce -> a bare consumer's receipt (the floor under the
+    pipeline's figure), with the given producer linger.ms."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from cryptoctl.kafka.clients import consumer_config
+
+    consumer = Consumer(consumer_config(settings, "unused", **{"fetch.wait.max.ms": 10}))
+    consumer.assign([TopicPartition(settings.topic, p, 0) for p in range(6)])
+    got: dict[tuple[str, int], float] = {}
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            for m in consumer.consume(10_000, 0.01):
+                if m.error() is None and m.value() != b"warm-up":
+                    d = orjson.loads(m.value())
+                    got[(d["symbol"], d["ts"])] = time.time()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    sent = _run_live_producer(settings, rate, seconds, linger_ms)
+    time.sleep(1.0)
+    stop.set()
+    thread.join(5)
+    consumer.close()
+    return _percentiles([(got[k] - t) * 1000 for k, t in sent.items() if k in got], len(sent))
+
+
+def _live_producer(args: list[str]) -> None:
+    """Subprocess mode: produce live ticks, print {"sym ts": send time} as JSON at the end."""
+    rate, n = float(args[0]), int(args[1])
+    settings = load_settings(environ=os.environ)
+    sent: dict[tuple[str, int], float] = {}
+    produce(settings, n, live_rate=rate, sent=sent)
+    print(json.dumps({f"{sym} {ts}": t for (sym, ts), t in sent.items()}))
+
+
 def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
-    """p50/p99 from produce to the first Redis candle update that includes the tick."""
-    from cryptoctl.aggregator import Aggregator, AggregatorOptions
+    """p50/p99 from produce to the first Redis candle update that includes the tick.
+
+    As a user runs it: `cryptoctl aggregate` with its defaults and the producer are
+    processes of their own; this one only listens on the Redis channel (so no harness
+    thread competes with the aggregator for one interpreter lock)."""
     from cryptoctl.cache.client import Keys, redis_client
 
-    agg = Aggregator(settings, AggregatorOptions())
-    stop = threading.Event()
-    thread = threading.Thread(target=agg.run, args=(stop,), daemon=True)
-    thread.start()
-    while len(agg.stats().partitions) < 6:
-        time.sleep(0.05)
+    agg = subprocess.Popen(
+        [sys.executable, "-m", "cryptoctl", "aggregate", "--format", "json"],
+        env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        return _measure(settings, rate, seconds, redis_client, Keys)
+    finally:
+        agg.terminate()
+        agg.communicate(timeout=30)
+
+
+def _claimed(settings: Settings) -> int:
+    from cryptoctl.db.connection import connect
+
+    with connect(settings) as conn:
+        row = conn.execute("SELECT count(*) FROM processing_metadata").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _measure(settings: Settings, rate: float, seconds: float, redis_client: Any,
+             keys: Any) -> dict[str, float]:
+    deadline = time.monotonic() + 60
+    while _claimed(settings) < 6:  # every partition assigned and claimed
+        assert time.monotonic() < deadline, "the aggregator did not get its partitions"
+        time.sleep(0.1)
     pubsub = redis_client(settings, timeout=5).pubsub()
-    pubsub.subscribe(Keys(settings.redis_prefix).channel)
+    pubsub.subscribe(keys(settings.redis_prefix).channel)
     updates: list[tuple[float, str, int]] = []
+    stop = threading.Event()
 
     def listen() -> None:
         while not stop.is_set():
@@ -198,15 +293,11 @@ def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    sent: dict[tuple[str, int], float] = {}
-    produce(settings, int(rate * seconds), live_rate=rate, sent=sent)
+    sent = _run_live_producer(settings, rate, seconds)
     time.sleep(1.0)
     stop.set()
-    thread.join(30)
     listener.join(5)
     lat = []
-    t_start = min(sent.values())
-    slow: dict[int, int] = {}
     by_symbol: dict[str, list[tuple[float, int]]] = {}
     for t, sym, close_ts in updates:
         by_symbol.setdefault(sym, []).append((t, close_ts))
@@ -214,14 +305,30 @@ def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]
         arrivals = [t for t, close_ts in by_symbol.get(sym, []) if close_ts >= ts]
         if arrivals:
             lat.append((min(arrivals) - t_sent) * 1000)
-            if lat[-1] > 150:
-                second = int(t_sent - t_start)
-                slow[second] = slow.get(second, 0) + 1
-    if os.environ.get("BENCH_DEBUG"):
-        print("slow (>150 ms) ticks per second of the run:", sorted(slow.items()))
-    lat.sort()
-    return {"p50_ms": statistics.median(lat), "p99_ms": lat[int(len(lat) * 0.99) - 1],
-            "measured": len(lat), "produced": len(sent)}
+    return _percentiles(lat, len(sent))
+
+
+def latency_both(settings: Settings, rate: float, seconds: float) -> dict[str, Any]:
+    """Latency on the machine as it is, then with one core kept busy by another process."""
+    from cryptoctl.kafka.clients import ensure_topics
+
+    out: dict[str, Any] = {}
+    for linger in (None, 1):  # the producer's default (20 ms), and a batch per message
+        tag = "broker_only" + ("" if linger is None else f"_linger_{linger}ms")
+        live = fresh(settings, tag, topic=f"bench-{tag}")
+        ensure_topics(live)
+        out[tag] = broker_latency(live, rate, seconds, linger)
+    for tag, busy in (("idle", False), ("busy_core", True)):
+        live = fresh(settings, f"latency_{tag}", topic=f"bench-live-{tag}")
+        ensure_topics(live)
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+        try:
+            out[tag] = latency(live, rate, seconds)
+        finally:
+            if burner is not None:
+                burner.kill()
+                burner.wait()
+    return out
 
 
 def peak_rss(settings: Settings, n: int) -> float:
@@ -231,11 +338,7 @@ def peak_rss(settings: Settings, n: int) -> float:
     s = fresh(settings, f"rss{n}", topic=f"bench-rss-{n}")
     ensure_topics(s)
     produce(s, n)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOCTL_")}
-    env |= {"CRYPTOCTL_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "CRYPTOCTL_DATABASE_URL": s.database_url,
-            "CRYPTOCTL_DB_SCHEMA": s.db_schema, "CRYPTOCTL_REDIS_URL": s.redis_url,
-            "CRYPTOCTL_REDIS_PREFIX": s.redis_prefix, "CRYPTOCTL_TOPIC": s.topic,
-            "CRYPTOCTL_GROUP": s.group, "CRYPTOCTL_HOME": str(s.home)}
+    env = _env(s)
     # VmHWM, not ru_maxrss: the latter survives exec and would report this process's peak.
     code = ("import sys; from cryptoctl.cli.app import app\n"
             "try:\n    app(sys.argv[1:], standalone_mode=False)\n"
@@ -250,6 +353,9 @@ def peak_rss(settings: Settings, n: int) -> float:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--live-producer"]:
+        _live_producer(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=1_000_000)
     ap.add_argument("--quix-ticks", type=int, default=300_000)
@@ -275,18 +381,14 @@ def main() -> None:
     try:
         ensure_topics(base)
         if args.only == "latency":
-            live = fresh(base, "latency", topic="bench-live")
-            ensure_topics(live)
-            print(latency(live, args.rate, args.latency_seconds))
+            print(json.dumps(latency_both(base, args.rate, args.latency_seconds), indent=2))
             return
         results["produce_s"] = round(produce(base, args.ticks), 2)
         results["bare_consume_ticks_per_s"] = round(bare_consume(base, args.ticks))
         results["aggregate_no_store"] = aggregator_rate(fresh(base, "nostore"), args.ticks, False)
         results["aggregate_store"] = aggregator_rate(fresh(base, "store"), args.ticks, True)
         results["quix_ticks_per_s"] = round(quix_rate(base, args.quix_ticks))
-        live = fresh(base, "latency", topic="bench-live")
-        ensure_topics(live)
-        results["latency"] = latency(live, args.rate, args.latency_seconds)
+        results["latency"] = latency_both(base, args.rate, args.latency_seconds)
         results["peak_rss_mib"] = {n: round(peak_rss(base, int(n)), 1)
                                    for n in args.rss_ticks.split(",")}
         results["max_rss_self_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
