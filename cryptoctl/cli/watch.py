@@ -134,15 +134,17 @@ def _watch_live(
 
     title = f"cryptoctl watch · {settings.topic} @ {settings.kafka_bootstrap}"
     console = st.out
+    # The width is read at every redraw, so a resized terminal gets the columns that fit.
     with Live(
-        watch_view(watch_state, time.time(), title=title),
+        watch_view(watch_state, time.time(), title=title, width=console.width),
         console=console,
         auto_refresh=False,
         transient=False,
     ) as live:
 
         def refresh() -> None:
-            live.update(watch_view(watch_state, time.time(), title=title), refresh=True)
+            view = watch_view(watch_state, time.time(), title=title, width=console.width)
+            live.update(view, refresh=True)
 
         run_watch(
             settings,
