@@ -48,7 +48,9 @@ def watch(
     the aggregator), beginning with the last few messages of each partition unless
     `--from-beginning`. One row per symbol with the price flashing on up/down ticks,
     change since the watch started, 24h change, session high/low, ticks, ticks/s, age,
-    a sparkline and the aggregator's current 1-minute candle from Redis.
+    a sparkline and the aggregator's 1-minute candle from Redis with its minute (UTC),
+    marked (stale) when older than the symbol's latest tick. On a narrow terminal the
+    lesser columns are left out; symbol and price are always whole.
     """
     from cryptoctl.watch.session import CandlePoller, symbols_of
     from cryptoctl.watch.state import WatchState
