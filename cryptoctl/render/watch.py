@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rich.cells import cell_len
-from rich.console import Group, RenderableType
+from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -42,11 +42,11 @@ def price_text(sym: SymbolState, now: float) -> Text:
 def candle_minute(candle: Mapping[str, Any]) -> int | None:
     """The candle's bucket (epoch ms of its minute), or None when it does not say."""
     value = candle.get("bucket_ms")
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
-        return int(value) // MINUTE_MS * MINUTE_MS  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return int(float(value)) // MINUTE_MS * MINUTE_MS
+    except (ValueError, OverflowError):  # not a number, nan, inf
         return None
 
 
@@ -84,7 +84,7 @@ Cell = Text | str
 _CellOf = Callable[[SymbolState, WatchState, float], Cell]
 
 # Every column: header, justification, and how a row's cell is made.
-_COLUMNS: dict[str, tuple[str, str, _CellOf]] = {
+_COLUMNS: dict[str, tuple[str, JustifyMethod, _CellOf]] = {
     "symbol": ("symbol", "left", lambda sym, st, now: sym.symbol),
     "price": ("price", "right", lambda sym, st, now: price_text(sym, now)),
     "chg": ("chg", "right", lambda sym, st, now: _signed(sym.change_pct)),
@@ -157,7 +157,7 @@ def watch_table(state: WatchState, now: float, *, width: int = FULL_WIDTH) -> Ta
     columns = choose_columns(natural, width)
     for name in columns:
         header, justify, _ = _COLUMNS[name]
-        table.add_column(header, justify=justify, no_wrap=True, min_width=natural[name])  # type: ignore[arg-type]
+        table.add_column(header, justify=justify, no_wrap=True, min_width=natural[name])
     for sym, row in zip(symbols, rows, strict=True):
         table.add_row(*(row[n] for n in columns), style="dim" if sym.age(now) >= STALE_S else None)
     return table
