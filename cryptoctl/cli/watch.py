@@ -48,7 +48,9 @@ def watch(
     the aggregator), beginning with the last few messages of each partition unless
     `--from-beginning`. One row per symbol with the price flashing on up/down ticks,
     change since the watch started, 24h change, session high/low, ticks, ticks/s, age,
-    a sparkline and the aggregator's current 1-minute candle from Redis.
+    a sparkline and the aggregator's 1-minute candle from Redis with its minute (UTC),
+    marked (stale) when older than the symbol's latest tick. On a narrow terminal the
+    lesser columns are left out; symbol and price are always whole.
     """
     from cryptoctl.watch.session import CandlePoller, symbols_of
     from cryptoctl.watch.state import WatchState
@@ -134,15 +136,17 @@ def _watch_live(
 
     title = f"cryptoctl watch · {settings.topic} @ {settings.kafka_bootstrap}"
     console = st.out
+    # The width is read at every redraw, so a resized terminal gets the columns that fit.
     with Live(
-        watch_view(watch_state, time.time(), title=title),
+        watch_view(watch_state, time.time(), title=title, width=console.width),
         console=console,
         auto_refresh=False,
         transient=False,
     ) as live:
 
         def refresh() -> None:
-            live.update(watch_view(watch_state, time.time(), title=title), refresh=True)
+            view = watch_view(watch_state, time.time(), title=title, width=console.width)
+            live.update(view, refresh=True)
 
         run_watch(
             settings,

@@ -1,14 +1,16 @@
 """The ``watch`` display: a table per symbol, a footer of totals, and the exit summary.
 
-Pure: a WatchState and ``now`` (wall-clock seconds) in, Rich renderables out.
+Pure: a WatchState, ``now`` (wall-clock seconds) and the terminal width in, Rich
+renderables out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -19,6 +21,9 @@ from cryptoctl.watch.state import SymbolState, WatchState
 FLASH_S = 1.0  # how long a price stays green/red after it moved
 STALE_S = 30.0  # rows not updated for this long are dimmed
 SPARK_WIDTH = 24
+FULL_WIDTH = 160
+MINUTE_MS = 60_000
+STALE_MARK = "(stale)"
 
 
 def _signed(value: float | None) -> Text:
@@ -34,46 +39,127 @@ def price_text(sym: SymbolState, now: float) -> Text:
     return Text(f"{fmt.price(sym.last_price)} {arrow}", style=style)
 
 
-def candle_text(candle: Mapping[str, Any] | None) -> Text:
-    """The aggregator's current 1-minute candle: ``O 1.00 H 1.20 L 0.90 C 1.10 · 12``."""
+def candle_minute(candle: Mapping[str, Any]) -> int | None:
+    """The candle's bucket (epoch ms of its minute), or None when it does not say."""
+    value = candle.get("bucket_ms")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return int(float(value)) // MINUTE_MS * MINUTE_MS
+    except (ValueError, OverflowError):  # not a number, nan, inf
+        return None
+
+
+def candle_text(candle: Mapping[str, Any] | None, last_ts: int, *, full: bool = True) -> Text:
+    """The aggregator's 1-minute candle: ``14:05 O 1.00 H 1.20 L 0.90 C 1.10 · 12`` (UTC).
+
+    ``last_ts`` is the event time of the symbol's latest tick. A candle of an earlier
+    minute (the aggregator stopped or lags) is not the current one: it is dimmed and
+    marked ``(stale)``, and so is one whose minute is unknown. ``full=False`` leaves out
+    open, high and low.
+    """
     if not candle:
         return Text("—", style="dim")
     try:
         o, h, low, c = (float(candle[k]) for k in ("open", "high", "low", "close"))
     except (KeyError, TypeError, ValueError):
         return Text("—", style="dim")
-    text = Text(f"O {fmt.price(o)} H {fmt.price(h)} L {fmt.price(low)} ")
-    text.append(f"C {fmt.price(c)}", style=fmt.direction_style(o, c))
+    bucket = candle_minute(candle)
+    stale = bucket is None or bucket < last_ts // MINUTE_MS * MINUTE_MS
+    text = Text(style="dim" if stale else "")
+    minute = fmt.utc_clock(bucket)[:5] if bucket is not None else "--:--"
+    text.append(minute, style="" if stale else "bold")
+    if stale:
+        text.append(f" {STALE_MARK}")
+    if full:
+        text.append(f" O {fmt.price(o)} H {fmt.price(h)} L {fmt.price(low)}")
+    text.append(f" C {fmt.price(c)}", style="" if stale else fmt.direction_style(o, c))
     trades = candle.get("trades")
     if isinstance(trades, int | float) and not isinstance(trades, bool):
         text.append(f" · {int(trades)}", style="dim")
     return text
 
 
-def watch_table(state: WatchState, now: float, *, show_candles: bool = True) -> Table:
+Cell = Text | str
+_CellOf = Callable[[SymbolState, WatchState, float], Cell]
+
+# Every column: header, justification, and how a row's cell is made.
+_COLUMNS: dict[str, tuple[str, JustifyMethod, _CellOf]] = {
+    "symbol": ("symbol", "left", lambda sym, st, now: sym.symbol),
+    "price": ("price", "right", lambda sym, st, now: price_text(sym, now)),
+    "chg": ("chg", "right", lambda sym, st, now: _signed(sym.change_pct)),
+    "24h": ("24h", "right", lambda sym, st, now: _signed(sym.change_24h_pct)),
+    "high": ("high", "right", lambda sym, st, now: fmt.price(sym.high)),
+    "low": ("low", "right", lambda sym, st, now: fmt.price(sym.low)),
+    "ticks": ("ticks", "right", lambda sym, st, now: str(sym.ticks)),
+    "t/s": ("t/s", "right", lambda sym, st, now: fmt.rate(sym.rate(now))),
+    "age": ("age", "right", lambda sym, st, now: fmt.age(sym.age(now))),
+    "recent": (
+        "recent", "left", lambda sym, st, now: Text(sparkline(sym.recent, SPARK_WIDTH), style="cyan")
+    ),
+    "1m": (
+        "1m candle", "left",
+        lambda sym, st, now: candle_text(st.candles.get(sym.symbol), sym.last_ts, full=False),
+    ),
+    "1m full": (
+        "1m candle", "left",
+        lambda sym, st, now: candle_text(st.candles.get(sym.symbol), sym.last_ts, full=True),
+    ),
+}  # fmt: skip
+
+# Left to right as on screen. "1m full" is "1m" with open, high and low: one or the other.
+DISPLAY_ORDER = ("symbol", "price", "chg", "24h", "high", "low", "ticks", "t/s", "age", "recent",
+                 "1m", "1m full")
+ALWAYS = ("symbol", "price")
+# Added while they fit, most useful first; on a narrow terminal the last ones go first.
+OPTIONAL: tuple[tuple[str, ...], ...] = (
+    ("chg",), ("1m",), ("age",), ("high", "low"), ("24h",), ("t/s",), ("ticks",), ("recent",),
+    ("1m full",),
+)  # fmt: skip
+_REPLACES = {"1m full": "1m"}
+# Room kept for columns whose text grows as the watch runs (+12.34%, 3m05s, 12345 ticks),
+# so a column does not come and go with every refresh near a threshold.
+_RESERVE = {"chg": 7, "24h": 7, "ticks": 6, "t/s": 5, "age": 5, "recent": SPARK_WIDTH}
+
+
+def _table_width(widths: Sequence[int]) -> int:
+    """A boxed table's width: each column's content plus padding of 1 each side, plus the
+    rules between and around the columns."""
+    return sum(w + 2 for w in widths) + len(widths) + 1
+
+
+def choose_columns(natural: Mapping[str, int], width: int) -> list[str]:
+    """The columns shown at ``width``: always symbol and price, then OPTIONAL groups in
+    order while the table still fits (the first group that does not fit ends the list)."""
+    chosen = list(ALWAYS)
+    for group in OPTIONAL:
+        trial = [c for c in chosen if c not in {_REPLACES.get(g) for g in group}] + list(group)
+        if _table_width([natural[c] for c in trial]) > width:
+            break
+        chosen = trial
+    return [c for c in DISPLAY_ORDER if c in chosen]
+
+
+def _plain_len(cell: Cell) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
+
+
+def watch_table(state: WatchState, now: float, *, width: int = FULL_WIDTH) -> Table:
+    """One row per symbol with as many columns as fit in ``width``; symbol and price are
+    always whole (never cut to ``…``): lesser columns are left out first."""
+    symbols = state.ordered()
+    rows = [{name: cell(sym, state, now) for name, (_, _, cell) in _COLUMNS.items()} for sym in symbols]
+    natural = {
+        name: max([cell_len(header), _RESERVE.get(name, 0), *(_plain_len(row[name]) for row in rows)])
+        for name, (header, _, _) in _COLUMNS.items()
+    }
     table = Table(header_style="bold", expand=False)
-    table.add_column("symbol")
-    for name in ("price", "chg", "24h", "high", "low", "ticks", "t/s", "age"):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("recent", no_wrap=True)
-    if show_candles:
-        table.add_column("1m candle", no_wrap=True)
-    for sym in state.ordered():
-        cells: list[Text | str] = [
-            sym.symbol,
-            price_text(sym, now),
-            _signed(sym.change_pct),
-            _signed(sym.change_24h_pct),
-            fmt.price(sym.high),
-            fmt.price(sym.low),
-            str(sym.ticks),
-            fmt.rate(sym.rate(now)),
-            fmt.age(sym.age(now)),
-            Text(sparkline(sym.recent, SPARK_WIDTH), style="cyan"),
-        ]
-        if show_candles:
-            cells.append(candle_text(state.candles.get(sym.symbol)))
-        table.add_row(*cells, style="dim" if sym.age(now) >= STALE_S else None)
+    columns = choose_columns(natural, width)
+    for name in columns:
+        header, justify, _ = _COLUMNS[name]
+        table.add_column(header, justify=justify, no_wrap=True, min_width=natural[name])
+    for sym, row in zip(symbols, rows, strict=True):
+        table.add_row(*(row[n] for n in columns), style="dim" if sym.age(now) >= STALE_S else None)
     return table
 
 
@@ -91,12 +177,14 @@ def footer(state: WatchState, now: float) -> Text:
     return text
 
 
-def watch_view(state: WatchState, now: float, *, title: str | None = None) -> RenderableType:
+def watch_view(
+    state: WatchState, now: float, *, title: str | None = None, width: int = FULL_WIDTH
+) -> RenderableType:
     parts: list[RenderableType] = []
     if title:
         parts.append(Text(title, style="bold"))
     if state.symbols:
-        parts.append(watch_table(state, now))
+        parts.append(watch_table(state, now, width=width))
     else:
         parts.append(Text("waiting for ticks…", style="dim"))
     parts.append(footer(state, now))

@@ -78,11 +78,13 @@ def test_watch_view_rows_footer_and_stale_rows() -> None:
     state.apply(tick("BTC", 67100.0), 1.0)
     state.apply(tick("ETH", 3400.0), 1.0)
     state.reject("bad")
-    state.candles = {"BTC": {"open": 67000, "high": 67100, "low": 66900, "close": 67050, "trades": 2}}
+    state.candles = {
+        "BTC": {"bucket_ms": TS, "open": 67000, "high": 67100, "low": 66900, "close": 67050, "trades": 2}
+    }
     state.cache_status = "redis"
-    text = render(watch_view(state, 2.0, title="watch"))
+    text = render(watch_view(state, 2.0, title="watch", width=200), width=200)
     btc = next(line for line in text.splitlines() if "BTC" in line)
-    assert "67,100.00 ▲" in btc and "+0.15%" in btc and "+1.25%" in btc and "O 67,000.00" in btc
+    assert "67,100.00 ▲" in btc and "+0.15%" in btc and "+1.25%" in btc and "00:00 O 67,000.00" in btc
     assert "3 ticks · 2 symbols" in text and "invalid 1" in text and "sources: synthetic 3" in text
     console = Console(record=True, width=160, color_system="truecolor", file=io.StringIO())
     console.print(watch_view(state, 1.0 + STALE_S + 1))
@@ -91,9 +93,13 @@ def test_watch_view_rows_footer_and_stale_rows() -> None:
 
 
 def test_candle_text_is_defensive() -> None:
-    assert candle_text(None).plain == "—"
-    assert candle_text({"open": "x"}).plain == "—"
-    assert candle_text({"open": 1, "high": 2, "low": 0.5, "close": 1.5}).plain.startswith("O 1.0000")
+    assert candle_text(None, TS).plain == "—"
+    assert candle_text({"open": "x"}, TS).plain == "—"
+    doc = {"open": 1, "high": 2, "low": 0.5, "close": 1.5, "bucket_ms": "x"}
+    assert candle_text(doc, TS).plain.startswith("--:-- (stale) O 1.0000")
+    for bad in (True, "inf", float("nan"), [TS]):
+        assert candle_text(doc | {"bucket_ms": bad}, TS).plain.startswith("--:-- (stale)")
+    assert candle_text(doc | {"bucket_ms": float(TS)}, TS).plain.startswith("00:00 O 1.0000")
 
 
 def test_footer_and_summary_on_empty_state() -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from typing import Any
 
+import pytest
+
+from cryptoctl.cache.client import Keys, redis_client
 from cryptoctl.settings import Settings
 from cryptoctl.tick import Tick
 from cryptoctl.watch.reader import TAIL_PER_PARTITION
@@ -121,6 +125,49 @@ def test_live_display_in_a_terminal_and_ctrl_c_summary(settings: Settings) -> No
         tail = term.text.split("watch summary:")[-1]
         assert "16 ticks from 3 symbols" in tail and "1 invalid" in tail
         assert "BTC    last 68,000.00" in tail
+        assert "Traceback" not in term.text
+    finally:
+        term.close()
+
+
+def _put_current_candle(settings: Settings, symbol: str, bucket_ms: int, close: float) -> None:
+    """What the aggregator leaves in Redis for a symbol's open 1-minute candle."""
+    doc = {"symbol": symbol, "bucket_ms": bucket_ms, "open": close, "high": close, "low": close,
+           "close": close, "trades": 7, "state": "open", "final": False}  # fmt: skip
+    redis_client(settings).set(Keys(settings.redis_prefix).candle_current(symbol), json.dumps(doc))
+
+
+def _rows(screen: str, symbol: str) -> list[str]:
+    return [line for line in screen.splitlines() if re.match(rf"\W*{symbol}\b", line)]
+
+
+@pytest.mark.parametrize("cols", [80, 120])
+def test_live_display_fits_the_terminal_width(settings: Settings, cols: int) -> None:
+    produced = ticks(40)  # a full sparkline per symbol
+    produce_ticks(settings, produced)
+    last_ts = {t.symbol: t.ts for t in produced}
+    minute = lambda ts: ts - ts % 60_000  # noqa: E731
+    _put_current_candle(settings, "BTC", minute(last_ts["BTC"]), 67009.75)
+    _put_current_candle(settings, "ETH", minute(last_ts["ETH"]) - 60_000, 3333.0)  # aggregator stopped
+    prices = {"BTC": "67,009.75", "ETH": "3,409.75", "SOL": "159.75"}  # base + 39 * 0.25
+    hhmm = time.strftime("%H:%M", time.gmtime(minute(last_ts["BTC"]) / 1000))
+    term = PtyCommand(["watch", "--from-beginning"], stack_env(settings), cols=cols, rows=30)
+
+    def shown(screen: str) -> bool:  # all ticks read and both candles polled from Redis
+        rows = {sym: _rows(screen, sym) for sym in prices}
+        return (all(rows.values()) and "120 ticks" in screen and "(stale)" in rows["ETH"][-1]
+                and f"{hhmm} " in rows["BTC"][-1])  # fmt: skip
+
+    try:
+        screen = term.wait_for(shown)
+        for sym, price in prices.items():
+            row = _rows(screen, sym)[-1]  # the latest redraw
+            assert re.match(rf"\W*{sym}\s+│\s+{re.escape(price)} ", row), row
+            assert "…" not in row and len(row) <= cols
+        btc, eth = _rows(screen, "BTC")[-1], _rows(screen, "ETH")[-1]
+        assert f"{hhmm} C 67,009.75" in btc and "(stale)" not in btc
+        assert "(stale)" in eth and "3,333.00" in eth
+        assert term.interrupt() == 0
         assert "Traceback" not in term.text
     finally:
         term.close()
