@@ -141,7 +141,8 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
         -- In public where we may: in cryptoctl's schema, a DROP SCHEMA ... CASCADE of it
         -- would drop the extension for every other schema of the database too.
-        IF has_schema_privilege('public', 'CREATE') THEN
+        IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public')
+           AND has_schema_privilege('public', 'CREATE') THEN
             CREATE EXTENSION IF NOT EXISTS timescaledb SCHEMA public;
         ELSE
             CREATE EXTENSION IF NOT EXISTS timescaledb;

@@ -177,9 +177,9 @@ def load_settings(
 
 # What a password looks like in text: a URL's user:password@, a URL query's password=...,
 # a libpq conninfo's password=... (quoted or bare).
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^\s/]*@")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^\s]*@")  # to the last @: passwords may hold @ and /
 _KEY_PASSWORD = re.compile(
-    r"(?i)(\b(?:ssl)?pass(?:word|wd)?\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\"]*)"
+    r"""(?i)(\b[\w.-]*pass(?:word|wd)?\s*=\s*)('(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|[^\s&'"]*)"""
 )
 
 

@@ -139,8 +139,11 @@ def validate_tick(obj: Any) -> Tick:
     qty = _number(obj, "qty", positive=False, nullable=True)
     ts = _epoch_ms(obj, "ts")
     recv_ts = _epoch_ms(obj, "recv_ts") if obj.get("recv_ts") is not None else ts
-    quote = obj.get("quote") or "USD"
-    if not isinstance(quote, str) or not is_code(quote.upper()):
+    quote = obj.get("quote")
+    if quote is None:
+        quote = "USD"
+    # ASCII before upper-casing: "ß".upper() is "SS".
+    if not isinstance(quote, str) or not quote.isascii() or not is_code(quote.upper()):
         raise InvalidTick(
             f"field 'quote' must be 1-{MAX_SYMBOL_LEN} ASCII letters/digits, got {quote!r}"
         )

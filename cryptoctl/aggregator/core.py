@@ -303,18 +303,21 @@ class Aggregator:
         stored = self._sink.progress()
         behind = []
         for p in range(self._partition_count):
+            tp = TopicPartition(self.topic, p)
             try:
-                _, end = self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=2.0, cached=False
-                )
+                start, end = self._consumer.get_watermark_offsets(tp, timeout=2.0, cached=False)
+                ps = self._states.get(p)
+                if ps is not None:  # ours: where we are (past any control records too)
+                    here = self._consumer.position([tp])[0].offset
+                    position = max(ps.next_offset or 0, here if here >= 0 else 0)
+                else:
+                    position = stored.get(p, 0)
             except KafkaException:
                 behind.append(p)  # cannot tell: not done
                 continue
-            ps = self._states.get(p)
-            position = ps.next_offset if ps is not None and ps.next_offset is not None else None
-            if position is None:
-                position = stored.get(p, 0)
-            if position < end:
+            # Offsets before the log start (retention deleted them) cannot be read: a
+            # position there is at the end when the log is empty.
+            if max(position, start) < end:
                 behind.append(p)
         return behind
 
@@ -341,7 +344,7 @@ class Aggregator:
             return False
         waited = now - self._starved_since
         behind = self._partitions_behind()
-        if not behind or self._sink.progress_within(waited):
+        if not behind or self._sink.progress_within(wedged_after / 1000):
             return False  # nothing to read, or another member is working: a standby
         reason = (
             f"no partitions assigned for {waited:.0f}s while partitions {behind} have unread"

@@ -80,6 +80,21 @@ def pg_error_detail(exc: Exception) -> str:
     return f"{text} (SQLSTATE {sqlstate})" if sqlstate else text
 
 
+def is_connection_loss(exc: BaseException) -> bool:
+    """The connection failed or broke (the server went away, was shut down or restarted),
+    as opposed to a statement the server refused."""
+    import psycopg
+
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    # None: libpq's own failure; 08: connection exception; 57P01-03: admin/crash
+    # shutdown, cannot connect now.
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
 @contextmanager
 def database_errors(settings: Settings, doing: str) -> Iterator[None]:
     """psycopg errors as DatabaseError (or ServiceUnavailable when the connection broke)."""
@@ -89,7 +104,7 @@ def database_errors(settings: Settings, doing: str) -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         address = db_address(settings)
-        if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        if is_connection_loss(exc):
             raise ServiceUnavailable("PostgreSQL", address, pg_reason(exc)) from None
         hint = _HINTS.get(exc.sqlstate or "")
         raise DatabaseError(

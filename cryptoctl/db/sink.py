@@ -212,9 +212,13 @@ def _restored(row: Sequence[Any]) -> Candle:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    """Worth retrying: the connection broke, or the server rolled the transaction back
+    (serialization failure, deadlock): a retried flush writes exactly once either way."""
     import psycopg
 
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    from cryptoctl.db.connection import is_connection_loss
+
+    return is_connection_loss(exc) or isinstance(exc, psycopg.errors.TransactionRollback)
 
 
 class Sink:
@@ -298,16 +302,17 @@ class Sink:
             stop=stop_after_delay(self.retry_for_s),
             reraise=True,
         )
-        try:
-            return retrying(attempt)
-        except BaseException as exc:
-            if _is_connection_error(exc):
-                from cryptoctl.db.connection import db_address
+        from cryptoctl.db.connection import database_errors, db_address
 
-                raise ServiceUnavailable(
-                    "PostgreSQL", db_address(self.settings), f"{what} failed: {exc}".strip()
-                ) from None
-            raise
+        try:
+            # A statement the server refuses (a table missing from a database made by an
+            # older release, ...) is one DatabaseError line naming the database.
+            with database_errors(self.settings, what):
+                return retrying(attempt)
+        except ServiceUnavailable as exc:
+            raise ServiceUnavailable(
+                "PostgreSQL", db_address(self.settings), f"{what} failed: {exc.detail}".strip()
+            ) from None
 
     def close(self) -> None:
         self._drop_connection()

@@ -199,6 +199,11 @@ def candle_chart(
     *_, gutter = gutter_of(candles)
     shown, slot = fit(candles, width - gutter - 2)
     labels, volume_label, gutter = gutter_of(shown)
+    # The shown candles' labels can be wider than all candles' (another price range):
+    # fit again to the gutter actually drawn, so no line is wider than ``width``.
+    while gutter + 2 + len(shown) * slot > width and len(shown) > 1:
+        shown, slot = fit(shown, width - gutter - 2)
+        labels, volume_label, gutter = gutter_of(shown)
     layout = Layout.for_slot(slot)
     top, bottom = max(c.high for c in shown), min(c.low for c in shown)
     out = Text()

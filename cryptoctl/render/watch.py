@@ -16,6 +16,7 @@ from rich.text import Text
 
 from cryptoctl.render import numbers as fmt
 from cryptoctl.render.sparkline import sparkline
+from cryptoctl.tick import MAX_TS_MS, MIN_TS_MS
 from cryptoctl.watch.state import SymbolState, WatchState
 
 FLASH_S = 1.0  # how long a price stays green/red after it moved
@@ -45,9 +46,12 @@ def candle_minute(candle: Mapping[str, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
-        return int(float(value)) // MINUTE_MS * MINUTE_MS
+        ms = int(float(value))
     except (ValueError, OverflowError):  # not a number, nan, inf
         return None
+    if not MIN_TS_MS <= ms <= MAX_TS_MS:  # finite but no time a clock can show
+        return None
+    return ms // MINUTE_MS * MINUTE_MS
 
 
 def candle_text(candle: Mapping[str, Any] | None, last_ts: int, *, full: bool = True) -> Text:

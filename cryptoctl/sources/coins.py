@@ -67,7 +67,7 @@ def parse_symbols(text: str) -> list[str]:
         symbol = raw.strip().upper()
         if not symbol:
             continue
-        if not is_code(symbol):
+        if not raw.isascii() or not is_code(symbol):  # ASCII first: "ß".upper() is "SS"
             raise UsageError(
                 f"invalid symbol {raw.strip()!r}",
                 hint=f"symbols are 1-{MAX_SYMBOL_LEN} ASCII letters/digits, e.g. BTC,ETH",

@@ -215,3 +215,19 @@ def test_aggregate_on_a_missing_topic_fails_at_once(settings, cli):
     assert result.exit_code == 3, result.stderr
     assert "'no-such-topic-here'" in result.stderr and "does not exist" in result.stderr
     assert "cryptoctl up" in result.stderr
+
+
+def test_a_database_without_the_new_table_says_run_db_init(settings, cli):
+    # A database made by an older release: before, "internal error: UndefinedTable".
+    from cryptoctl.db.connection import connect
+
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("DROP TABLE kafka_generations")
+    result = cli("aggregate", "--until-idle", "1s")
+
+    assert result.exit_code == 6, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "kafka_generations" in line and "cryptoctl db init" in line
+    assert cli("db", "init").exit_code == 0
+    produce_ticks(settings, make_ticks(20, seed=2))
+    assert cli("aggregate", "--until-idle", "1s").exit_code == 0

@@ -90,6 +90,10 @@ def test_passwords_are_masked() -> None:
         "postgresql://u:hunter2@[bad/x",
         "postgresql://u:hun@ter2@db/x",
         "error near 'postgresql://u:hunter2@db:notaport/x' in the text",
+        "postgresql://u:hun/ter2@db/x",
+        "PGPASSWORD=hunter2 psql",
+        "db_password=hunter2",
+        'host=db password="hun ter2" dbname=x',
     ],
 )
 def test_every_form_of_password_is_masked(text: str) -> None:

@@ -42,6 +42,10 @@ def test_round_trip_keeps_every_field_and_extras() -> None:
         ({"symbol": "B" * 21}, "1-20 upper-case"),
         ({"quote": "US\x00D"}, "'quote' must be"),
         ({"quote": "ДОЛ"}, "'quote' must be"),
+        ({"quote": "ß"}, "'quote' must be"),  # upper-cases to the ASCII "SS"
+        ({"quote": "usdı"}, "'quote' must be"),
+        ({"quote": 0}, "'quote' must be"),
+        ({"quote": ""}, "'quote' must be"),
         ({"source": "synth\x00etic"}, "printable"),
         ({"source": "s" * 65}, "at most 64"),
         ({"note": "a\x00b"}, "NUL"),

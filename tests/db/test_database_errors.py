@@ -56,3 +56,30 @@ def test_message_names_the_database_but_never_the_password(settings: Settings) -
     assert err.value.exit_code == ExitCode.DATABASE
     assert "s3cret-pw" not in str(err.value)
     assert str(err.value).startswith(f"PostgreSQL at {db_address(bad)}: testing failed: syntax error")
+
+
+def test_a_connection_lost_mid_query_is_unreachable_not_a_database_error() -> None:
+    """A server shut down or restarted under a query (57P01-03, class 08) is exit 3, like
+    a refused connection; a statement the server refuses is exit 6."""
+    import psycopg
+    import pytest as _pytest
+
+    from cryptoctl.db.connection import database_errors, is_connection_loss
+    from cryptoctl.errors import DatabaseError, ServiceUnavailable
+    from cryptoctl.settings import load_settings
+
+    lost = [psycopg.OperationalError("server closed the connection"),
+            psycopg.errors.AdminShutdown("terminating connection"),
+            psycopg.errors.CrashShutdown("crash"), psycopg.errors.CannotConnectNow("starting"),
+            psycopg.errors.ConnectionFailure("gone"), psycopg.InterfaceError("closed")]
+    refused = [psycopg.errors.UndefinedTable("no table"), psycopg.errors.DiskFull("full"),
+               psycopg.errors.SerializationFailure("retry")]
+    assert all(is_connection_loss(e) for e in lost)
+    assert not any(is_connection_loss(e) for e in refused)
+    settings = load_settings(environ={})
+    for exc in lost:
+        with _pytest.raises(ServiceUnavailable), database_errors(settings, "reading"):
+            raise exc
+    for exc in refused:
+        with _pytest.raises(DatabaseError), database_errors(settings, "reading"):
+            raise exc

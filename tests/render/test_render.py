@@ -325,3 +325,22 @@ def test_status_shows_redis_as_host_port_db() -> None:
     assert short_address("redis://:***@cache.internal:6379/2") == "cache.internal:6379/2"
     assert short_address("rediss://me:***@cache:6380/0") == "rediss://me:***@cache:6380/0"
     assert short_address("127.0.0.1:39092") == "127.0.0.1:39092"
+
+
+def test_no_chart_line_is_wider_than_the_terminal() -> None:
+    """Random charts (prices over 18 orders of magnitude, volumes over 12) at random widths:
+    the shown (newest) candles' price and volume labels can be wider than all candles'
+    (before: 48 columns drawn at width 46); no line may pass the width."""
+    import random
+
+    rng = random.Random(5)
+    for _ in range(900):
+        n, width = rng.randint(1, 400), rng.randint(20, 200)
+        base = 10 ** rng.uniform(-9, 7)
+        prices = [base * 10 ** rng.uniform(-3, 3) if rng.random() < 0.3
+                  else base * (1 + rng.random()) for _ in range(n)]
+        rows = [Candle("BTC", "1m", T0 + i * 60_000, p, p * 1.01, p * 0.99, p,
+                       rng.random() * 10 ** rng.uniform(-3, 9), 3, p, None, True)
+                for i, p in enumerate(prices)]
+        text = text_of(candle_chart(rows, width=width, height=6), width=1000)
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= width, (n, width)

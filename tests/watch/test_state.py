@@ -97,7 +97,7 @@ def test_candle_text_is_defensive() -> None:
     assert candle_text({"open": "x"}, TS).plain == "—"
     doc = {"open": 1, "high": 2, "low": 0.5, "close": 1.5, "bucket_ms": "x"}
     assert candle_text(doc, TS).plain.startswith("--:-- (stale) O 1.0000")
-    for bad in (True, "inf", float("nan"), [TS]):
+    for bad in (True, "inf", float("nan"), [TS], 1e20, "99999999999999999", -5):
         assert candle_text(doc | {"bucket_ms": bad}, TS).plain.startswith("--:-- (stale)")
     assert candle_text(doc | {"bucket_ms": float(TS)}, TS).plain.startswith("00:00 O 1.0000")
 
