@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     STACK = 4  # the local stack could not be started or stopped
     DATA = 5  # input data rejected in --strict mode, or a source gave up
     DATABASE = 6  # PostgreSQL answered but refused a statement (schema, query)
+    TOPIC_MISSING = 7  # Kafka answered but the topic does not exist
     INTERRUPTED = 130  # stopped by a second Ctrl-C before finishing cleanly
 
 
@@ -37,7 +38,17 @@ class CryptoctlError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+class InternalError(CryptoctlError):
+    """Something cryptoctl does not expect failed: a bug. The message is redacted."""
+
+
+class DeliveryFailed(CryptoctlError):
+    """Ticks were produced but the broker never acknowledged them (produce, at the end)."""
+
+
 class UsageError(CryptoctlError):
+    """A bad flag, value or command line; the message shows what is expected."""
+
     exit_code = ExitCode.USAGE
 
 
@@ -70,6 +81,26 @@ class ServiceUnavailable(CryptoctlError):
         self.service = service
         self.address = address
         self.detail = detail
+
+
+class TopicMissing(CryptoctlError):
+    """Kafka answered, but the topic a command reads or writes does not exist.
+
+    Neither a usage error nor an unreachable service: the broker is there, and `cryptoctl
+    up` (or whoever runs the cluster) creates the topic. Every command says it the same way.
+    """
+
+    exit_code = ExitCode.TOPIC_MISSING
+
+    def __init__(self, topic: str, bootstrap: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"Kafka topic {topic!r} does not exist on {bootstrap}",
+            hint=hint
+            or "`cryptoctl up` creates it; on another cluster create it there, "
+            "or set CRYPTOCTL_TOPIC (or --topic) to an existing one",
+        )
+        self.topic = topic
+        self.bootstrap = bootstrap
 
 
 class StackError(CryptoctlError):
