@@ -1,7 +1,8 @@
 """The one error hierarchy of cryptoctl.
 
 Core code raises these; the CLI turns them into one red line on stderr and the exit code
-in :class:`ExitCode` (see ``cryptoctl.cli.app.run_app``). Messages must never contain a
+in :class:`ExitCode` (``cryptoctl.cli.app``: ``CryptoctlGroup.invoke`` and ``main``).
+One class per condition, each with one code; raise the class, never the base. Messages must never contain a
 password: build them from :func:`cryptoctl.settings.redact` when they name an endpoint.
 """
 
@@ -14,7 +15,7 @@ class ExitCode(IntEnum):
     """Documented exit codes (docs/troubleshooting.md lists them)."""
 
     OK = 0
-    ERROR = 1  # a failure not covered below
+    ERROR = 1  # ticks produce could not deliver, or an internal error (a bug)
     USAGE = 2  # bad flag, bad value, bad config file
     SERVICE_UNAVAILABLE = 3  # Kafka, PostgreSQL or Redis cannot be reached
     STACK = 4  # the local stack could not be started or stopped
