@@ -2,8 +2,9 @@
 
 Core code raises these; the CLI turns them into one red line on stderr and the exit code
 in :class:`ExitCode` (``cryptoctl.cli.app``: ``CryptoctlGroup.invoke`` and ``main``).
-One class per condition, each with one code; raise the class, never the base. Messages must never contain a
-password: build them from :func:`cryptoctl.settings.redact` when they name an endpoint.
+One class per condition, each with one code; raise the class, never the base. Messages
+must never contain a password: build them from :func:`cryptoctl.settings.redact` when they
+name an endpoint.
 """
 
 from __future__ import annotations
