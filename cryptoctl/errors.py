@@ -1,8 +1,10 @@
 """The one error hierarchy of cryptoctl.
 
 Core code raises these; the CLI turns them into one red line on stderr and the exit code
-in :class:`ExitCode` (see ``cryptoctl.cli.app.run_app``). Messages must never contain a
-password: build them from :func:`cryptoctl.settings.redact` when they name an endpoint.
+in :class:`ExitCode` (``cryptoctl.cli.app``: ``CryptoctlGroup.invoke`` and ``main``).
+One class per condition, each with one code; raise the class, never the base. Messages
+must never contain a password: build them from :func:`cryptoctl.settings.redact` when they
+name an endpoint.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ class ExitCode(IntEnum):
     """Documented exit codes (docs/troubleshooting.md lists them)."""
 
     OK = 0
-    ERROR = 1  # a failure not covered below
+    ERROR = 1  # ticks produce could not deliver, or an internal error (a bug)
     USAGE = 2  # bad flag, bad value, bad config file
     SERVICE_UNAVAILABLE = 3  # Kafka, PostgreSQL or Redis cannot be reached
     STACK = 4  # the local stack could not be started or stopped
     DATA = 5  # input data rejected in --strict mode, or a source gave up
     DATABASE = 6  # PostgreSQL answered but refused a statement (schema, query)
+    TOPIC_MISSING = 7  # Kafka answered but the topic does not exist
     INTERRUPTED = 130  # stopped by a second Ctrl-C before finishing cleanly
 
 
@@ -37,7 +40,17 @@ class CryptoctlError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+class InternalError(CryptoctlError):
+    """Something cryptoctl does not expect failed: a bug. The message is redacted."""
+
+
+class DeliveryFailed(CryptoctlError):
+    """Ticks were produced but the broker never acknowledged them (produce, at the end)."""
+
+
 class UsageError(CryptoctlError):
+    """A bad flag, value or command line; the message shows what is expected."""
+
     exit_code = ExitCode.USAGE
 
 
@@ -70,6 +83,26 @@ class ServiceUnavailable(CryptoctlError):
         self.service = service
         self.address = address
         self.detail = detail
+
+
+class TopicMissing(CryptoctlError):
+    """Kafka answered, but the topic a command reads or writes does not exist.
+
+    Neither a usage error nor an unreachable service: the broker is there, and `cryptoctl
+    up` (or whoever runs the cluster) creates the topic. Every command says it the same way.
+    """
+
+    exit_code = ExitCode.TOPIC_MISSING
+
+    def __init__(self, topic: str, bootstrap: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"Kafka topic {topic!r} does not exist on {bootstrap}",
+            hint=hint
+            or "`cryptoctl up` creates it; on another cluster create it there, "
+            "or set CRYPTOCTL_TOPIC (or --topic) to an existing one",
+        )
+        self.topic = topic
+        self.bootstrap = bootstrap
 
 
 class StackError(CryptoctlError):

@@ -15,7 +15,7 @@ from typer.exceptions import TyperException
 
 from cryptoctl import __version__
 from cryptoctl.cli.context import state
-from cryptoctl.errors import CryptoctlError, ExitCode
+from cryptoctl.errors import CryptoctlError, ExitCode, InternalError, UsageError
 from cryptoctl.settings import redact
 
 # Order of commands in --help; modules in cryptoctl.cli with a register(app) function are
@@ -43,10 +43,10 @@ def _one_line(text: str) -> str:
     return redact(" ".join(text.split()))
 
 
-def _internal(exc: Exception) -> CryptoctlError:
+def _internal(exc: Exception) -> InternalError:
     """An unexpected exception as one line; URLs in its text lose their passwords."""
     text = redact(" ".join(str(exc).split())) or "no details"
-    return CryptoctlError(
+    return InternalError(
         f"internal error: {type(exc).__name__}: {text}",
         hint="this is a bug; CRYPTOCTL_DEBUG=1 shows the traceback",
     )
@@ -83,8 +83,9 @@ class CryptoctlGroup(TyperGroup):
         except Exception as exc:
             if os.environ.get("CRYPTOCTL_DEBUG"):
                 raise
-            report_error(_internal(exc))
-            raise typer.Exit(int(ExitCode.ERROR)) from None
+            error = _internal(exc)
+            report_error(error)
+            raise typer.Exit(int(error.exit_code)) from None
 
 
 app = typer.Typer(
@@ -182,12 +183,10 @@ def main() -> None:
         if exc.code == 1 and not stdout_was_null and _stdout_is_null():
             sys.exit(int(ExitCode.OK))
         raise
-    except _UsageError as exc:
-        report_error(_usage_error(exc))
-        sys.exit(int(ExitCode.USAGE))
-    except _ClickException as exc:  # e.g. a file option that cannot be opened
-        report_error(CryptoctlError(exc.format_message()))  # type: ignore[attr-defined]
-        sys.exit(int(ExitCode.USAGE))
+    except _ClickException as exc:  # a usage error, or e.g. a file option that cannot be opened
+        error = _usage_error(exc)
+        report_error(error)
+        sys.exit(int(error.exit_code))
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("interrupted\n")
         sys.exit(int(ExitCode.INTERRUPTED))
@@ -211,9 +210,11 @@ def _stdout_is_null() -> bool:
     return (mine.st_dev, mine.st_ino) == (null.st_dev, null.st_ino)
 
 
-def _usage_error(exc: Any) -> CryptoctlError:
-    """A click usage error as our one line, with the command's --help as the hint."""
+def _usage_error(exc: Any) -> UsageError:
+    """A click error as our one line; a usage error gets the command's --help as the hint."""
+    message = exc.format_message().replace("\n", " ")
+    if not isinstance(exc, _UsageError):
+        return UsageError(message)
     ctx = getattr(exc, "ctx", None)
     where = ctx.command_path if ctx is not None else "cryptoctl"
-    message = exc.format_message().replace("\n", " ")
-    return CryptoctlError(message, hint=f"see `{where} --help`")
+    return UsageError(message, hint=f"see `{where} --help`")

@@ -6,12 +6,12 @@ import json
 
 import typer
 
-from cryptoctl.cli.context import OutputFormat, state
+from cryptoctl.cli.context import ViewFormat, state
 
 
 def config(
     ctx: typer.Context,
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table or json."),
+    fmt: ViewFormat = typer.Option(ViewFormat.table, "--format", "-f", help="Output format."),
 ) -> None:
     """Print the resolved settings (flag > environment > config file > default) and their origin."""
     from cryptoctl.settings import display_settings
@@ -19,7 +19,7 @@ def config(
     st = state(ctx)
     settings = st.settings()
     values = display_settings(settings)
-    if fmt is OutputFormat.json:
+    if fmt is ViewFormat.json:
         st.out.print_json(json.dumps(values))
         return
     from cryptoctl.render.stack import settings_table

@@ -25,6 +25,13 @@ class OutputFormat(str, enum.Enum):
     csv = "csv"
 
 
+class ViewFormat(str, enum.Enum):
+    """For commands whose output is not rows (status, config): no csv."""
+
+    table = "table"
+    json = "json"
+
+
 @dataclass
 class CliState:
     """Global flags, resolved into Settings on first use (flag > env > file > default)."""

@@ -15,7 +15,7 @@ import typer
 
 from cryptoctl.cli.context import CliState, duration_option, positive_duration_option, state
 from cryptoctl.durations import parse_duration_ms
-from cryptoctl.errors import CryptoctlError, UsageError
+from cryptoctl.errors import DeliveryFailed, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -178,7 +178,7 @@ def produce(
     _print_summary(st, summary, fmt)
     if summary.undelivered or summary.failed:
         lost = summary.undelivered + summary.failed
-        raise CryptoctlError(
+        raise DeliveryFailed(
             f"{lost} ticks were not delivered to {settings.topic} on {settings.kafka_bootstrap}",
             hint="see the warnings above; the broker may be down or the topic gone",
         )

@@ -6,8 +6,7 @@ import json
 
 import typer
 
-from cryptoctl.cli.context import OutputFormat, state
-from cryptoctl.errors import ExitCode
+from cryptoctl.cli.context import ViewFormat, state
 
 
 def up(
@@ -73,9 +72,7 @@ def down(
 
 def status(
     ctx: typer.Context,
-    fmt: OutputFormat = typer.Option(
-        OutputFormat.table, "--format", "-f", help="table or json (csv is not offered here)."
-    ),
+    fmt: ViewFormat = typer.Option(ViewFormat.table, "--format", "-f", help="Output format."),
 ) -> None:
     """Show every service (up/down, address, version, round-trip ms), topics and tables.
 
@@ -85,18 +82,15 @@ def status(
     from cryptoctl.stack.status import stack_status
 
     result = stack_status(st.settings())
-    if fmt is OutputFormat.json:
+    if fmt is ViewFormat.json:
         st.out.print_json(json.dumps(result.to_dict()))
-    elif fmt is OutputFormat.csv:
-        raise typer.BadParameter("status supports --format table or json", param_hint="--format")
     else:
         from cryptoctl.render.stack import status_view
 
         st.out.print(status_view(result, width=st.out.width))
-    if not result.all_up:
-        down_names = ", ".join(s.name for s in result.services if not s.up)
-        st.err.print(f"[red]down:[/] {down_names} — start the local stack with `cryptoctl up`")
-        raise typer.Exit(int(ExitCode.SERVICE_UNAVAILABLE))
+    error = result.unavailable()
+    if error is not None:
+        raise error
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cryptoctl.errors import ConfigError, ServiceUnavailable
+from cryptoctl.errors import ConfigError, ServiceUnavailable, TopicMissing
 from cryptoctl.settings import Settings
 
 if TYPE_CHECKING:
@@ -132,16 +132,11 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> ClusterInfo:
 
 
 def check_topic(settings: Settings, topic: str | None = None) -> ClusterInfo:
-    """The broker answers and the topic exists, else ServiceUnavailable naming both."""
+    """The broker answers (else ServiceUnavailable) and the topic exists (else TopicMissing)."""
     name = topic or settings.topic
     info = check_kafka(settings)
     if name not in info.topics:
-        raise ServiceUnavailable(
-            "Kafka topic",
-            f"{name!r} on {settings.kafka_bootstrap}",
-            "it does not exist",
-            hint="`cryptoctl up` creates it (for another cluster create it there, or pick one with --topic)",
-        )
+        raise TopicMissing(name, settings.kafka_bootstrap)
     return info
 
 

@@ -152,8 +152,9 @@ class Pipeline:
         for worker in self._workers:
             worker.start()
 
-    def failed(self) -> BaseException | None:
-        return next((w.error for w in self._workers if w.error is not None), None)
+    def failed(self) -> _Worker | None:
+        """The first worker that ended with an error."""
+        return next((w for w in self._workers if w.error is not None), None)
 
     def finished(self) -> bool:
         """A worker ended by itself (an error, or a source that ran out)."""
@@ -178,12 +179,15 @@ class Pipeline:
         aggregator.halt(60.0)
 
     def raise_failure(self) -> None:
-        error = self.failed()
-        if error is None:
+        """A worker's error, as it was: a CryptoctlError keeps its exit code, anything else
+        reaches the CLI's handler as an internal error (redacted, traceback on request)."""
+        worker = self.failed()
+        if worker is None or worker.error is None:
             return
-        if isinstance(error, CryptoctlError):
-            raise error
-        raise CryptoctlError(f"the pipeline stopped: {type(error).__name__}: {error}")
+        error = worker.error
+        if not isinstance(error, CryptoctlError):
+            error.add_note(f"raised in the {worker.name} thread of the pipeline")
+        raise error
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()

@@ -13,6 +13,9 @@ from typing import Any
 from cryptoctl.errors import ServiceUnavailable
 from cryptoctl.settings import Settings, redact
 
+# How errors name each service (ServiceUnavailable's wording, and its hint's setting).
+_LABELS = {"kafka": "Kafka", "postgres": "PostgreSQL", "redis": "Redis"}
+
 
 @dataclass(frozen=True)
 class ServiceStatus:
@@ -48,6 +51,19 @@ class StackStatus:
     @property
     def all_up(self) -> bool:
         return all(s.up for s in self.services)
+
+    def unavailable(self) -> ServiceUnavailable | None:
+        """The first service down as the error every command raises for it; the others
+        down are named in its detail, so one line says all."""
+        down = [s for s in self.services if not s.up]
+        if not down:
+            return None
+        first, others = down[0], [_LABELS.get(s.name, s.name) for s in down[1:]]
+        detail = first.detail + (f" (also down: {', '.join(others)})" if others else "")
+        return ServiceUnavailable(
+            _LABELS.get(first.name, first.name), first.address, detail,
+            hint="start the local stack with `cryptoctl up`" if others else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cryptoctl.errors import InvalidTick, ServiceUnavailable, UsageError
+from cryptoctl.errors import InvalidTick, ServiceUnavailable, TopicMissing
 from cryptoctl.kafka.clients import consumer_config, kafka_reason, new_client
 from cryptoctl.settings import Settings
 from cryptoctl.tick import Tick, decode_tick
@@ -79,10 +79,7 @@ def open_consumer(settings: Settings, *, from_beginning: bool, timeout: float = 
     topic = metadata.topics.get(settings.topic)
     if topic is None or topic.error is not None or not topic.partitions:
         consumer.close()
-        raise UsageError(
-            f"topic {settings.topic!r} does not exist on {settings.kafka_bootstrap}",
-            hint="start the pipeline with `cryptoctl run` or `cryptoctl produce`",
-        )
+        raise TopicMissing(settings.topic, settings.kafka_bootstrap)
     start = OFFSET_BEGINNING if from_beginning else tail_offset(TAIL_PER_PARTITION)
     consumer.assign([TopicPartition(settings.topic, p, start) for p in sorted(topic.partitions)])
     return consumer

@@ -252,7 +252,7 @@ def test_unreachable_broker_exits_3_naming_the_address(cli: Any, monkeypatch: py
     assert "cryptoctl up" in result.stderr
 
 
-def test_missing_topic_exits_3_and_says_who_creates_it(settings: Settings, cli: Any) -> None:
+def test_missing_topic_exits_7_and_says_who_creates_it(settings: Settings, cli: Any) -> None:
     result = cli("produce", "--source", "synthetic", "--count", "1", "--topic", "no-such-topic")
-    assert result.exit_code == 3
-    assert "'no-such-topic'" in result.stderr and "cryptoctl up" in result.stderr
+    assert result.exit_code == 7
+    assert "Kafka topic 'no-such-topic' does not exist" in result.stderr and "cryptoctl up" in result.stderr

@@ -14,8 +14,9 @@ from rich.console import Console
 
 from cryptoctl.aggregator import AggregatorStats
 from cryptoctl.db.connection import connect
+from cryptoctl.errors import DatabaseError
 from cryptoctl.pipeline.runner import Snapshot, SourceChoice, choose_source
-from cryptoctl.producer import ProducerStats
+from cryptoctl.producer import ProducerRun, ProducerStats
 from cryptoctl.render.dashboard import dashboard, run_summary, status_line
 from cryptoctl.settings import Settings
 from tests.helpers import stack_env
@@ -170,3 +171,34 @@ def test_the_fallback_is_said_once_off_a_terminal(settings: Settings) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr.count(FALLBACK) == 1 and FALLBACK not in result.stdout
     assert "(synthetic)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        # Before: "the pipeline stopped: RuntimeError: …hunter2…", exit 1.
+        (
+            RuntimeError("cannot use postgresql://cryptoctl:hunter2@db.example/x"),
+            1,
+            "error: internal error: RuntimeError: cannot use postgresql://cryptoctl:***@db.example/x",
+        ),
+        (
+            DatabaseError("db.example:5432/x", "writing candles", "disk full"),
+            6,
+            "error: PostgreSQL at db.example:5432/x: writing candles failed: disk full",
+        ),
+    ],
+)
+def test_a_worker_error_reaches_the_one_handler_as_it_is(
+    cli: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch, error: Exception, code: int,
+    line: str,
+) -> None:
+    def fail(self: Any, stop: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(ProducerRun, "run", fail)
+    result = cli("run", "--source", "synthetic", "--duration", "20s")
+    assert result.exit_code == code, result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(line), result.stderr

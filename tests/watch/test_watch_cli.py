@@ -105,8 +105,8 @@ def test_starts_near_the_end_without_from_beginning(settings: Settings) -> None:
 def test_missing_topic_is_one_clear_line(cli: Any, settings: Settings, monkeypatch: Any) -> None:
     monkeypatch.setenv("CRYPTOCTL_TOPIC", "no-such-topic-here")
     result = cli("watch", "--duration", "1s")
-    assert result.exit_code == 2
-    assert "topic 'no-such-topic-here' does not exist" in result.stderr
+    assert result.exit_code == 7
+    assert "Kafka topic 'no-such-topic-here' does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 
 
