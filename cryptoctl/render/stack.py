@@ -35,6 +35,13 @@ def up_summary(result: UpResult) -> str:
     return f"topics: {topics}; schema applied; ready in {result.seconds:.1f}s"
 
 
+def run_stack_line(result: UpResult) -> str:
+    """`run`'s one line (Rich markup) on the stack: what was started, how long it took."""
+    started = [s.label for s in result.services if s.action == "started"]
+    state_text = f"started {', '.join(started)}" if started else "already running"
+    return f"[green]✓[/] local stack {state_text}; {up_summary(result)}"
+
+
 def down_table(outcomes: list[DownOutcome]) -> Table:
     table = Table(box=None)
     for col in ("service", "PID", "result"):
