@@ -9,22 +9,15 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from cryptoctl.durations import format_duration_ms
+from cryptoctl.render import numbers as fmt
 
 if TYPE_CHECKING:  # annotations only: rendering a summary needs no Kafka client loaded
     from cryptoctl.producer.loop import ProducerStats, ProducerSummary
 
 
-def format_price(price: float) -> str:
-    if price >= 1000:
-        return f"{price:,.2f}"
-    if price >= 1:
-        return f"{price:.4f}".rstrip("0").rstrip(".")
-    return f"{price:.8g}"
-
-
 def prices_text(last_price: Mapping[str, float], limit: int = 6) -> str:
     items = list(last_price.items())
-    text = "  ".join(f"{s} {format_price(p)}" for s, p in items[:limit])
+    text = "  ".join(f"{s} {fmt.price(p)}" for s, p in items[:limit])
     if len(items) > limit:
         text += f"  (+{len(items) - limit})"
     return text
