@@ -123,12 +123,12 @@ def _plain(st: Any, pipeline: Any, stop: threading.Event) -> None:
 
 
 def _summary(st: Any, pipeline: Any) -> None:
+    from cryptoctl.db.queries import stored_candle_counts
     from cryptoctl.errors import CryptoctlError
-    from cryptoctl.pipeline.runner import stored_candles
     from cryptoctl.render.dashboard import run_summary
 
     try:
-        stored: tuple[int, int] | None = stored_candles(pipeline.settings)
+        stored: tuple[int, int] | None = stored_candle_counts(pipeline.settings)
     except CryptoctlError:
         stored = None
     st.err.print(run_summary(pipeline.snapshot(), stored))
