@@ -103,7 +103,7 @@ def _live_status(st: Any, aggregator: Any, worker: threading.Thread) -> None:
     from rich.live import Live
     from rich.text import Text
 
-    from cryptoctl.aggregator.report import status_line
+    from cryptoctl.render.aggregate import status_line
 
     with Live(console=st.err, refresh_per_second=4, transient=True) as live:
         while worker.is_alive():
@@ -112,7 +112,7 @@ def _live_status(st: Any, aggregator: Any, worker: threading.Thread) -> None:
 
 
 def _log_status(st: Any, aggregator: Any, worker: threading.Thread) -> None:
-    from cryptoctl.aggregator.report import status_line
+    from cryptoctl.render.aggregate import status_line
 
     next_log = time.monotonic() + LOG_EVERY_S
     while worker.is_alive():
@@ -136,19 +136,12 @@ def _log_to_stderr(logger: Any) -> None:
 
 
 def _print_summary(st: Any, stats: Any, fmt: SummaryFormat) -> None:
-    from cryptoctl.aggregator.report import summary, summary_rows
+    from cryptoctl.render.aggregate import summary, summary_table
 
     if fmt is SummaryFormat.json:
         st.out.print(json.dumps(summary(stats)), markup=False, highlight=False)
         return
-    from rich.table import Table
-
-    table = Table(title="aggregate summary", show_header=False)
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    for name, value in summary_rows(stats):
-        table.add_row(name, value)
-    st.err.print(table)  # a report, not data: only --format json puts it on stdout
+    st.err.print(summary_table(stats))  # a report, not data: only --format json puts it on stdout
 
 
 def register(app: typer.Typer) -> None:

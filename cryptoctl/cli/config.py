@@ -22,7 +22,7 @@ def config(
     if fmt is ViewFormat.json:
         st.out.print_json(json.dumps(values))
         return
-    from cryptoctl.render.stack import settings_table
+    from cryptoctl.render.config import settings_table
 
     st.out.print(settings_table(values, settings.sources))
 

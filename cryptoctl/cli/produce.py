@@ -20,7 +20,7 @@ from cryptoctl.errors import DeliveryFailed, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from cryptoctl.producer import ProducerRun, ProducerStats, ProducerSummary
+    from cryptoctl.producer import ProducerRun, ProducerSummary
     from cryptoctl.sources.base import Source
 
 PLAIN_STATUS_EVERY_S = 5.0
@@ -278,25 +278,16 @@ def _run_with_status(st: CliState, run: ProducerRun) -> ProducerSummary:
             with _live_status(err, run) if st.stderr_is_tty else _plain_status(err, run):
                 return run.run(stop)
         except KeyboardInterrupt:  # the second Ctrl-C: exit 130 without waiting for the flush
-            err.print(_abort_line(run.stats()), style="yellow", markup=False, highlight=False)
+            from cryptoctl.render.produce import abort_line
+
+            err.print(abort_line(run.stats()), style="yellow", markup=False, highlight=False)
             raise
 
 
 def _say_stopping(err: Console, run: ProducerRun) -> None:
-    pending = run.stats().pending
-    err.print(
-        f"stopping: flushing {pending:,} ticks in flight (Ctrl-C again to abort)",
-        style="yellow",
-        markup=False,
-        highlight=False,
-    )
+    from cryptoctl.render.produce import stopping_line
 
-
-def _abort_line(stats: ProducerStats) -> str:
-    return (
-        f"aborted: {stats.delivered:,} ticks delivered, {stats.pending:,} still in flight "
-        "were not confirmed (they may or may not be on the topic)"
-    )
+    err.print(stopping_line(run.stats()), style="yellow", markup=False, highlight=False)
 
 
 @contextmanager
@@ -305,7 +296,7 @@ def _live_status(err: Console, run: ProducerRun) -> Iterator[None]:
     from rich.live import Live
     from rich.text import Text
 
-    from cryptoctl.producer.report import status_line
+    from cryptoctl.render.produce import status_line
 
     def render() -> Text:
         return Text(status_line(run.stats()))
@@ -317,7 +308,7 @@ def _live_status(err: Console, run: ProducerRun) -> Iterator[None]:
 @contextmanager
 def _plain_status(err: Console, run: ProducerRun) -> Iterator[None]:
     """Not a terminal: a plain status line every few seconds instead of a live display."""
-    from cryptoctl.producer.report import status_line
+    from cryptoctl.render.produce import status_line
 
     done = threading.Event()
 
@@ -361,23 +352,12 @@ def _log_to(console: Console) -> Iterator[None]:
 
 
 def _print_summary(st: CliState, summary: ProducerSummary, fmt: SummaryFormat) -> None:
+    from cryptoctl.render.produce import summary_json, summary_table
+
     if fmt is SummaryFormat.json:
-        data = summary.to_dict()
-        data["elapsed_s"] = round(data["elapsed_s"], 3)
-        data["ticks_per_s"] = round(data["ticks_per_s"], 1)
-        data["avg_ticks_per_s"] = round(data["avg_ticks_per_s"], 1)
-        st.out.print(json.dumps(data), markup=False, highlight=False, soft_wrap=True)
+        st.out.print(json.dumps(summary_json(summary)), markup=False, highlight=False, soft_wrap=True)
         return
-    from rich.table import Table
-
-    from cryptoctl.producer.report import summary_rows
-
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for name, value in summary_rows(summary):
-        table.add_row(name, value)
-    st.err.print(table)  # a report, not data: only --format json puts it on stdout
+    st.err.print(summary_table(summary))  # a report, not data: only --format json puts it on stdout
 
 
 def register(app: typer.Typer) -> None:

@@ -88,13 +88,11 @@ def _wait(pipeline: Any, stop: threading.Event, seconds: float) -> bool:
 
 def _start_stack(st: Any, settings: Any, up: Any) -> None:
     """`cryptoctl up` behind a spinner, then one line: what was started, how long it took."""
-    from cryptoctl.render.stack import up_summary
+    from cryptoctl.render.stack import run_stack_line
 
     with st.err.status("starting the local stack…") as spinner:
         result = up(settings, progress=lambda msg: spinner.update(f"{msg}…"))
-    started = [s.label for s in result.services if s.action == "started"]
-    state_text = f"started {', '.join(started)}" if started else "already running"
-    st.err.print(f"[green]✓[/] local stack {state_text}; {up_summary(result)}")
+    st.err.print(run_stack_line(result))
 
 
 def _live(st: Any, pipeline: Any, stop: threading.Event, symbols: Any) -> None:
@@ -125,12 +123,12 @@ def _plain(st: Any, pipeline: Any, stop: threading.Event) -> None:
 
 
 def _summary(st: Any, pipeline: Any) -> None:
+    from cryptoctl.db.queries import stored_candle_counts
     from cryptoctl.errors import CryptoctlError
-    from cryptoctl.pipeline.runner import stored_candles
     from cryptoctl.render.dashboard import run_summary
 
     try:
-        stored: tuple[int, int] | None = stored_candles(pipeline.settings)
+        stored: tuple[int, int] | None = stored_candle_counts(pipeline.settings)
     except CryptoctlError:
         stored = None
     st.err.print(run_summary(pipeline.snapshot(), stored))

@@ -279,3 +279,14 @@ def load_stats_24h(settings: Settings, symbols: Sequence[str] | None = None) -> 
 
     with session(settings, "reading 24h statistics") as conn:
         return fetch_stats_24h(conn, symbols)
+
+
+def stored_candle_counts(settings: Settings) -> tuple[int, int]:
+    """(candles, final candles) stored in PostgreSQL, for `run`'s summary."""
+    from cryptoctl.db.connection import connect
+
+    with connect(settings) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE final) FROM price_aggregates_1m"
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -221,13 +221,3 @@ class Pipeline:
         except (redis.RedisError, OSError):
             return self._cached[0], self._cached[1], "Redis unavailable"
 
-
-def stored_candles(settings: Settings) -> tuple[int, int]:
-    """(candles, final candles) stored in PostgreSQL, for the summary."""
-    from cryptoctl.db.connection import connect
-
-    with connect(settings) as conn:
-        row = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE final) FROM price_aggregates_1m"
-        ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)

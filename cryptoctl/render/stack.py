@@ -1,17 +1,20 @@
-"""Rendering of `up`, `down`, `status` and `config` results: pure functions to Rich objects."""
+"""Rendering of `up`, `down`, `run` and `status` results: pure functions to Rich objects.
+
+(`config`'s table is in render/config.py.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cryptoctl.stack.local import DownOutcome, UpResult
-from cryptoctl.stack.status import StackStatus
+if TYPE_CHECKING:  # annotations only: rendering loads no stack runtime (nor psutil)
+    from cryptoctl.stack.local import DownOutcome, UpResult
+    from cryptoctl.stack.status import StackStatus
 
 _LABELS = {"kafka": "Kafka", "postgres": "PostgreSQL", "redis": "Redis"}
 
@@ -33,6 +36,13 @@ def up_table(result: UpResult) -> Table:
 def up_summary(result: UpResult) -> str:
     topics = ", ".join(result.topics_created) if result.topics_created else "already present"
     return f"topics: {topics}; schema applied; ready in {result.seconds:.1f}s"
+
+
+def run_stack_line(result: UpResult) -> str:
+    """`run`'s one line (Rich markup) on the stack: what was started, how long it took."""
+    started = [s.label for s in result.services if s.action == "started"]
+    state_text = f"started {', '.join(started)}" if started else "already running"
+    return f"[green]✓[/] local stack {state_text}; {up_summary(result)}"
 
 
 def down_table(outcomes: list[DownOutcome]) -> Table:
@@ -110,11 +120,3 @@ def status_view(status: StackStatus, width: int = STATUS_WIDE) -> RenderableType
         parts += [Text(), tables]
     return Group(*parts)
 
-
-def settings_table(values: Mapping[str, Any], sources: Mapping[str, str]) -> Table:
-    table = Table(box=None)
-    for col in ("setting", "value", "from"):
-        table.add_column(col)
-    for name, value in values.items():
-        table.add_row(name, str(value), sources.get(name, "default"))
-    return table

@@ -245,27 +245,27 @@ class PostgresService(Service):
         return psycopg.connect(**info, connect_timeout=2, autocommit=True)
 
     def ready(self) -> bool:
+        from cryptoctl.db.status import ping
+
         try:
             with self._connect("postgres") as conn:
-                conn.execute("SELECT 1")
+                ping(conn)
             return True
         except Exception:
             return False
 
     def after_start(self) -> None:
-        from psycopg import sql
+        from cryptoctl.db.status import ensure_database
 
         with self._connect("postgres") as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)
-            ).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
+            ensure_database(conn, self.dbname)
 
     def version(self) -> str:
+        from cryptoctl.db.status import server_version
+
         with self._connect("postgres") as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-        return f"PostgreSQL {row[0]}" if row else "PostgreSQL"
+            reported = server_version(conn)
+        return f"PostgreSQL {reported}" if reported else "PostgreSQL"
 
 
 @dataclass

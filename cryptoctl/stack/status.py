@@ -89,14 +89,9 @@ def _probe_kafka(settings: Settings) -> tuple[ServiceStatus, list[TopicStatus], 
     return ServiceStatus("kafka", True, settings.kafka_bootstrap, version, rtt), topics, info.cluster_id
 
 
-_TABLES = (
-    "cryptocurrencies", "raw_price_data", "price_aggregates_1m", "late_ticks",
-    "price_alerts", "processing_metadata",
-)
-
-
 def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus]]:
     from cryptoctl.db.connection import connect, database_errors, db_address, timescale_available
+    from cryptoctl.db.status import server_version, table_rows
 
     address = db_address(settings)
     try:
@@ -104,17 +99,12 @@ def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus
     except ServiceUnavailable as exc:
         return ServiceStatus("postgres", False, address, detail=exc.detail), []
     with database_errors(settings, "reading server and table status"), conn:
-        row = conn.execute("SHOW server_version").fetchone()
+        reported = server_version(conn)
         # "16.4 (Ubuntu 16.4-1.pgdg22.04+1)": the build after the number says little here
-        version = str(row[0]).split()[0] if row and row[0] else "?"
+        version = reported.split()[0] if reported else "?"
         if timescale_available(conn):
             version += " + TimescaleDB"
-        tables = []
-        for name in _TABLES:
-            exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
-            if exists and exists[0] is not None:
-                count = conn.execute(f"SELECT count(*) FROM {name}").fetchone()  # fixed names
-                tables.append(TableStatus(name, int(count[0]) if count else 0))
+        tables = [TableStatus(name, rows) for name, rows in table_rows(conn)]
     return ServiceStatus("postgres", True, address, version, rtt), tables
 
 

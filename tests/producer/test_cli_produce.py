@@ -67,7 +67,7 @@ def test_table_summary_is_a_report_on_stderr(settings: Settings, cli: Any, tmp_p
     assert (rows["stopped by"], rows["produced"], rows["delivered"], rows["invalid"]) == (
         "end of source", "4", "4", "1",
     )  # fmt: skip
-    assert rows["last prices"] == "BTC 101  ETH 10"
+    assert rows["last prices"] == "BTC 101.00  ETH 10.0000"  # the one price format
 
 
 def test_replay_jsonl_strict_stops_at_first_bad_row(settings: Settings, cli: Any, tmp_path: Path) -> None:

@@ -1,22 +1,23 @@
-"""Plain-text views of the producer's stats: pure functions, no terminal needed."""
+"""`produce`'s status line, stop/abort lines and exit summary: pure functions of the
+producer's stats, no terminal needed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
 from cryptoctl.durations import format_duration_ms
-from cryptoctl.producer.loop import ProducerStats, ProducerSummary
+from cryptoctl.render import numbers as fmt
+
+if TYPE_CHECKING:  # annotations only: rendering a summary needs no Kafka client loaded
+    from cryptoctl.producer.loop import ProducerStats, ProducerSummary
 
 
-def format_price(price: float) -> str:
-    if price >= 1000:
-        return f"{price:,.2f}"
-    if price >= 1:
-        return f"{price:.4f}".rstrip("0").rstrip(".")
-    return f"{price:.8g}"
-
-
-def prices_text(last_price: dict[str, float], limit: int = 6) -> str:
+def prices_text(last_price: Mapping[str, float], limit: int = 6) -> str:
     items = list(last_price.items())
-    text = "  ".join(f"{s} {format_price(p)}" for s, p in items[:limit])
+    text = "  ".join(f"{s} {fmt.price(p)}" for s, p in items[:limit])
     if len(items) > limit:
         text += f"  (+{len(items) - limit})"
     return text
@@ -43,6 +44,19 @@ def status_line(stats: ProducerStats) -> str:
     return " · ".join(parts)
 
 
+def stopping_line(stats: ProducerStats) -> str:
+    """Said on the first Ctrl-C, while the ticks in flight are flushed."""
+    return f"stopping: flushing {stats.pending:,} ticks in flight (Ctrl-C again to abort)"
+
+
+def abort_line(stats: ProducerStats) -> str:
+    """Said on the second Ctrl-C: what is known to be delivered, what is not."""
+    return (
+        f"aborted: {stats.delivered:,} ticks delivered, {stats.pending:,} still in flight "
+        "were not confirmed (they may or may not be on the topic)"
+    )
+
+
 def summary_rows(summary: ProducerSummary) -> list[tuple[str, str]]:
     rows = [
         ("source", summary.source),
@@ -65,3 +79,22 @@ def summary_rows(summary: ProducerSummary) -> list[tuple[str, str]]:
     if summary.last_problem:
         rows.append(("last problem", summary.last_problem))
     return rows
+
+
+def summary_table(summary: ProducerSummary) -> Table:
+    """The summary at exit as a table (printed on stderr: a report, not data)."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in summary_rows(summary):
+        table.add_row(name, value)
+    return table
+
+
+def summary_json(summary: ProducerSummary) -> dict[str, Any]:
+    """The --format json object: the summary, times and rates rounded."""
+    data = summary.to_dict()
+    data["elapsed_s"] = round(data["elapsed_s"], 3)
+    data["ticks_per_s"] = round(data["ticks_per_s"], 1)
+    data["avg_ticks_per_s"] = round(data["avg_ticks_per_s"], 1)
+    return data

@@ -1,11 +1,15 @@
-"""Pure renderings of AggregatorStats (plain text): the status line and the summary."""
+"""`aggregate`'s status line and exit summary: pure functions of AggregatorStats."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptoctl.aggregator.stats import AggregatorStats
+from rich.table import Table
+
 from cryptoctl.durations import format_duration_ms, iso_utc
+
+if TYPE_CHECKING:  # annotations only: rendering a summary needs no consumer loaded
+    from cryptoctl.aggregator.stats import AggregatorStats
 
 
 def _wm(ms: int | None) -> str:
@@ -70,3 +74,13 @@ def summary_rows(s: AggregatorStats) -> list[tuple[str, str]]:
             text = f"{value:,}"
         rows.append((key.replace("_", " "), text))
     return rows
+
+
+def summary_table(s: AggregatorStats) -> Table:
+    """The summary at exit as a table (printed on stderr: a report, not data)."""
+    table = Table(title="aggregate summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name, value in summary_rows(s):
+        table.add_row(name, value)
+    return table

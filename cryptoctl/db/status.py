@@ -1,0 +1,76 @@
+"""The SQL of `cryptoctl status` (and of the local runtime's PostgreSQL checks): server
+version, database creation, and the tables schema.sql creates with their row counts.
+
+The names of the tables and views come from schema.sql itself, so a table added there
+shows up in `status` without a second list to keep in step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+# Statements at the start of a line only: a CREATE inside the DO block (the TimescaleDB
+# extension) is indented, and a comment that mentions one starts with "--".
+_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE | re.IGNORECASE)
+_VIEW = re.compile(r"^CREATE OR REPLACE VIEW\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE | re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SchemaObjects:
+    tables: tuple[str, ...]  # in the order schema.sql creates them
+    views: tuple[str, ...]
+
+
+def parse_schema(text: str) -> SchemaObjects:
+    """The tables (``CREATE TABLE IF NOT EXISTS name``) and views (``CREATE OR REPLACE
+    VIEW name``) a schema file creates."""
+    return SchemaObjects(
+        tuple(m.lower() for m in _TABLE.findall(text)), tuple(m.lower() for m in _VIEW.findall(text))
+    )
+
+
+@cache
+def schema_objects() -> SchemaObjects:
+    """What cryptoctl's schema.sql creates."""
+    from cryptoctl.db.connection import schema_sql
+
+    return parse_schema(schema_sql())
+
+
+def server_version(conn: psycopg.Connection[Any]) -> str | None:
+    """The server's version as it reports it (``16.4 (Ubuntu 16.4-1.pgdg22.04+1)``)."""
+    row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def ping(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT 1")
+
+
+def ensure_database(conn: psycopg.Connection[Any], name: str) -> None:
+    """Create database ``name`` unless it exists (``conn``: autocommit, another database)."""
+    from psycopg import sql
+
+    exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    if not exists:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def table_rows(conn: psycopg.Connection[Any], names: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
+    """(table, rows) of each of ``names`` (default: schema.sql's tables) that exists on the
+    connection's search_path, in the order given."""
+    from psycopg import sql
+
+    out = []
+    for name in schema_objects().tables if names is None else names:
+        exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        if exists and exists[0] is not None:
+            count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
+            out.append((name, int(count[0]) if count else 0))
+    return out
