@@ -362,7 +362,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1_000.0)
     ap.add_argument("--latency-seconds", type=float, default=20.0)
     ap.add_argument("--rss-ticks", default="100000,300000,1000000")
-    ap.add_argument("--only", choices=["latency"], help="Run just one part (development).")
+    ap.add_argument("--only", choices=["latency", "throughput"],
+                    help="Run just one part (development, or an A/B of two checkouts).")
     args = ap.parse_args()
 
     from cryptoctl.kafka.clients import ensure_topics
@@ -380,6 +381,14 @@ def main() -> None:
                                f"Python {platform.python_version()}", "ticks": args.ticks}
     try:
         ensure_topics(base)
+        if args.only == "throughput":
+            produce(base, args.ticks)
+            print(json.dumps({
+                "bare_consume_ticks_per_s": round(bare_consume(base, args.ticks)),
+                "aggregate_no_store": aggregator_rate(fresh(base, "nostore"), args.ticks, False),
+                "aggregate_store": aggregator_rate(fresh(base, "store"), args.ticks, True),
+            }, indent=2))
+            return
         if args.only == "latency":
             print(json.dumps(latency_both(base, args.rate, args.latency_seconds), indent=2))
             return

@@ -24,12 +24,12 @@ import orjson
 
 from cryptoctl.aggregator.stats import AggregatorStats, Counters
 from cryptoctl.cache.writer import CacheWriter, candle_doc
-from cryptoctl.db.sink import PartitionFlush, RawFields, Sink, encode_raw_ticks, late_row
+from cryptoctl.db.sink import PartitionFlush, Sink, encode_raw_ticks, late_row
 from cryptoctl.errors import InvalidTick
 from cryptoctl.kafka.clients import check_topic, consumer_config, new_client
 from cryptoctl.kafka.dlq import DeadLetters
 from cryptoctl.settings import Settings
-from cryptoctl.tick import fast_tick_fields, validate_tick
+from cryptoctl.tick import TickRow, fast_tick_fields, validate_tick
 from cryptoctl.windows import NO_WATERMARK, PartitionWindows
 
 if TYPE_CHECKING:
@@ -76,12 +76,12 @@ class PartitionState:
     next_offset: int | None  # None until a message is read: "from the beginning"
     last_tick: float  # monotonic time of the last batch that had a tick of this partition
     committed_offset: int | None = None
-    raw: list[RawFields] = field(default_factory=list)
+    raw: list[TickRow] = field(default_factory=list)
     raw_offsets: list[int] = field(default_factory=list)
     late: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def _checked_fields(obj: Any) -> tuple[RawFields | None, str]:
+def _checked_fields(obj: Any) -> tuple[TickRow | None, str]:
     """The slow path, for what the fast check did not vouch for: the tick's fields by
     validate_tick's verdict, or why it is invalid. ``obj`` is the decoded value, or the
     exception decoding raised."""
@@ -93,7 +93,7 @@ def _checked_fields(obj: Any) -> tuple[RawFields | None, str]:
         t = validate_tick(obj)
     except InvalidTick as exc:
         return None, exc.reason
-    return (t.symbol, t.price, t.qty, t.ts, t.quote, t.source, t.recv_ts, t.extra or None), ""
+    return t, ""  # a Tick is a TickRow
 
 
 def _key_mismatch(key: bytes | None, symbol: str) -> str:
@@ -409,34 +409,36 @@ class Aggregator:
                 continue  # revoked or fenced: not ours any more
             offset = msg.offset()
             ps.next_offset = offset + 1
+            row: TickRow | None
             try:
                 obj = loads(msg.value())  # a None value raises TypeError
             except (orjson.JSONDecodeError, TypeError) as exc:
-                obj, f = exc, None
+                obj, row = exc, None
             else:
-                f = fast(obj)
-            if f is None:  # parsed once: the slow path gets the decoded object
-                f, reason = _checked_fields(obj)
-                if f is None:
+                row = fast(obj)
+            if row is None:  # parsed once: the slow path gets the decoded object
+                row, reason = _checked_fields(obj)
+                if row is None:
                     self._dead_letter(msg, reason)
                     continue
+            symbol, price, ts, _source, _recv_ts, _quote, qty, _extra = row
             # The key decides the partition: a tick keyed otherwise than by its symbol may
             # sit in another partition than its market's, where it would overwrite that
             # market's candles. It is dead-lettered instead.
             key = msg.key()
-            if keys.get(key) != f[0]:
-                if key != f[0].encode():
-                    self._dead_letter(msg, _key_mismatch(key, f[0]))
+            if keys.get(key) != symbol:
+                if key != symbol.encode():
+                    self._dead_letter(msg, _key_mismatch(key, symbol))
                     continue
-                keys[key] = f[0]
+                keys[key] = symbol
             ticks += 1
-            if add(f[0], f[3], f[1], f[2]):
+            if add(symbol, ts, price, qty):
                 if store:
-                    raw_append(f)
+                    raw_append(row)
                     off_append(offset)
             else:
                 wm = ps.windows.watermark
-                ps.late.append(late_row(f, p, offset, wm))
+                ps.late.append(late_row(row, p, offset, wm))
                 counters.late += 1
         counters.ticks += ticks
         if store:

@@ -21,6 +21,7 @@ import orjson
 from cryptoctl.durations import ms_datetime
 from cryptoctl.errors import ConfigError, ServiceUnavailable
 from cryptoctl.settings import Settings
+from cryptoctl.tick import TickRow
 from cryptoctl.windows import Candle
 
 if TYPE_CHECKING:
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-# A raw tick as the aggregator buffers it: the tuple of cryptoctl.tick.fast_tick_fields.
-RawFields = tuple[str, float, float | None, int, str, str, int, dict[str, Any] | None]
 
 
 @dataclass
@@ -141,11 +140,9 @@ def candle_row(c: Candle, partition: int) -> tuple[Any, ...]:
     )
 
 
-def late_row(
-    fields: Sequence[Any], partition: int, offset: int, watermark_ms: int
-) -> tuple[Any, ...]:
-    """A late_ticks row from (symbol, price, qty, ts, ...) fields."""
-    symbol, price, qty, ts = fields[0], fields[1], fields[2], fields[3]
+def late_row(tick: TickRow, partition: int, offset: int, watermark_ms: int) -> tuple[Any, ...]:
+    """A late_ticks row of a tick."""
+    symbol, price, ts, _source, _recv_ts, _quote, qty, _extra = tick
     return (
         ms_datetime(ts), symbol, price, qty, partition, offset, ms_datetime(watermark_ms),
         watermark_ms - ts,
@@ -172,14 +169,12 @@ def _row_format(symbol: str, quote: str, source: str, has_qty: bool) -> _RowForm
     return entry
 
 
-def encode_raw_ticks(
-    rows: Sequence[RawFields], offsets: Sequence[int], partition: int
-) -> bytes:
+def encode_raw_ticks(rows: Sequence[TickRow], offsets: Sequence[int], partition: int) -> bytes:
     """raw_price_data rows in COPY binary format (without the stream header and trailer)."""
     out: list[bytes] = []
     append = out.append
     formats = _row_formats
-    for (symbol, price, qty, ts, quote, source, recv_ts, extra), offset in zip(
+    for (symbol, price, ts, source, recv_ts, quote, qty, extra), offset in zip(
         rows, offsets, strict=True
     ):
         has_qty = qty is not None

@@ -20,7 +20,7 @@ import orjson
 
 from cryptoctl.kafka.clients import new_client, producer_config
 from cryptoctl.settings import Settings
-from cryptoctl.sources.base import ValidTick
+from cryptoctl.tick import ValidTick
 
 log = logging.getLogger("cryptoctl.producer")
 _ERROR_LOG_EVERY_S = 10.0

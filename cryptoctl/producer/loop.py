@@ -19,7 +19,8 @@ from cryptoctl.kafka.producer import (
     confluent_producer,
 )
 from cryptoctl.settings import Settings
-from cryptoctl.sources.base import Source, ValidTick
+from cryptoctl.sources.base import Source
+from cryptoctl.tick import ValidTick
 
 log = logging.getLogger("cryptoctl.producer")
 _IDLE_SLICE_S = 0.1  # while a source waits, delivery reports are served this often

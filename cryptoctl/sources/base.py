@@ -1,36 +1,17 @@
-"""What every source shares: the interface, its counters, the one way to build a tick."""
+"""What every source shares: the interface and its counters. The tick itself, and the
+ways to build a checked one, live in :mod:`cryptoctl.tick`."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NewType, Protocol, cast
+from typing import Protocol
 
-from cryptoctl.tick import (
-    MAX_TS_MS,
-    MAX_VALUE,
-    MIN_TS_MS,
-    Tick,
-    fast_tick_fields,
-    is_code,
-    validate_tick,
-)
+from cryptoctl.tick import MAX_TS_MS, MAX_VALUE, MIN_TS_MS, ValidTick, is_code
 
 log = logging.getLogger("cryptoctl.producer")
-
-# A tick that has passed the shared validation (validate_tick's rules). Sources yield only
-# these and the Kafka sender takes only these, so each tick is checked exactly once, in
-# the source, where a bad one can still be reported with its context (a line number, a
-# coin id). mypy enforces the flow; at run time it is a plain Tick, at no cost.
-ValidTick = NewType("ValidTick", Tick)
-
-# The Tick constructor, typed as returning a ValidTick: for a source's hot loop that has
-# checked the fields itself with `plain_fields_ok` (or knows them constant and valid, like
-# its own name and the quote "USD"). Positional: symbol, price, ts, source, recv_ts,
-# quote, qty.
-trusted_tick = cast(Callable[[str, float, int, str, int, str, float | None], ValidTick], Tick)
 
 
 class StopFlag(Protocol):
@@ -67,19 +48,6 @@ class Source(Protocol):
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def checked_tick(obj: dict[str, Any]) -> ValidTick:
-    """A tick dict -> ValidTick through the shared validation, or InvalidTick.
-
-    The cheap check answers for plainly valid ticks; anything else goes to validate_tick,
-    so the verdict is always validate_tick's.
-    """
-    fields = fast_tick_fields(obj)
-    if fields is None:
-        return ValidTick(validate_tick(obj))
-    symbol, price, qty, ts, quote, source, recv_ts, _ = fields
-    return trusted_tick(symbol, price, ts, source, recv_ts, quote, qty)
 
 
 def valid_symbol(symbol: str) -> bool:

@@ -24,15 +24,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 
 from cryptoctl.errors import InvalidTick, UsageError
 from cryptoctl.settings import Settings
-from cryptoctl.sources.base import (
-    SourceCounters,
-    StopFlag,
-    ValidTick,
-    checked_tick,
-    note_problem,
-    now_ms,
-)
-from cryptoctl.tick import validate_tick
+from cryptoctl.sources.base import SourceCounters, StopFlag, note_problem, now_ms
+from cryptoctl.tick import ValidTick, checked_tick, validate_tick
 
 SOURCE = "coingecko"
 PUBLIC_URL = "https://api.coingecko.com/api/v3"

@@ -15,7 +15,7 @@ import csv
 import io
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from pathlib import Path
@@ -25,16 +25,8 @@ import orjson
 
 from cryptoctl.durations import datetime_ms
 from cryptoctl.errors import DataError, InvalidTick, UsageError
-from cryptoctl.sources.base import (
-    SourceCounters,
-    StopFlag,
-    ValidTick,
-    checked_tick,
-    log,
-    now_ms,
-    plain_fields_ok,
-    trusted_tick,
-)
+from cryptoctl.sources.base import SourceCounters, StopFlag, log, now_ms, plain_fields_ok
+from cryptoctl.tick import ValidTick, checked_tick, trusted_tick
 
 SOURCE = "replay"
 _BATCH = 2000
@@ -416,7 +408,7 @@ class ReplaySource:
                         break
                 # Paced rows are spread over real time: each is received now, not at the
                 # last of the reader's occasional clock readings (those suit unpaced replay).
-                item = replace(item, recv_ts=now_ms())
+                item = ValidTick(item._replace(recv_ts=now_ms()))
                 pacer.high_ts = max(pacer.high_ts, item.ts)
                 out.append(item)
                 if len(out) >= _BATCH:

@@ -26,16 +26,13 @@ from cryptoctl.errors import InvalidTick, UsageError
 from cryptoctl.sources.base import (
     SourceCounters,
     StopFlag,
-    ValidTick,
-    checked_tick,
     note_problem,
     now_ms,
     plain_fields_ok,
-    trusted_tick,
     valid_symbol,
 )
 from cryptoctl.sources.coins import synthetic_coin
-from cryptoctl.tick import MAX_TS_MS, MIN_TS_MS, Tick
+from cryptoctl.tick import MAX_TS_MS, MIN_TS_MS, Tick, ValidTick, checked_tick, trusted_tick
 
 SOURCE = "synthetic"
 _MS_PER_YEAR = 365.25 * 24 * 3600 * 1000

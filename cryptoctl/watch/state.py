@@ -94,8 +94,8 @@ class SymbolState:
         return recent / span
 
 
-def _change_24h(extra: Mapping[str, Any]) -> float | None:
-    value = extra.get("change_24h_pct")
+def _change_24h(extra: Mapping[str, Any] | None) -> float | None:
+    value = (extra or {}).get("change_24h_pct")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)

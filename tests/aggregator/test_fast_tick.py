@@ -61,18 +61,16 @@ def test_fast_path_agrees_with_validate_tick(obj):
     if fast is None:
         return  # the caller falls back to validate_tick: same verdict by construction
     assert isinstance(slow, Tick), f"fast path accepted what validate_tick rejects: {slow}"
-    symbol, price, qty, ts, quote, source, recv_ts, extra = fast
-    assert (symbol, price, qty, ts, quote, source, recv_ts, extra or {}) == (
-        slow.symbol, slow.price, slow.qty, slow.ts, slow.quote, slow.source, slow.recv_ts,
-        slow.extra,
-    )
+    assert fast == slow  # a Tick is a TickRow: same fields, same order
+    _symbol, price, _ts, _source, _recv_ts, _quote, qty, _extra = fast
     assert all(type(x) is float for x in (price, *([qty] if qty is not None else [])))
 
 
 def test_fast_path_takes_the_producers_ticks():
     tick = Tick("BTC", 65000.5, TS, "synthetic", TS + 3, qty=0.25)
-    assert fast_tick_fields(orjson.loads(tick.to_json())) == (
-        "BTC", 65000.5, 0.25, TS, "USD", "synthetic", TS + 3, None,
-    )
+    assert fast_tick_fields(orjson.loads(tick.to_json())) == tick
     quote = Tick("BTC", 65000, TS, "coingecko", TS, qty=None)
-    assert fast_tick_fields(orjson.loads(quote.to_json()))[1:3] == (65000.0, None)
+    row = fast_tick_fields(orjson.loads(quote.to_json()))
+    assert row is not None
+    _symbol, price, _ts, _source, _recv_ts, _quote, qty, _extra = row
+    assert (price, qty) == (65000.0, None)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from cryptoctl.aggregator.core import Aggregator, PartitionState
+from cryptoctl.tick import Tick
 from cryptoctl.windows import PartitionWindows
 from tests.aggregator.data import make_ticks
 from tests.helpers import produce_ticks
@@ -22,7 +23,10 @@ def test_a_failed_commit_forgets_the_partitions(settings):
     windows = PartitionWindows(5_000, 60_000)
     windows.add("BTC", 1_763_000_000_000, 100.0, 1.0)
     agg._states[0] = PartitionState(1, windows, 42, 0.0, committed_offset=0)
-    agg._states[0].raw.append(("BTC", 100.0, 1.0, 1_763_000_000_000, "USD", "t", 0, None))
+    agg._states[0].raw.append(
+        Tick(symbol="BTC", price=100.0, ts=1_763_000_000_000, source="t",
+             recv_ts=1_763_000_000_000, qty=1.0)
+    )
     agg._states[0].raw_offsets.append(41)
     agg._sink = FailingSink()  # type: ignore[assignment]
 

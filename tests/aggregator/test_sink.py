@@ -7,6 +7,7 @@ import pytest
 from cryptoctl.db.connection import connect
 from cryptoctl.db.sink import PartitionFlush, Sink, encode_raw_ticks
 from cryptoctl.errors import ServiceUnavailable
+from cryptoctl.tick import Tick
 from cryptoctl.windows import Candle
 from tests.aggregator.data import BASE, scalar
 
@@ -69,8 +70,10 @@ def test_claim_restores_open_candles_and_detects_a_new_broker(settings):
 
 def test_binary_copy_round_trip(settings):
     rows = [
-        ("BTC", 65000.5, 0.25, BASE + 123, "USD", "synthetic", BASE + 130, None),
-        ("ETH", 3000.0, None, BASE + 7, "EUR", "coinbase", BASE + 9, {"trade_id": 7}),
+        Tick(symbol="BTC", price=65000.5, ts=BASE + 123, source="synthetic", recv_ts=BASE + 130,
+             quote="USD", qty=0.25),
+        Tick(symbol="ETH", price=3000.0, ts=BASE + 7, source="coinbase", recv_ts=BASE + 9,
+             quote="EUR", qty=None, extra={"trade_id": 7}),
     ]
     s = sink(settings, "a")
     epoch = s.claim([3])[3].epoch
@@ -82,7 +85,10 @@ def test_binary_copy_round_trip(settings):
                   kafka_offset
              FROM raw_price_data ORDER BY kafka_offset"""
     ).fetchall()
-    assert [tuple(r) for r in got] == [(*r, 3, off) for r, off in zip(rows, [10, 11], strict=True)]
+    assert [tuple(r) for r in got] == [
+        (t.symbol, t.price, t.qty, t.ts, t.quote, t.source, t.recv_ts, t.extra, 3, off)
+        for t, off in zip(rows, [10, 11], strict=True)
+    ]
 
 
 def test_a_retried_flush_is_logged_while_it_retries(settings, caplog):

@@ -10,8 +10,7 @@ from confluent_kafka import KafkaError
 
 from cryptoctl.kafka.producer import TickSender
 from cryptoctl.settings import Settings
-from cryptoctl.sources.base import ValidTick
-from cryptoctl.tick import Tick, validate_tick
+from cryptoctl.tick import Tick, ValidTick, validate_tick
 
 TS = 1_700_000_000_000
 

@@ -19,6 +19,7 @@ from cryptoctl.db.sink import PartitionFlush, Sink, encode_raw_ticks
 from cryptoctl.db.status import schema_objects
 from cryptoctl.settings import Settings
 from cryptoctl.stack import binaries, local
+from cryptoctl.tick import Tick
 from cryptoctl.windows import PartitionWindows
 from tests.conftest import free_port, state_home
 from tests.query.test_rollup import check_rollup
@@ -73,10 +74,10 @@ def test_sink_and_views(pg15: Settings) -> None:
     apply_schema(settings)
     base = 1_793_491_200_000
     windows = PartitionWindows(5_000, 60_000)
-    rows = [("BTC", 100.0 + i, 0.5, base + i * 1_000, "USD", "test", base + i * 1_000, None)
-            for i in range(90)]
-    for symbol, price, qty, ts, *_ in rows:
-        windows.add(symbol, ts, price, qty)
+    rows = [Tick(symbol="BTC", price=100.0 + i, ts=base + i * 1_000, source="test",
+                 recv_ts=base + i * 1_000, qty=0.5) for i in range(90)]
+    for t in rows:
+        windows.add(t.symbol, t.ts, t.price, t.qty)
     candles = windows.finalize() + windows.take_dirty()
     assert len(candles) == 2
 
