@@ -216,6 +216,27 @@ def decode_tick(value: bytes | None) -> Tick:
 # tests/aggregator/test_fast_tick.py checks both claims with Hypothesis.
 _PLAIN_CORE_LEN = len(_CORE)
 _MISSING = object()
+# Symbols/quotes and sources found valid, for the fast path. Bounded: past the bound a new
+# string is checked each time (a producer writing random symbols cannot grow them).
+_CODES: set[str] = set()
+_SOURCES: set[str] = set()
+_REMEMBER_AT_MOST = 10_000
+
+
+def _remember_code(text: str) -> bool:
+    if not is_code(text):
+        return False
+    if len(_CODES) < _REMEMBER_AT_MOST:
+        _CODES.add(text)
+    return True
+
+
+def _remember_source(text: str) -> bool:
+    if not text.strip() or not text.isprintable() or len(text) > MAX_SOURCE_LEN:
+        return False
+    if len(_SOURCES) < _REMEMBER_AT_MOST:
+        _SOURCES.add(text)
+    return True
 
 
 def fast_tick_fields(obj: Any) -> TickRow | None:
@@ -254,19 +275,14 @@ def fast_tick_fields(obj: Any) -> TickRow | None:
         return None
     if type(recv_ts) is not int or not MIN_TS_MS <= recv_ts <= MAX_TS_MS:
         return None
-    # is_code, inlined (the hot path)
-    if (
-        type(symbol) is not str or not 0 < len(symbol) <= MAX_SYMBOL_LEN
-        or not symbol.isascii() or not symbol.isalnum() or symbol != symbol.upper()
-    ):
+    # Strings already found valid are remembered: a set lookup instead of four string
+    # checks per field (the same few symbols, quotes and sources recur in every batch).
+    if type(symbol) is not str or type(quote) is not str or type(source) is not str:
         return None
-    if (
-        type(quote) is not str or not 0 < len(quote) <= MAX_SYMBOL_LEN
-        or not quote.isascii() or not quote.isalnum() or quote != quote.upper()
-    ):
+    if symbol not in _CODES and not _remember_code(symbol):
         return None
-    if type(source) is not str or not source.strip() or not source.isprintable():
+    if quote not in _CODES and not _remember_code(quote):
         return None
-    if len(source) > MAX_SOURCE_LEN:
+    if source not in _SOURCES and not _remember_source(source):
         return None
     return symbol, price, ts, source, recv_ts, quote, qty, None
