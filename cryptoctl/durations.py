@@ -42,10 +42,6 @@ def _bounded(ms: float, text: str) -> int:
     return round(ms)
 
 
-def parse_duration_s(text: str) -> float:
-    return parse_duration_ms(text) / 1000.0
-
-
 def datetime_ms(value: datetime) -> int:
     """An aware (or naive = UTC) datetime -> epoch ms, exactly (no float seconds)."""
     if value.tzinfo is None:

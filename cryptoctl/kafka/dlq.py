@@ -27,13 +27,11 @@ MAX_KEY_BYTES = 1_000
 
 
 class DeadLetters:
-    """Counts what it sent (``sent``), what was confirmed and what failed."""
+    """Counts the dead letters that could not be delivered (``failed``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = settings.dlq
-        self.sent = 0
-        self.delivered = 0
         self.failed = 0
         self._producer: Producer | None = None
 
@@ -50,9 +48,7 @@ class DeadLetters:
         return self._producer
 
     def _report(self, err: Any, _msg: Any) -> None:
-        if err is None:
-            self.delivered += 1
-        else:
+        if err is not None:
             self.failed += 1
 
     def send(
@@ -97,7 +93,6 @@ class DeadLetters:
                 "dead-letter send of %s[%d]@%d failed: %s", topic, partition, offset, exc
             )
             return
-        self.sent += 1
 
     def poll(self) -> None:
         if self._producer is not None:

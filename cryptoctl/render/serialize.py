@@ -149,7 +149,3 @@ def to_csv(records: Iterable[Record], fields: Sequence[str]) -> str:
         writer.writerow([_csv_value(record.get(name)) for name in fields])
     return buf.getvalue()
 
-
-def json_line(record: Record) -> str:
-    """One compact JSON object per line (``--format jsonl``)."""
-    return json.dumps(_finite(record), ensure_ascii=False, separators=(",", ":"), allow_nan=False)

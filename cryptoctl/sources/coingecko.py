@@ -283,7 +283,6 @@ class CoinGeckoSource:
         self._client = client or httpx.Client(headers=headers, follow_redirects=True)
         self._last_seen: dict[str, int] = {}
         self._not_before = 0.0  # monotonic: a Retry-After that outlived its poll
-        self.polls = 0
 
     def close(self) -> None:
         self._client.close()
@@ -300,7 +299,6 @@ class CoinGeckoSource:
 
     def poll(self, stop: StopFlag) -> list[ValidTick]:
         """One poll: the new valid ticks (possibly none); failures are counted and logged."""
-        self.polls += 1
         deadline = time.monotonic() + self.config.poll_timeout_s
         try:
             body = self._fetch(stop, deadline)

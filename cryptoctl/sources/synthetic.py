@@ -59,14 +59,13 @@ class SyntheticConfig:
 class _Walk:
     """One symbol's GBM price and trade sizes."""
 
-    __slots__ = ("drift", "price", "scale", "size", "vol")
+    __slots__ = ("price", "scale", "size", "vol")
 
     def __init__(self, symbol: str) -> None:
         coin = synthetic_coin(symbol)
         self.price = coin.start_price
         self.size = coin.trade_size
         self.vol = coin.annual_vol
-        self.drift = 0.0
         # Prices keep about 6 significant digits, as exchanges quote them.
         decimals = max(2, 6 - math.floor(math.log10(coin.start_price)) - 1)
         self.scale = 10.0**decimals

@@ -60,10 +60,6 @@ class UpResult:
     home: Path = Path()
     seconds: float = 0.0
 
-    @property
-    def started_any(self) -> bool:
-        return any(s.action == "started" for s in self.services)
-
 
 @dataclass(frozen=True)
 class DownOutcome:

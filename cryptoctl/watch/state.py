@@ -111,7 +111,6 @@ class WatchState:
     ticks: int = 0
     invalid: int = 0
     filtered_out: int = 0
-    last_invalid: str | None = None
     sources: Counter[str] = field(default_factory=Counter)
     # The aggregator's current 1-minute candle per symbol, from Redis, when available.
     candles: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -141,7 +140,6 @@ class WatchState:
 
     def reject(self, reason: str) -> None:
         self.invalid += 1
-        self.last_invalid = reason
 
     def elapsed(self, now: float) -> float:
         return max(0.0, now - self.started)

@@ -17,7 +17,6 @@ from cryptoctl.render.serialize import (
     PRICE_FIELDS,
     STATS_FIELDS,
     candle_record,
-    json_line,
     price_record,
     stats_record,
     to_csv,
@@ -90,4 +89,3 @@ def test_nan_and_infinity_are_null_in_json_and_empty_in_csv() -> None:
     assert to_csv([stats], STATS_FIELDS).count(",,") == 2
     # Records built elsewhere (or raw dicts) are cleaned too.
     assert json.loads(to_json([{"x": nan, "y": [inf, 1.5]}])) == [{"x": None, "y": [None, 1.5]}]
-    assert json_line({"x": -inf}) == '{"x":null}'
