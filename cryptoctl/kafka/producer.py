@@ -1,7 +1,7 @@
 """A thin tick producer over confluent-kafka: encode, produce, count deliveries.
 
 Key = symbol, value = the tick JSON, message timestamp = ``ts``. It takes only
-:data:`~cryptoctl.sources.base.ValidTick` (ticks that passed the shared validation in
+:data:`~cryptoctl.tick.ValidTick` (ticks that passed the shared validation in
 their source), so nothing invalid reaches the topic and nothing is validated twice.
 Delivery reports are counted; a full local queue is waited out (poll, retry); a fatal
 producer error (idempotence broken, fenced, ...) recreates the producer and re-sends what

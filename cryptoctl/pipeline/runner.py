@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cryptoctl.errors import CryptoctlError
+from cryptoctl.errors import CryptoctlError, InternalError
 from cryptoctl.settings import Settings
 
 if TYPE_CHECKING:
@@ -185,9 +185,18 @@ class Pipeline:
         if worker is None or worker.error is None:
             return
         error = worker.error
-        if not isinstance(error, CryptoctlError):
+        if isinstance(error, CryptoctlError):
+            raise error
+        if isinstance(error, Exception) and not isinstance(error, BrokenPipeError):
             error.add_note(f"raised in the {worker.name} thread of the pipeline")
-        raise error
+            raise error
+        # A worker's closed pipe is not this command's stdout closing (which exits 0), and a
+        # SystemExit or the like must not skip the handler: an internal error either way.
+        raise InternalError(
+            f"internal error: {type(error).__name__} in the {worker.name} thread of the"
+            f" pipeline: {error}",
+            hint="this is a bug; CRYPTOCTL_DEBUG=1 shows the traceback",
+        ) from error
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()

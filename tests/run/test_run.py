@@ -187,6 +187,12 @@ def test_the_fallback_is_said_once_off_a_terminal(settings: Settings) -> None:
             6,
             "error: PostgreSQL at db.example:5432/x: writing candles failed: disk full",
         ),
+        # A worker's closed pipe is not run's stdout closing (that one exits 0 quietly).
+        (
+            BrokenPipeError(32, "Broken pipe"),
+            1,
+            "error: internal error: BrokenPipeError in the producer thread",
+        ),
     ],
 )
 def test_a_worker_error_reaches_the_one_handler_as_it_is(
