@@ -1,0 +1,93 @@
+"""The aggregator's per-tick cost alone: ``Aggregator._process`` over in-memory messages.
+
+    .venv/bin/python bench/bench_process.py [--ticks 100000] [--repeat 7] [--store]
+
+No broker, no database: messages are plain objects with the confluent-kafka Message
+methods the loop calls, values are real tick JSON (5 symbols, event time in order). It
+prints the best and the median nanoseconds per tick over --repeat runs. For an A/B of two
+checkouts, run this file with each checkout's interpreter, alternating:
+
+    /path/to/old/.venv/bin/python bench/bench_process.py
+    .venv/bin/python bench/bench_process.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from typing import Any
+
+import orjson
+
+from cryptoctl.aggregator.core import Aggregator, AggregatorOptions, PartitionState
+from cryptoctl.settings import load_settings
+from cryptoctl.windows import PartitionWindows
+
+SYMBOLS = ["BTC", "ETH", "SOL", "ADA", "XRP"]
+BASE_TS = 1_704_067_200_000
+
+
+class FakeMessage:
+    """What ``_process`` calls on a confluent-kafka Message."""
+
+    __slots__ = ("_key", "_offset", "_value")
+
+    def __init__(self, value: bytes, key: bytes, offset: int) -> None:
+        self._value, self._key, self._offset = value, key, offset
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return self._key
+
+    def topic(self) -> str:
+        return "bench"
+
+
+def messages(n: int) -> list[Any]:
+    rng = random.Random(1)
+    out = []
+    for i in range(n):
+        sym, ts = SYMBOLS[i % len(SYMBOLS)], BASE_TS + i * 3
+        value = orjson.dumps({"v": 1, "symbol": sym, "quote": "USD",
+                              "price": round(100 + rng.random(), 4),
+                              "qty": round(rng.random(), 4), "ts": ts, "source": "synthetic",
+                              "recv_ts": ts})
+        out.append(FakeMessage(value, sym.encode(), i))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ticks", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--store", action="store_true", help="buffer raw ticks as `aggregate` does")
+    args = ap.parse_args()
+    msgs = messages(args.ticks)
+    runs = []
+    for _ in range(args.repeat):
+        agg = Aggregator(load_settings(environ={}), AggregatorOptions(store_ticks=args.store))
+        agg._states[0] = PartitionState(1, PartitionWindows(5_000, 60_000), None, 0.0)
+        t0 = time.perf_counter()
+        for i in range(0, len(msgs), 10_000):
+            agg._process(msgs[i : i + 10_000], 0.0)
+        runs.append(time.perf_counter() - t0)
+    per_tick = [r / len(msgs) * 1e9 for r in runs]
+    print(f"ns/tick best {min(per_tick):,.0f} median {statistics.median(per_tick):,.0f}"
+          f" ({args.ticks:,} ticks, {args.repeat} runs, store={args.store})")
+
+
+if __name__ == "__main__":
+    main()
