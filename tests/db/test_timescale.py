@@ -29,7 +29,7 @@ from cryptoctl.db.queries import INTERVALS, fetch_candles
 from cryptoctl.settings import Settings
 from cryptoctl.stack import binaries, local
 from tests.conftest import free_port, state_home
-from tests.query.test_rollup import DAY0, TickRow, check_rollup, ticks_strategy
+from tests.query.test_rollup import DAY0, WindowTick, check_rollup, ticks_strategy
 
 STANDIN = Path(__file__).parent / "timescaledb_standin"
 EXT_SCHEMA = "tsdb_ext"
@@ -149,7 +149,7 @@ def rollup_conn(timescale_pg: Settings) -> Iterator[psycopg.Connection[Any]]:
     only=st.sampled_from([None, ["BTC"], ["ETH", "BTC"]]),
 )
 def test_rollup_over_time_bucket_equals_brute_force_and_date_bin(
-    rollup_conn: Any, ticks: list[TickRow], finals: list[bool], interval: str, only: list[str] | None
+    rollup_conn: Any, ticks: list[WindowTick], finals: list[bool], interval: str, only: list[str] | None
 ) -> None:
     check_rollup(rollup_conn, ticks, finals, interval, only, "time_bucket")
     window = {"interval": interval, "since_ms": DAY0, "until_ms": DAY0 + 2 * 86_400_000, "symbols": only}
@@ -157,13 +157,17 @@ def test_rollup_over_time_bucket_equals_brute_force_and_date_bin(
     assert chosen == fetch_candles(rollup_conn, function="date_bin", **window)
 
 
+def another_database(base: Settings, name: str, schema: str) -> Settings:
+    """A new database on the stand-in server, and settings for cryptoctl's schema in it."""
+    with connect(base, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = base.database_url.rsplit("/", 1)[0] + f"/{name}"
+    return replace(base, database_url=url, db_schema=schema)
+
+
 def test_extension_schema_name_is_quoted(timescale_pg: Settings) -> None:
     # Another database whose extension schema needs quoting; cryptoctl's tables in a third.
-    db = "cryptoctl_quoted"
-    with connect(timescale_pg, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    settings = replace(timescale_pg, database_url=timescale_pg.database_url.rsplit("/", 1)[0] + f"/{db}",
-                       db_schema="crypto_q")
+    settings = another_database(timescale_pg, "cryptoctl_quoted", "crypto_q")
     ext_schema = "Ts-Ext 2"  # upper case, '-' and ' ' need quoting
     with connect(settings, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(ext_schema)))
@@ -171,7 +175,7 @@ def test_extension_schema_name_is_quoted(timescale_pg: Settings) -> None:
     apply_schema(settings)
     assert [t[1] for t in hypertables_of(settings, "crypto_q", ext_schema)] == [
         "raw_price_data", "price_aggregates_1m", "late_ticks"]
-    ticks: list[TickRow] = [("BTC", m * 60_000 + 3_000, 100.0 + m, 0.5) for m in range(30)]
+    ticks: list[WindowTick] = [("BTC", m * 60_000 + 3_000, 100.0 + m, 0.5) for m in range(30)]
     with connect(settings, autocommit=True) as conn:
         check_rollup(conn, ticks, [True] * 30, "15m", None, "time_bucket")
 
@@ -179,11 +183,7 @@ def test_extension_schema_name_is_quoted(timescale_pg: Settings) -> None:
 def test_schema_creates_the_extension_outside_cryptoctls_schema(timescale_pg: Settings) -> None:
     # Available but not created: schema.sql creates it, in public (a `DROP SCHEMA crypto_x
     # CASCADE` must not take the extension, and every other schema's hypertables, with it).
-    db = "cryptoctl_fresh"
-    with connect(timescale_pg, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    settings = replace(timescale_pg, database_url=timescale_pg.database_url.rsplit("/", 1)[0] + f"/{db}",
-                       db_schema="crypto_x")
+    settings = another_database(timescale_pg, "cryptoctl_fresh", "crypto_x")
     apply_schema(settings)
     with connect(settings) as conn:
         row = conn.execute(

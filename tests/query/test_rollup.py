@@ -36,7 +36,8 @@ def dt(ms: int) -> datetime:
 
 
 # (symbol, ts, price, qty) in arrival order
-TickRow = tuple[str, int, float, float | None]
+# A tick as the windows take it: (symbol, ts, price, qty).
+WindowTick = tuple[str, int, float, float | None]
 
 ticks_strategy = st.lists(
     st.tuples(
@@ -50,12 +51,12 @@ ticks_strategy = st.lists(
 )
 
 
-def aggregate(ticks: Sequence[TickRow], width_ms: int) -> dict[tuple[str, int], dict[str, Any]]:
+def aggregate(ticks: Sequence[WindowTick], width_ms: int) -> dict[tuple[str, int], dict[str, Any]]:
     """Brute force: OHLC of ticks grouped by (symbol, floor(ts / width)).
 
     open = earliest ts (ties: first in arrival order); close = latest ts (ties: last).
     """
-    groups: dict[tuple[str, int], list[tuple[int, TickRow]]] = defaultdict(list)
+    groups: dict[tuple[str, int], list[tuple[int, WindowTick]]] = defaultdict(list)
     for order, t in enumerate(ticks):
         groups[(t[0], t[1] - t[1] % width_ms)].append((order, t))
     out = {}
@@ -78,9 +79,9 @@ def aggregate(ticks: Sequence[TickRow], width_ms: int) -> dict[tuple[str, int], 
     return out
 
 
-def store_minutes(conn: Any, ticks: Sequence[TickRow], finals: Iterable[bool]) -> dict:
+def store_minutes(conn: Any, ticks: Sequence[WindowTick], finals: Iterable[bool]) -> dict:
     """1-minute candles of the ticks, inserted with full state; returns final per candle."""
-    ts_of: dict[tuple[str, int], list[tuple[int, TickRow]]] = defaultdict(list)
+    ts_of: dict[tuple[str, int], list[tuple[int, WindowTick]]] = defaultdict(list)
     for order, t in enumerate(ticks):
         ts_of[(t[0], t[1] - t[1] % MINUTE_MS)].append((order, t))
     minutes = aggregate(ticks, MINUTE_MS)
@@ -130,7 +131,7 @@ def close(a: float | None, b: float | None) -> bool:
 
 def check_rollup(
     conn: Any,
-    ticks: Sequence[TickRow],
+    ticks: Sequence[WindowTick],
     finals: list[bool],
     interval: str,
     symbols: list[str] | None,
@@ -189,7 +190,7 @@ def bucket_functions(conn: Any) -> list[str]:
     only=st.sampled_from([None, ["BTC"], ["ETH", "BTC"]]),
 )
 def test_rollup_equals_direct_aggregation(
-    conn: Any, ticks: list[TickRow], finals: list[bool], interval: str, only: list[str] | None
+    conn: Any, ticks: list[WindowTick], finals: list[bool], interval: str, only: list[str] | None
 ) -> None:
     for function in bucket_functions(conn):
         check_rollup(conn, ticks, finals, interval, only, function)
@@ -197,7 +198,7 @@ def test_rollup_equals_direct_aggregation(
 
 def test_ties_on_open_and_close_time_use_the_candle_order(conn: Any) -> None:
     # Two ticks at the same ms: open is the first, close the last (arrival order).
-    ticks: list[TickRow] = [
+    ticks: list[WindowTick] = [
         ("BTC", 5_000, 10.0, 1.0),
         ("BTC", 5_000, 11.0, 1.0),
         ("BTC", 61_000, 12.0, None),
