@@ -20,7 +20,7 @@ class AggregatorStats:
     another consumer claimed it since.
     """
 
-    state: str  # starting | running | stopping | stopped
+    state: str  # starting | running | waiting for partitions | stopping | stopped
     elapsed_s: float
     ticks: int
     ticks_per_s: float
