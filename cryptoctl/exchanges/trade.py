@@ -54,9 +54,10 @@ class TradeHistory(Protocol):
     """
 
     def trades_after(
-        self, market: Market, trade_id: int, *, until_id: int | None = None
+        self, market: Market, after: Trade, *, until_id: int | None = None
     ) -> Iterator[list[Trade]]:
-        """Trades with id > ``trade_id`` (and <= ``until_id`` when given)."""
+        """Trades with id > ``after.trade_id`` (and <= ``until_id`` when given). The whole
+        trade is given because some exchanges page by time (Kraken), others by id."""
         ...
 
     def trades_since(self, market: Market, ts_ms: int) -> Iterator[list[Trade]]:
