@@ -58,14 +58,6 @@ class ConfigError(UsageError):
     """A setting (flag, environment variable or config file entry) is invalid."""
 
 
-# How a user points cryptoctl at another instance of each service (docs/configuration.md).
-_ADDRESS_SETTING = {
-    "Kafka": "--kafka / CRYPTOCTL_KAFKA_BOOTSTRAP",
-    "PostgreSQL": "--database-url / CRYPTOCTL_DATABASE_URL",
-    "Redis": "--redis-url / CRYPTOCTL_REDIS_URL",
-}
-
-
 class ServiceUnavailable(CryptoctlError):
     """A service cannot be reached. Names the service, the address and how to start it."""
 
@@ -75,9 +67,11 @@ class ServiceUnavailable(CryptoctlError):
         what = f"{service} is not reachable at {address}"
         if detail:
             what += f": {detail}"
-        setting = _ADDRESS_SETTING.get(service)
+        from cryptoctl.endpoints import by_service
+
+        endpoint = by_service(service)
         default_hint = "start the local stack with `cryptoctl up`" + (
-            f", or set {setting} to yours" if setting else ""
+            f", or set {endpoint.how_to_set} to yours" if endpoint else ""
         )
         super().__init__(what, hint=hint or default_hint)
         self.service = service

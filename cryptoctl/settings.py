@@ -1,6 +1,7 @@
 """Settings, resolved once into a frozen object: flag > environment > config file > default.
 
-Every service endpoint lives here, so ``cryptoctl up`` starts its servers on exactly the
+Every service endpoint resolves here (its default and variables are in
+:mod:`cryptoctl.endpoints`), so ``cryptoctl up`` starts its servers on exactly the
 addresses that ``produce``/``aggregate``/``candles`` will use.
 """
 
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptoctl.endpoints import KAFKA, POSTGRES, REDIS, SERVICES
 from cryptoctl.errors import ConfigError
 
-DEFAULT_KAFKA_BOOTSTRAP = "localhost:9092"
-DEFAULT_DATABASE_URL = "postgresql://cryptoctl:cryptoctl@localhost:5432/cryptoctl"
-DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_KAFKA_BOOTSTRAP = KAFKA.default
+DEFAULT_DATABASE_URL = POSTGRES.default
+DEFAULT_REDIS_URL = REDIS.default
 DEFAULT_TOPIC = "crypto-prices"
 
 
@@ -69,10 +71,8 @@ class Settings:
 # name -> environment variables, first set wins
 ENV_VARS: dict[str, tuple[str, ...]] = {
     "home": ("CRYPTOCTL_HOME",),
-    "kafka_bootstrap": ("CRYPTOCTL_KAFKA_BOOTSTRAP",),
-    "database_url": ("CRYPTOCTL_DATABASE_URL", "DATABASE_URL"),
+    **{e.setting: e.env for e in SERVICES},
     "db_schema": ("CRYPTOCTL_DB_SCHEMA",),
-    "redis_url": ("CRYPTOCTL_REDIS_URL",),
     "redis_prefix": ("CRYPTOCTL_REDIS_PREFIX",),
     "topic": ("CRYPTOCTL_TOPIC",),
     "dlq_topic": ("CRYPTOCTL_DLQ_TOPIC",),

@@ -17,14 +17,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from cryptoctl.endpoints import SERVICES
 from cryptoctl.errors import StackError
-from cryptoctl.settings import (
-    DEFAULT_DATABASE_URL,
-    DEFAULT_KAFKA_BOOTSTRAP,
-    DEFAULT_REDIS_URL,
-    Settings,
-    redact,
-)
+from cryptoctl.settings import Settings, redact
 
 PROJECT = "cryptoctl"
 COMPOSE_FILE_NAME = "docker-compose.yml"
@@ -36,12 +31,7 @@ DOWN_TIMEOUT = 180.0
 LOCAL_HINT = "use the local runtime instead: cryptoctl up"
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 # Endpoints the compose file publishes (tests/test_compose.py holds the file to these).
-PUBLISHED = {
-    "Kafka": DEFAULT_KAFKA_BOOTSTRAP,
-    "PostgreSQL": DEFAULT_DATABASE_URL,
-    "Redis": DEFAULT_REDIS_URL,
-    "Kafka UI": "http://localhost:8080",
-}
+PUBLISHED = {e.service: e.default for e in SERVICES} | {"Kafka UI": "http://localhost:8080"}
 
 
 @dataclass(frozen=True)

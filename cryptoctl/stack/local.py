@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from cryptoctl.endpoints import by_service
 from cryptoctl.errors import StackError
 from cryptoctl.settings import Settings
 from cryptoctl.stack.processes import (
@@ -166,11 +167,8 @@ def _ensure_running(
 
 
 def _setting_for(service: Service) -> str:
-    return {
-        "kafka": "CRYPTOCTL_KAFKA_BOOTSTRAP",
-        "postgres": "CRYPTOCTL_DATABASE_URL",
-        "redis": "CRYPTOCTL_REDIS_URL",
-    }[service.name]
+    endpoint = by_service(service.name)
+    return endpoint.env[0] if endpoint else service.name
 
 
 def _start(service: Service, state: StateFile) -> tuple[ProcessRecord, float]:

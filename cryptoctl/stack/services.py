@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from cryptoctl.endpoints import KAFKA, POSTGRES, REDIS, Endpoint
 from cryptoctl.errors import ConfigError, StackError
 from cryptoctl.settings import Settings, host_port, redact
 from cryptoctl.stack import binaries
@@ -26,11 +27,11 @@ LOOPBACK = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
 PG_SYSTEM_USER = "cryptoctl"
 
 
-def _loopback(service: str, host: str, setting: str) -> str:
+def _loopback(endpoint: Endpoint, host: str) -> str:
     if host not in LOOPBACK:
         raise StackError(
-            f"the local runtime only starts servers on this machine, but {setting} points "
-            f"{service} at {host}",
+            f"the local runtime only starts servers on this machine, but {endpoint.env[0]} "
+            f"points {endpoint.service} at {host}",
             hint="use a localhost address, or skip `cryptoctl up` for an external service",
         )
     return "127.0.0.1" if host in {"localhost", "ip6-localhost"} else host
@@ -111,7 +112,7 @@ class KafkaService(Service):
 
     @property
     def bind_host(self) -> str:
-        return _loopback("Kafka", self.endpoint[0], "CRYPTOCTL_KAFKA_BOOTSTRAP")
+        return _loopback(KAFKA, self.endpoint[0])
 
     def command(self) -> list[str]:
         # Each start gets its own cluster id: the broker keeps nothing across restarts, and
@@ -167,7 +168,7 @@ class PostgresService(Service):
 
     @property
     def bind_host(self) -> str:
-        return _loopback("PostgreSQL", self.endpoint[0], "CRYPTOCTL_DATABASE_URL")
+        return _loopback(POSTGRES, self.endpoint[0])
 
     @property
     def user(self) -> str:
@@ -284,7 +285,7 @@ class RedisService(Service):
 
     @property
     def bind_host(self) -> str:
-        return _loopback("Redis", self.endpoint[0], "CRYPTOCTL_REDIS_URL")
+        return _loopback(REDIS, self.endpoint[0])
 
     def _password(self) -> str | None:
         """The password of the Redis URL, which the local server then requires.
@@ -298,7 +299,7 @@ class RedisService(Service):
         if parts.username and unquote(parts.username) != "default":
             raise ConfigError(
                 f"the local Redis has only the user 'default', not {parts.username!r}",
-                hint="drop the user name from CRYPTOCTL_REDIS_URL (redis://:PASSWORD@host:port)",
+                hint=f"drop the user name from {REDIS.env[0]} (redis://:PASSWORD@host:port)",
             )
         return unquote(parts.password) if parts.password else None
 
