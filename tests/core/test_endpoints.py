@@ -9,7 +9,6 @@ from cryptoctl.endpoints import SERVICES, by_service
 from cryptoctl.errors import ServiceUnavailable
 from cryptoctl.settings import load_settings
 
-
 ELSEWHERE = {
     "kafka": "127.0.0.9:9999",
     "postgres": "postgresql://u@127.0.0.9:5999/db",
