@@ -2,6 +2,16 @@
 -- into the schema named by `search_path` (setting db_schema, default "public").
 -- Runs unchanged on plain PostgreSQL 15+; uses TimescaleDB hypertables when the extension
 -- is installed. Applying it twice changes nothing.
+--
+-- Schema version 2 (table cryptoctl_schema): candles, raw and late ticks are keyed by the
+-- market (source, symbol, quote) and carry exchange trade ids; the per-market trade
+-- checkpoint and recorded feed gaps are new. A version-1 database (cryptoctl 0.1) is
+-- migrated in place by the block after the tables, keeping its candles.
+
+CREATE TABLE IF NOT EXISTS cryptoctl_schema (
+    version     integer NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
 
 CREATE TABLE IF NOT EXISTS cryptocurrencies (
     symbol        text PRIMARY KEY,
@@ -22,14 +32,18 @@ CREATE TABLE IF NOT EXISTS raw_price_data (
     recv_time        timestamptz,
     kafka_partition  integer,
     kafka_offset     bigint,
-    extra            jsonb
+    extra            jsonb,
+    trade_id         text,                          -- the exchange's trade id, as it was sent
+    side             text                           -- the taker's side: buy or sell
 );
 CREATE INDEX IF NOT EXISTS raw_price_data_symbol_time_idx ON raw_price_data (symbol, time DESC);
 
 -- One-minute event-time candles. Full state is stored (sums, open/close event times), so
 -- a consumer that takes over a partition continues a candle exactly where it was left.
 CREATE TABLE IF NOT EXISTS price_aggregates_1m (
+    source           text NOT NULL,                 -- the market: source, symbol, quote
     symbol           text NOT NULL,
+    quote            text NOT NULL,
     bucket           timestamptz NOT NULL,          -- window start, UTC-aligned
     open             double precision NOT NULL,
     high             double precision NOT NULL,
@@ -46,15 +60,22 @@ CREATE TABLE IF NOT EXISTS price_aggregates_1m (
     kafka_partition  integer,
     final            boolean NOT NULL DEFAULT false,
     updated_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (symbol, bucket)
+    open_trade_id    bigint,                        -- ties on one ms: lowest trade id opens,
+    close_trade_id   bigint,                        -- highest closes (exchange trades)
+    PRIMARY KEY (source, symbol, quote, bucket)
 );
+CREATE INDEX IF NOT EXISTS price_aggregates_1m_symbol_idx
+    ON price_aggregates_1m (symbol, bucket);
 CREATE INDEX IF NOT EXISTS price_aggregates_1m_open_idx
     ON price_aggregates_1m (kafka_partition, bucket) WHERE NOT final;
 
 -- Ticks that arrived after their window was final: recorded, never silently lost.
 CREATE TABLE IF NOT EXISTS late_ticks (
     time             timestamptz NOT NULL,
+    source           text,                          -- null in rows of schema version 1
     symbol           text NOT NULL,
+    quote            text,
+    trade_id         text,
     price            double precision NOT NULL,
     qty              double precision,
     kafka_partition  integer NOT NULL,
@@ -105,16 +126,87 @@ CREATE TABLE IF NOT EXISTS kafka_generations (
     PRIMARY KEY (consumer_group, topic)
 );
 
--- Latest price per symbol, from the newest candle (present whether or not raw ticks are kept).
-CREATE OR REPLACE VIEW v_latest_prices AS
-SELECT DISTINCT ON (symbol)
-       symbol, close AS price, close_time AS time, bucket, final
-FROM price_aggregates_1m
-ORDER BY symbol, bucket DESC;
+-- Exactly-once per trade: for each market, the newest exchange trade id applied to its
+-- candles, committed with them. A trade at or below it (a re-sent or re-read trade) is not
+-- applied again, whatever crashed in between. A market lives on one partition.
+CREATE TABLE IF NOT EXISTS market_trades (
+    consumer_group   text NOT NULL,
+    topic            text NOT NULL,
+    source           text NOT NULL,
+    symbol           text NOT NULL,
+    quote            text NOT NULL,
+    kafka_partition  integer NOT NULL,
+    last_trade_id    bigint NOT NULL,
+    last_time        timestamptz NOT NULL,
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_group, topic, source, symbol, quote)
+);
 
--- 24-hour statistics per symbol from the 1-minute candles of the last 24 hours.
+-- Trades an exchange feed knows it missed and could not fetch: never hidden. Candles of
+-- the minutes from after_time to before_time are incomplete.
+CREATE TABLE IF NOT EXISTS feed_gaps (
+    id               bigserial PRIMARY KEY,
+    source           text NOT NULL,
+    symbol           text NOT NULL,
+    quote            text NOT NULL,
+    first_trade_id   bigint NOT NULL,               -- the missing ids, inclusive
+    last_trade_id    bigint NOT NULL,
+    after_time       timestamptz NOT NULL,          -- the trades around the gap
+    before_time      timestamptz NOT NULL,
+    reason           text NOT NULL,
+    recorded_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (source, symbol, quote, first_trade_id, last_trade_id)
+);
+
+-- From schema version 1: market columns (candles of one symbol were one market then; the
+-- source and quote its raw ticks name most, else 'unknown'/'USD'), trade ids, new views.
+DO $$
+BEGIN
+    IF (SELECT max(version) FROM cryptoctl_schema) > 2 THEN
+        RAISE EXCEPTION 'cryptoctl: this database has schema version %, newer than this'
+            ' cryptoctl (2): upgrade cryptoctl', (SELECT max(version) FROM cryptoctl_schema);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema()
+                     AND table_name = 'price_aggregates_1m' AND column_name = 'source') THEN
+        ALTER TABLE price_aggregates_1m ADD COLUMN source text, ADD COLUMN quote text,
+            ADD COLUMN open_trade_id bigint, ADD COLUMN close_trade_id bigint;
+        UPDATE price_aggregates_1m c SET
+            source = coalesce((SELECT r.source FROM raw_price_data r WHERE r.symbol = c.symbol
+                               GROUP BY r.source ORDER BY count(*) DESC, r.source LIMIT 1),
+                              'unknown'),
+            quote = coalesce((SELECT r.quote FROM raw_price_data r WHERE r.symbol = c.symbol
+                              GROUP BY r.quote ORDER BY count(*) DESC, r.quote LIMIT 1),
+                             'USD');
+        ALTER TABLE price_aggregates_1m ALTER COLUMN source SET NOT NULL,
+            ALTER COLUMN quote SET NOT NULL;
+        ALTER TABLE price_aggregates_1m DROP CONSTRAINT price_aggregates_1m_pkey;
+        ALTER TABLE price_aggregates_1m ADD PRIMARY KEY (source, symbol, quote, bucket);
+        CREATE INDEX IF NOT EXISTS price_aggregates_1m_symbol_idx
+            ON price_aggregates_1m (symbol, bucket);
+        ALTER TABLE raw_price_data ADD COLUMN IF NOT EXISTS trade_id text,
+            ADD COLUMN IF NOT EXISTS side text;
+        ALTER TABLE late_ticks ADD COLUMN IF NOT EXISTS source text,
+            ADD COLUMN IF NOT EXISTS quote text, ADD COLUMN IF NOT EXISTS trade_id text;
+        DROP VIEW IF EXISTS v_latest_prices;
+        DROP VIEW IF EXISTS v_price_stats_24h;
+    END IF;
+    DELETE FROM cryptoctl_schema WHERE version < 2;
+    INSERT INTO cryptoctl_schema (version) SELECT 2
+    WHERE NOT EXISTS (SELECT 1 FROM cryptoctl_schema);
+END
+$$;
+
+-- Latest price per market, from the newest candle (present whether or not raw ticks are kept).
+CREATE OR REPLACE VIEW v_latest_prices AS
+SELECT DISTINCT ON (source, symbol, quote)
+       source, symbol, quote, close AS price, close_time AS time, bucket, final
+FROM price_aggregates_1m
+ORDER BY source, symbol, quote, bucket DESC;
+
+-- 24-hour statistics per market from the 1-minute candles of the last 24 hours.
 CREATE OR REPLACE VIEW v_price_stats_24h AS
-SELECT symbol,
+SELECT source, symbol, quote,
        (array_agg(open ORDER BY bucket ASC))[1]   AS open,
        max(high)                                   AS high,
        min(low)                                    AS low,
@@ -127,7 +219,7 @@ SELECT symbol,
        max(bucket)                                 AS last_bucket
 FROM price_aggregates_1m
 WHERE bucket >= now() - interval '24 hours'
-GROUP BY symbol;
+GROUP BY source, symbol, quote;
 
 -- TimescaleDB, where present: hypertables on the time columns. The extension's functions
 -- live in the extension's schema, which is not on cryptoctl's search_path (only its own

@@ -32,7 +32,9 @@ MAX_VALUE = 1e15
 # Symbols and quotes: upper-case ASCII letters and digits (DESIGN.md), at most this long.
 MAX_SYMBOL_LEN = 20
 MAX_SOURCE_LEN = 64
-_CORE = ("v", "symbol", "quote", "price", "qty", "ts", "source", "recv_ts")
+MAX_TRADE_ID = (1 << 63) - 1  # fits PostgreSQL bigint
+SIDES = ("buy", "sell")
+_CORE = ("v", "symbol", "quote", "price", "qty", "ts", "source", "recv_ts", "trade_id", "side")
 
 
 class Tick(NamedTuple):
@@ -47,6 +49,8 @@ class Tick(NamedTuple):
     quote: str = "USD"
     qty: float | None = None
     extra: dict[str, Any] | None = None  # fields beyond the core ones; None: there are none
+    trade_id: int | str | None = None  # the exchange's trade id (exchange feeds)
+    side: str | None = None  # the taker's side, "buy" or "sell", where the source knows it
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -59,6 +63,9 @@ class Tick(NamedTuple):
             "source": self.source,
             "recv_ts": self.recv_ts,
         }
+        if self.trade_id is not None:  # quotes stay as they were: no null trade fields
+            out["trade_id"] = self.trade_id
+            out["side"] = self.side
         if self.extra:
             out.update(self.extra)
         return out
@@ -69,7 +76,9 @@ class Tick(NamedTuple):
 
 # Tick's fields as a plain tuple, in Tick's order: what the aggregator's hot path builds
 # (a tuple costs a third of a NamedTuple to make). Every Tick is a TickRow.
-TickRow = tuple[str, float, int, str, int, str, float | None, dict[str, Any] | None]
+TickRow = tuple[
+    str, float, int, str, int, str, float | None, dict[str, Any] | None, int | str | None, str | None
+]
 
 # A tick that has passed the shared validation (validate_tick's rules). Sources yield only
 # these and the Kafka sender takes only these, so each tick is checked exactly once, in
@@ -80,7 +89,7 @@ ValidTick = NewType("ValidTick", Tick)
 # The Tick constructor, typed as returning a ValidTick: for a source's hot loop that has
 # checked the fields itself with `plain_fields_ok` (or knows them constant and valid, like
 # its own name and the quote "USD"). Positional, in Tick's order: symbol, price, ts,
-# source, recv_ts, quote, qty.
+# source, recv_ts, quote, qty (and, for trades, extra, trade_id, side).
 trusted_tick = cast(Callable[[str, float, int, str, int, str, float | None], ValidTick], Tick)
 
 
@@ -172,6 +181,7 @@ def validate_tick(obj: Any) -> Tick:
         raise InvalidTick(
             f"field 'quote' must be 1-{MAX_SYMBOL_LEN} ASCII letters/digits, got {quote!r}"
         )
+    trade_id, side = _trade_fields(obj)
     extra = {k: v for k, v in obj.items() if k not in _CORE} or None
     if _has_nul(extra):
         raise InvalidTick("an extra field holds a NUL character (\\u0000)")
@@ -184,7 +194,30 @@ def validate_tick(obj: Any) -> Tick:
         quote=quote.upper(),
         qty=qty,
         extra=extra,
+        trade_id=trade_id,
+        side=side,
     )
+
+
+def _trade_fields(obj: dict[str, Any]) -> tuple[int | str | None, str | None]:
+    trade_id = obj.get("trade_id")
+    if trade_id is not None:
+        if type(trade_id) is int:
+            if not 0 <= trade_id <= MAX_TRADE_ID:
+                raise InvalidTick(f"field 'trade_id' must be 0..2^63-1, got {trade_id}")
+        elif type(trade_id) is str:
+            if not trade_id or len(trade_id) > MAX_SOURCE_LEN or not trade_id.isprintable():
+                raise InvalidTick(
+                    f"field 'trade_id' must be at most {MAX_SOURCE_LEN} printable characters"
+                )
+        else:
+            raise InvalidTick(
+                f"field 'trade_id' must be an integer or a string, got {type(trade_id).__name__}"
+            )
+    side = obj.get("side")
+    if side is not None and side not in SIDES:
+        raise InvalidTick(f"field 'side' must be 'buy', 'sell' or null, got {side!r}")
+    return trade_id, side
 
 
 def checked_tick(obj: dict[str, Any]) -> ValidTick:
@@ -214,7 +247,8 @@ def decode_tick(value: bytes | None) -> Tick:
 # It only ever says "valid" for an object validate_tick accepts with the same values; for
 # anything unusual it returns None and the caller asks validate_tick for the verdict.
 # tests/aggregator/test_fast_tick.py checks both claims with Hypothesis.
-_PLAIN_CORE_LEN = len(_CORE)
+_PLAIN_CORE_LEN = len(_CORE) - 2  # a quote: no trade_id/side keys
+_TRADE_CORE_LEN = len(_CORE)  # a trade: both (with "trade_id" an int)
 _MISSING = object()
 # Symbols/quotes and sources found valid, for the fast path. Bounded: past the bound a new
 # string is checked each time (a producer writing random symbols cannot grow them).
@@ -242,7 +276,10 @@ def _remember_source(text: str) -> bool:
 def fast_tick_fields(obj: Any) -> TickRow | None:
     """The :data:`TickRow` of a plainly valid tick (``extra`` None: it has none), or None:
     "ask validate_tick"."""
-    if type(obj) is not dict or len(obj) != _PLAIN_CORE_LEN:
+    if type(obj) is not dict:
+        return None
+    n = len(obj)
+    if n != _PLAIN_CORE_LEN and n != _TRADE_CORE_LEN:
         return None
     v = obj.get("v")
     if v != 1 or type(v) is not int:
@@ -285,4 +322,12 @@ def fast_tick_fields(obj: Any) -> TickRow | None:
         return None
     if source not in _SOURCES and not _remember_source(source):
         return None
-    return symbol, price, ts, source, recv_ts, quote, qty, None
+    if n == _PLAIN_CORE_LEN:
+        return symbol, price, ts, source, recv_ts, quote, qty, None, None, None
+    trade_id = obj.get("trade_id")
+    if type(trade_id) is not int or not 0 <= trade_id <= MAX_TRADE_ID:
+        return None
+    side = obj.get("side", _MISSING)  # missing: some other key is there
+    if side != "buy" and side != "sell" and side is not None:
+        return None
+    return symbol, price, ts, source, recv_ts, quote, qty, None, trade_id, side

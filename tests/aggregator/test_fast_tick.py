@@ -38,8 +38,13 @@ def objects(draw):
     for key, strategy in plausible.items():
         if draw(st.integers(0, 19)) > 0:  # mostly present
             obj[key] = draw(strategy if draw(st.integers(0, 9)) > 0 else anything)
-    if draw(st.booleans()):
-        obj["trade_id"] = draw(st.integers(0, 10))
+    if draw(st.booleans()):  # an exchange trade: trade_id and side, mostly plausible
+        obj["trade_id"] = draw(st.integers(0, 2**63 - 1) if draw(st.integers(0, 9)) else anything)
+        if draw(st.integers(0, 9)):
+            sides = st.sampled_from(["buy", "sell", None])
+            obj["side"] = draw(sides if draw(st.integers(0, 9)) else anything)
+    if draw(st.integers(0, 9)) == 0:
+        obj["market_cap"] = draw(anything)
     return obj
 
 
@@ -62,7 +67,8 @@ def test_fast_path_agrees_with_validate_tick(obj):
         return  # the caller falls back to validate_tick: same verdict by construction
     assert isinstance(slow, Tick), f"fast path accepted what validate_tick rejects: {slow}"
     assert fast == slow  # a Tick is a TickRow: same fields, same order
-    _symbol, price, _ts, _source, _recv_ts, _quote, qty, _extra = fast
+    _symbol, price, _ts, _source, _recv_ts, _quote, qty, _extra, trade_id, _side = fast
+    assert trade_id is None or type(trade_id) is int
     assert all(type(x) is float for x in (price, *([qty] if qty is not None else [])))
 
 
@@ -72,5 +78,19 @@ def test_fast_path_takes_the_producers_ticks():
     quote = Tick("BTC", 65000, TS, "coingecko", TS, qty=None)
     row = fast_tick_fields(orjson.loads(quote.to_json()))
     assert row is not None
-    _symbol, price, _ts, _source, _recv_ts, _quote, qty, _extra = row
+    _symbol, price, _ts, _source, _recv_ts, _quote, qty, _extra, _trade_id, _side = row
     assert (price, qty) == (65000.0, None)
+    trade = Tick("BTC", 65000.5, TS, "binance", TS + 3, "USDT", 0.25, trade_id=7, side="sell")
+    assert fast_tick_fields(orjson.loads(trade.to_json())) == trade
+    assert orjson.loads(quote.to_json()).keys() == {
+        "v", "symbol", "quote", "price", "qty", "ts", "source", "recv_ts"
+    }  # a quote's JSON is what it always was
+
+
+def test_trade_fields_are_validated():
+    base = orjson.loads(Tick("BTC", 1.0, TS, "binance", TS, "USDT", 1.0, trade_id=1, side="buy").to_json())
+    for bad in ({"trade_id": -1}, {"trade_id": 2**63}, {"trade_id": True}, {"trade_id": 1.5},
+                {"trade_id": ""}, {"side": "BUY"}, {"side": 1}):
+        assert isinstance(verdict(base | bad), str), bad
+    assert validate_tick(base | {"trade_id": "abc-1"}).trade_id == "abc-1"
+    assert validate_tick(base | {"side": None}).side is None
