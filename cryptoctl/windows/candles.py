@@ -17,7 +17,9 @@ NO_WATERMARK = -(1 << 62)
 
 @dataclass(slots=True, eq=False)
 class Candle:
-    """Full state of one window: enough to continue it exactly after a restart."""
+    """Full state of one window of one market: enough to continue it exactly after a
+    restart. The market is (source, symbol, quote); source and quote come last so that
+    the window logic reads as it always did (a market of one source and quote)."""
 
     symbol: str
     bucket: int  # window start, epoch ms, UTC-aligned
@@ -29,10 +31,19 @@ class Candle:
     trades: int
     price_sum: float
     pv_sum: float
-    open_ts: int  # event time of the open tick (tie rule: first in partition order)
-    close_ts: int  # event time of the close tick (tie rule: last in partition order)
+    open_ts: int  # event time of the open tick (ties: lowest trade id, else first in partition order)
+    close_ts: int  # event time of the close tick (ties: highest trade id, else last)
     final: bool = False
     dirty: bool = True  # changed since the last flush
+    source: str = ""
+    quote: str = "USD"
+    open_tid: int | None = None  # trade id of the open tick (exchange trades)
+    close_tid: int | None = None  # trade id of the close tick
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """Where :class:`PartitionWindows` keeps it: (symbol, source, quote, bucket)."""
+        return (self.symbol, self.source, self.quote, self.bucket)
 
     @property
     def avg(self) -> float:
@@ -47,13 +58,19 @@ class Candle:
         return (
             self.symbol, self.bucket, self.open, self.high, self.low, self.close,
             self.volume, self.trades, self.price_sum, self.pv_sum, self.open_ts,
-            self.close_ts, self.final,
+            self.close_ts, self.final, self.source, self.quote, self.open_tid, self.close_tid,
         )
 
 
-def new_candle(symbol: str, bucket: int, ts: int, price: float, qty: float | None) -> Candle:
+def new_candle(
+    symbol: str, bucket: int, ts: int, price: float, qty: float | None,
+    source: str = "", quote: str = "USD", tid: int | None = None,
+) -> Candle:
     q = qty or 0.0
-    return Candle(symbol, bucket, price, price, price, price, q, 1, price, price * q, ts, ts)
+    return Candle(
+        symbol, bucket, price, price, price, price, q, 1, price, price * q, ts, ts,
+        False, True, source, quote, tid, tid,
+    )
 
 
 class PartitionWindows:
@@ -82,11 +99,16 @@ class PartitionWindows:
         # A restored partition has no ticks yet: assume its newest tick made the watermark,
         # so the idle rule can still close its windows when nothing more arrives.
         self.max_ts = NO_WATERMARK if watermark is None else watermark + delay_ms
-        self.candles: dict[tuple[str, int], Candle] = {(c.symbol, c.bucket): c for c in candles}
+        self.candles: dict[tuple[str, str, str, int], Candle] = {c.key: c for c in candles}
         self.announced = NO_WATERMARK  # the watermark take_newly_closed last looked at
 
-    def add(self, symbol: str, ts: int, price: float, qty: float | None) -> bool:
-        """Apply one tick; False when it is late (its window is already final)."""
+    def add(
+        self, symbol: str, ts: int, price: float, qty: float | None,
+        source: str = "", quote: str = "USD", tid: int | None = None,
+    ) -> bool:
+        """Apply one tick of the market (source, symbol, quote); False when it is late (its
+        window is already final). ``tid``, an exchange's trade id, breaks open/close ties
+        on one millisecond; without it partition order does."""
         if ts > self.max_ts:
             self.max_ts = ts
             if ts - self.delay > self.watermark:
@@ -94,16 +116,21 @@ class PartitionWindows:
         bucket = ts - ts % self.width
         if bucket + self.width + self.lateness <= self.watermark:
             return False
-        key = (symbol, bucket)
+        key = (symbol, source, quote, bucket)
         c = self.candles.get(key)
         if c is None:
-            self.candles[key] = new_candle(symbol, bucket, ts, price, qty)
+            self.candles[key] = new_candle(symbol, bucket, ts, price, qty, source, quote, tid)
             return True
-        # Inlined rather than a Candle method: this runs once per tick.
-        if ts < c.open_ts:
-            c.open, c.open_ts = price, ts
-        if ts >= c.close_ts:
-            c.close, c.close_ts = price, ts
+        # Inlined rather than a Candle method: this runs once per tick. A tie compares trade
+        # ids only where both ticks have one.
+        if ts < c.open_ts or (
+            ts == c.open_ts and tid is not None and c.open_tid is not None and tid < c.open_tid
+        ):
+            c.open, c.open_ts, c.open_tid = price, ts, tid
+        if ts > c.close_ts or (
+            ts == c.close_ts and (tid is None or c.close_tid is None or tid >= c.close_tid)
+        ):
+            c.close, c.close_ts, c.close_tid = price, ts, tid
         if price > c.high:
             c.high = price
         elif price < c.low:
@@ -137,7 +164,7 @@ class PartitionWindows:
         for c in done:
             c.final = True
             c.dirty = True
-            del self.candles[(c.symbol, c.bucket)]
+            del self.candles[c.key]
         return done
 
     def take_dirty(self) -> list[Candle]:

@@ -19,15 +19,28 @@ symbols = st.sampled_from(["BTC", "ETH", "SOL"])
 prices = st.one_of(st.sampled_from([100.0, 101.5, 99.25]), st.floats(0.01, 1e6))
 qtys = st.one_of(st.none(), st.just(0.0), st.floats(0.0001, 1000.0))
 offsets = st.one_of(st.integers(0, 4 * WIDTH), st.sampled_from([0, 59_999, 60_000, 120_000]))
-ticks_st = st.lists(st.tuples(symbols, offsets.map(lambda o: BASE + o), prices, qtys), max_size=80)
+# Markets: quotes without trade ids (one symbol, two sources of it) and exchange trades,
+# whose few distinct trade ids make same-millisecond ties common.
+MARKETS = [("BTC", "", "USD", False), ("BTC", "binance", "USDT", True),
+           ("ETH", "coinbase", "USD", True), ("SOL", "synthetic", "USD", False)]
+
+
+@st.composite
+def tick_rows(draw):
+    symbol, source, quote, traded = draw(st.sampled_from(MARKETS))
+    tid = draw(st.integers(0, 5)) if traded else None
+    return (symbol, BASE + draw(offsets), draw(prices), draw(qtys), source, quote, tid)
+
+
+ticks_st = st.lists(tick_rows(), max_size=80)
 delays = st.sampled_from([0, 1_000, 5_000, 30_000])
 latenesses = st.sampled_from([0, 10_000, 60_000])
 
 
 def run(ticks: list[Row], delay: int, lateness: int) -> tuple[dict, list[int]]:
     w = PartitionWindows(delay, lateness, width_ms=WIDTH)
-    late = [i for i, (s, ts, p, q) in enumerate(ticks) if not w.add(s, ts, p, q)]
-    out = {(c.symbol, c.bucket): c.state() for c in w.finalize()}
+    late = [i for i, row in enumerate(ticks) if not w.add(*row)]
+    out = {c.key: c.state() for c in w.finalize()}
     out.update({k: c.state() for k, c in w.candles.items()})
     return out, late
 
@@ -36,7 +49,8 @@ def assert_same(got: dict, want: dict) -> None:
     assert got.keys() == want.keys()
     for key, g in got.items():
         w = want[key]
-        exact = (0, 1, 2, 3, 4, 5, 7, 10, 11, 12)  # symbol, bucket, OHLC, trades, times, final
+        # symbol, bucket, OHLC, trades, times, final, source, quote, open/close trade ids
+        exact = (0, 1, 2, 3, 4, 5, 7, 10, 11, 12, 13, 14, 15, 16)
         assert [g[i] for i in exact] == [w[i] for i in exact], key
         for i in (6, 8, 9):  # volume, price_sum, pv_sum
             assert math.isclose(g[i], w[i], rel_tol=1e-9, abs_tol=1e-9), (key, i)
@@ -55,19 +69,18 @@ def test_matches_reference(ticks, delay, lateness):
 @given(ticks_st, delays, latenesses, st.lists(st.integers(0, 80), max_size=6))
 def test_checkpoint_and_restore_matches_reference(ticks, delay, lateness, cuts):
     """Flush at arbitrary points, forget everything, restore from the "database"."""
-    db: dict[tuple[str, int], tuple] = {}
+    db: dict[tuple[str, str, str, int], tuple] = {}
     wm: int | None = None
     late: list[int] = []
     bounds = sorted({0, len(ticks), *(c for c in cuts if c <= len(ticks))})
     for lo, hi in itertools.pairwise(bounds):
-        restored = [Candle(*s[:12]) for s in db.values() if not s[12]]
+        restored = [Candle(*s[:12], False, True, *s[13:]) for s in db.values() if not s[12]]
         w = PartitionWindows(delay, lateness, width_ms=WIDTH, watermark=wm, candles=restored)
         for i in range(lo, hi):
-            s, ts, p, q = ticks[i]
-            if not w.add(s, ts, p, q):
+            if not w.add(*ticks[i]):
                 late.append(i)
         for c in w.finalize() + w.take_dirty():
-            db[(c.symbol, c.bucket)] = c.state()
+            db[c.key] = c.state()
         wm = None if w.watermark == NO_WATERMARK else w.watermark
     want = reference(ticks, delay, lateness, WIDTH)
     assert late == want["late"]
@@ -91,8 +104,8 @@ def test_idle_advance_is_bounded_and_monotonic(ticks, idles):
     delay = 5_000
     w = PartitionWindows(delay, 10_000, width_ms=WIDTH)
     before = w.watermark
-    for (s, ts, p, q), idle in zip(ticks, idles + [0] * len(ticks), strict=False):
-        w.add(s, ts, p, q)
+    for row, idle in zip(ticks, idles + [0] * len(ticks), strict=False):
+        w.add(*row)
         w.advance_idle(idle)
         assert w.watermark >= before
         assert w.watermark <= w.max_ts - delay + max([0, *idles])
@@ -140,3 +153,26 @@ def test_a_candle_closed_by_the_idle_rule_is_announced_once() -> None:
     assert w.is_closed(closed[0]) and not closed[0].final
     w.advance_idle(2_000)
     assert w.take_newly_closed() == []  # announced once
+
+
+def test_ties_on_one_millisecond_go_by_trade_id_not_arrival() -> None:
+    w = PartitionWindows(0, 0, width_ms=WIDTH)
+    for tid, price in ((7, 2.0), (5, 1.0), (9, 4.0), (8, 3.0)):  # one ms, ids out of order
+        assert w.add("BTC", BASE + 10, price, 1.0, "binance", "USDT", tid)
+    (c,) = w.candles.values()
+    assert (c.open, c.open_tid, c.close, c.close_tid) == (1.0, 5, 4.0, 9)
+    q = PartitionWindows(0, 0, width_ms=WIDTH)
+    for price in (2.0, 1.0, 4.0, 3.0):  # no trade ids: first and last in partition order
+        q.add("BTC", BASE + 10, price, None, "coingecko", "USD")
+    (c,) = q.candles.values()
+    assert (c.open, c.close) == (2.0, 3.0)
+
+
+def test_two_markets_of_one_symbol_are_two_candles() -> None:
+    w = PartitionWindows(0, 0, width_ms=WIDTH)
+    w.add("BTC", BASE + 1, 100.0, 1.0, "binance", "USDT", 1)
+    w.add("BTC", BASE + 2, 200.0, 1.0, "coinbase", "USD", 1)
+    w.add("BTC", BASE + 3, 300.0, None, "coingecko", "USD")
+    assert sorted((k[1], c.close) for k, c in w.candles.items()) == [
+        ("binance", 100.0), ("coinbase", 200.0), ("coingecko", 300.0)
+    ]
