@@ -241,6 +241,16 @@ class RestClient:
             raise ExchangeReplyError(self.exchange, self.host, f"{path} sent a body that is not JSON")
         return body
 
+    def bad(self, detail: str) -> ExchangeReplyError:
+        """The error for a reply not in the documented shape."""
+        return ExchangeReplyError(self.exchange, self.host, detail)
+
+    def rows(self, path: str, body: Any) -> list[Any]:
+        """A body that must be a JSON array."""
+        if not isinstance(body, list):
+            raise self.bad(f"{path} sent {type(body).__name__}, not a list")
+        return body
+
     def reply_error(self, response: httpx.Response, path: str) -> ExchangeReplyError:
         text = response.text.strip().replace("\n", " ")[:200]
         return ExchangeReplyError(
