@@ -258,9 +258,11 @@ class KrakenHistory:
                 yield page
                 last_id = page[-1].trade_id
             next_since = int(cursor) if isinstance(cursor, str | int) and str(cursor).isdigit() else None
-            if len(rows) < TRADES_PAGE or next_since is None or next_since <= since:
+            # Go on from 1 ns before the cursor: were ``since`` exclusive, trades sharing the
+            # last row's time but cut off by the page end would be skipped; ids drop repeats.
+            if len(rows) < TRADES_PAGE or next_since is None or next_since - 1 <= since:
                 return  # the newest trade reached (or no cursor to go on)
-            since = next_since
+            since = next_since - 1
 
     def _rest_trade(self, path: str, row: Any) -> Trade:
         if isinstance(row, list) and len(row) >= 7:
