@@ -14,11 +14,10 @@ from tests.fakes.core import Bar, FakeExchange, Faults, Session, fake_exchange
 from tests.fakes.trades import (
     MINUTE_MS,
     Candle,
+    assign_micros,
     generate_trades,
     iso_us,
-    micros_of,
     reference_candles,
-    time_us,
 )
 
 __all__ = [
@@ -28,10 +27,9 @@ __all__ = [
     "FakeExchange",
     "Faults",
     "Session",
+    "assign_micros",
     "fake_exchange",
     "generate_trades",
     "iso_us",
-    "micros_of",
     "reference_candles",
-    "time_us",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptoctl.exchanges.trade import Market, Trade
 from tests.fakes.core import Bar, RestReply, RestRequest, Session, bad_request, int_param
-from tests.fakes.trades import dec, iso_us, time_us
+from tests.fakes.trades import dec, iso_us
 
 if TYPE_CHECKING:
     from tests.fakes.core import FakeExchange
@@ -81,7 +81,7 @@ class CoinbaseDialect:
                 "price": _price(trade.price),
                 "product_id": self.product(market),
                 "sequence": sequence_of(trade),
-                "time": iso_us(time_us(trade)),
+                "time": iso_us(self.fx.time_us(market, trade)),
             }
         )
 
@@ -205,9 +205,9 @@ class CoinbaseDialect:
             return self._candles(market, request.params)
         return RestReply(200, self._product(market))
 
-    def _trade_row(self, trade: Trade) -> dict[str, Any]:
+    def _trade_row(self, market: Market, trade: Trade) -> dict[str, Any]:
         return {
-            "time": iso_us(time_us(trade)),
+            "time": iso_us(self.fx.time_us(market, trade)),
             "trade_id": trade.trade_id,
             "price": _price(trade.price),
             "size": dec(trade.qty, 8),
@@ -234,7 +234,7 @@ class CoinbaseDialect:
         headers = {}
         if page:
             headers = {"CB-BEFORE": str(page[0].trade_id), "CB-AFTER": str(page[-1].trade_id)}
-        return RestReply(200, [self._trade_row(t) for t in page], headers)
+        return RestReply(200, [self._trade_row(market, t) for t in page], headers)
 
     @staticmethod
     def _time_param(value: str) -> int:

@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 from cryptoctl.exchanges.trade import Market, Trade
-from tests.fakes.trades import MINUTE_MS
+from tests.fakes.trades import MINUTE_MS, assign_micros
 
 
 class Bar(NamedTuple):
@@ -205,6 +205,7 @@ class FakeExchange:
     streamed live (None: all of them); the rest is history from the start.
     ``pace_s`` is the time between two live trades (None: only :meth:`publish` does).
     With ``wait_for_subscriber`` the live tail starts with the first subscription.
+    ``micros`` overrides the sub-millisecond parts (default :func:`assign_micros`).
     """
 
     def __init__(
@@ -219,6 +220,7 @@ class FakeExchange:
         heartbeat_s: float = 1.0,
         subscribe_timeout_s: float = 5.0,
         weight_limit: int = 6000,
+        micros: Mapping[Market, Mapping[int, int]] | None = None,
     ) -> None:
         from tests.fakes import binance, coinbase, kraken
 
@@ -235,6 +237,8 @@ class FakeExchange:
         self.kind = kind
         self.markets = list(trades)
         self.trade_sets = {m: list(ts) for m, ts in trades.items()}
+        # the sub-millisecond part Coinbase and Kraken send, per market and trade id
+        self.micros = {m: dict(micros[m]) if micros else assign_micros(ts) for m, ts in trades.items()}
         self.pace_s = pace_s
         self.wait_for_subscriber = wait_for_subscriber
         self.ping_interval_s = ping_interval_s
@@ -335,6 +339,10 @@ class FakeExchange:
         while self.live_remaining and time.monotonic() < deadline:
             time.sleep(0.005)
         return self.live_remaining == 0
+
+    def time_us(self, market: Market, trade: Trade) -> int:
+        """The trade's time in epoch microseconds, as Coinbase and Kraken send it."""
+        return trade.ts * 1000 + self.micros[market][trade.trade_id]
 
     def rest_trades(self, market: Market) -> list[Trade]:
         """What the REST history has now: published, minus the holes."""

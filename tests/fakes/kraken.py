@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptoctl.exchanges.trade import Market, Trade
 from tests.fakes.core import Bar, RestReply, RestRequest, Session, bad_request, int_param
-from tests.fakes.trades import dec, iso_us, time_us
+from tests.fakes.trades import dec, iso_us
 
 if TYPE_CHECKING:
     from tests.fakes.core import FakeExchange
@@ -45,6 +45,11 @@ def _number(value: float) -> str:
 
 def _raw_json(obj: Any) -> str:
     return re.sub(f'"{_RAW}(-?[0-9.]+)"', r"\1", _dumps(obj))
+
+
+def _seconds(ts_us: int) -> str:
+    """Epoch seconds with the microseconds, as a JSON number written from integers."""
+    return f"{_RAW}{ts_us // 1_000_000}.{ts_us % 1_000_000:06d}"
 
 
 def _now_iso() -> str:
@@ -120,7 +125,7 @@ class KrakenDialect:
             "qty": _number(trade.qty),
             "ord_type": "market" if trade.trade_id % 3 == 0 else "limit",
             "trade_id": trade.trade_id,
-            "timestamp": iso_us(time_us(trade)),
+            "timestamp": iso_us(self.fx.time_us(market, trade)),
         }
 
     def on_message(self, session: Session, text: str) -> None:
@@ -232,7 +237,7 @@ class KrakenDialect:
         out: list[tuple[int, Trade]] = []
         prev_us, rank = -1, 0
         for trade in trades:
-            us = time_us(trade)
+            us = self.fx.time_us(market, trade)
             rank = rank + 1 if us == prev_us else 0
             prev_us = us
             out.append((us * 1000 + rank, trade))
@@ -256,7 +261,7 @@ class KrakenDialect:
             [
                 dec(t.price, 5),
                 dec(t.qty, 8),
-                f"{_RAW}{time_us(t) // 1_000_000}.{time_us(t) % 1_000_000:06d}",
+                _seconds(self.fx.time_us(market, t)),
                 "b" if t.side == "buy" else "s",
                 "m" if t.trade_id % 3 == 0 else "l",
                 "",

@@ -3,15 +3,15 @@
 A trade set is a list of :class:`~cryptoctl.exchanges.trade.Trade` with consecutive ids,
 millisecond times and prices/sizes that are floats of short decimal strings (so
 ``float(str)`` round-trips exactly). Coinbase and Kraken put microseconds on the wire:
-:func:`micros_of` gives each trade its sub-millisecond part, deterministically, with
-the worst case (``…:59.999999``) on any trade in a minute's last millisecond.
+:func:`assign_micros` gives each trade its sub-millisecond part, deterministically, with
+the worst case (``…:59.999999``) in a minute's last millisecond.
 """
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -21,18 +21,22 @@ from cryptoctl.exchanges.trade import Trade
 MINUTE_MS = 60_000
 
 
-def micros_of(trade: Trade) -> int:
-    """The trade's microseconds within its millisecond (0..999), as Coinbase/Kraken send.
-
-    A trade in a minute's last millisecond gets 999: rounding (instead of flooring) it
-    would move it into the next minute."""
-    if trade.ts % MINUTE_MS == MINUTE_MS - 1:
-        return 999
-    return (trade.trade_id * 7919 + 503) % 1000
-
-
-def time_us(trade: Trade) -> int:
-    return trade.ts * 1000 + micros_of(trade)
+def assign_micros(trades: Sequence[Trade], seed: int = 0) -> dict[int, int]:
+    """Each trade's microseconds within its millisecond (0..999), as Coinbase/Kraken send:
+    non-decreasing in trade id within a millisecond (the exchange's order), repeats
+    allowed (several trades in one microsecond). The last trade of a minute's last
+    millisecond gets 999: rounding it (instead of flooring) moves it to the next minute."""
+    by_ms: dict[int, list[int]] = defaultdict(list)
+    for trade in sorted(trades, key=lambda t: t.trade_id):
+        by_ms[trade.ts].append(trade.trade_id)
+    micros: dict[int, int] = {}
+    for ts, ids in by_ms.items():
+        rng = random.Random(seed * 1_000_003 + ts)
+        values = sorted(rng.randrange(1000) for _ in ids)
+        if ts % MINUTE_MS == MINUTE_MS - 1:
+            values[-1] = 999
+        micros.update(zip(ids, values, strict=True))
+    return micros
 
 
 def iso_us(ts_us: int) -> str:
