@@ -6,6 +6,7 @@ The wire and REST modules never raise on a bad field: they turn a None from here
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -26,6 +27,16 @@ def loads(frame: str | bytes) -> Any:
     try:
         return orjson.loads(frame)
     except orjson.JSONDecodeError:
+        return NOT_JSON
+
+
+def loads_exact(frame: str | bytes) -> Any:
+    """JSON whose non-integer numbers are kept as their text: Kraken's REST times are
+    JSON numbers such as ``1688669597.9999999``, which the nearest double would move into
+    the next second (a double holds ~16 digits, the time has 17)."""
+    try:
+        return json.loads(frame, parse_float=str)
+    except ValueError:  # JSONDecodeError, and undecodable bytes
         return NOT_JSON
 
 

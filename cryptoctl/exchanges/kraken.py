@@ -173,7 +173,8 @@ WIRE = KrakenWire()
 def _trade(tid: Any, ts: Any, price: Any, qty: Any) -> Trade | str:
     """A trade without its side (the caller reads it), or what is wrong with it."""
     trade_id, p, q = fields.trade_id(tid), fields.positive(price), fields.positive(qty)
-    ms = fields.iso_ms(ts) if isinstance(ts, str) else fields.seconds_ms(ts)
+    # WS v2 sends ISO-8601 text; REST epoch seconds (a JSON number read as its text).
+    ms = fields.iso_ms(ts) if isinstance(ts, str) and "T" in ts else fields.seconds_ms(ts)
     if trade_id is None:
         return f"bad trade_id {tid!r}"
     if ms is None:
@@ -206,7 +207,8 @@ class KrakenHistory:
         clock: Callable[[], float] = time.time,
     ) -> None:
         budget = budget or shared_budget(NAME, LIMIT)
-        self.rest = RestClient(NAME, base_url, budget, retry or RetryPolicy(), http, body_retry=_transient)
+        self.rest = RestClient(NAME, base_url, budget, retry or RetryPolicy(), http, body_retry=_transient,
+                               floats_as_text=True)
         self._clock = clock
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from cryptoctl.errors import ExchangeBanned, ExchangeReplyError, ExchangeUnavailable
-from cryptoctl.exchanges.fields import NOT_JSON, loads
+from cryptoctl.exchanges.fields import NOT_JSON, loads, loads_exact
 from cryptoctl.sources.coingecko import retry_after_s
 
 
@@ -174,6 +174,7 @@ class RestClient:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     http: httpx.Client | None = None
     body_retry: BodyCheck | None = None
+    floats_as_text: bool = False  # read non-integer JSON numbers as their text (Kraken)
     attempts: int = 0  # requests sent, retries included
 
     def __post_init__(self) -> None:
@@ -236,7 +237,7 @@ class RestClient:
         return self.json_of(response, path)
 
     def json_of(self, response: httpx.Response, path: str) -> Any:
-        body = loads(response.content)
+        body = (loads_exact if self.floats_as_text else loads)(response.content)
         if body is NOT_JSON:
             raise ExchangeReplyError(self.exchange, self.host, f"{path} sent a body that is not JSON")
         return body

@@ -349,3 +349,27 @@ def test_an_unknown_market_is_a_usage_error_naming_the_spelling_tried(
     assert caught.value.message == message
     assert caught.value.exit_code == 2
     history.check_market(MARKETS[exchange])  # the known one passes
+
+
+def test_kraken_rest_times_are_floored_on_the_digits_sent_not_on_a_double(
+    httpserver: HTTPServer,
+) -> None:
+    # 0.1 µs before a second: the nearest double is the next second, so a float parse
+    # would move the trade into the next second (and here, the next minute).
+    body = (
+        '{"error":[],"result":{"XXBTZUSD":[["100.5","0.25",1767225659.9999999,"b","l","",41],'
+        '["100.6","0.5",1767225660.0000001,"s","l","",42]],"last":"1767225660000000100"}}'
+    )
+    httpserver.expect_request("/0/public/Trades").respond_with_data(
+        body, content_type="application/json"
+    )
+    history = kraken.KrakenHistory(
+        httpserver.url_for("/"), budget=ExchangeBudget(NO_LIMIT), retry=FAST_RETRY
+    )
+    after = Trade(40, 1_767_225_659_000, 100.0, 1.0, "buy")
+    trades = [t for page in history.trades_after(BTC_USD_KR, after, until_id=42) for t in page]
+    assert [(t.trade_id, t.ts, t.side) for t in trades] == [
+        (41, 1_767_225_659_999, "buy"),
+        (42, 1_767_225_660_000, "sell"),
+    ]
+    assert float("1767225659.9999999") * 1000 // 1 == 1_767_225_660_000  # what a double does
