@@ -256,3 +256,22 @@ def test_missing_topic_exits_7_and_says_who_creates_it(settings: Settings, cli: 
     result = cli("produce", "--source", "synthetic", "--count", "1", "--topic", "no-such-topic")
     assert result.exit_code == 7
     assert "Kafka topic 'no-such-topic' does not exist" in result.stderr and "cryptoctl up" in result.stderr
+
+
+def test_on_a_terminal_the_status_line_is_live_and_cleared(settings: Settings, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cryptoctl.cli.app import app
+    from cryptoctl.cli.context import CliState
+    from tests.watch.pty_terminal import plain
+
+    path = tmp_path / "ticks.csv"
+    path.write_text(REPLAY_CSV)
+    args = ["produce", "--source", "replay", "--file", str(path), "--speed", "0", "-f", "json"]
+    result = CliRunner().invoke(app, args, obj=CliState(stderr_isatty=True, width=200))
+    assert result.exit_code == 0, result.stderr
+    assert orjson.loads(result.stdout)["delivered"] == 4  # -f is --format
+    screen = plain(result.stderr.encode())
+    assert f"replay → {settings.topic}" in screen and "ticks/s · delivered" in screen
+    assert "\x1b[2K" in result.stderr  # the status line was cleared at the end
+    assert "warning: skipped bad row" in screen and "ticks.csv:5:" in screen
