@@ -129,3 +129,65 @@ class InvalidTick(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+# --- exchanges (cryptoctl.exchanges.rest) --------------------------------------------
+
+
+class UnknownMarket(UsageError):
+    """An exchange has no market by that name: names the spelling that was tried."""
+
+    def __init__(self, exchange: str, market: str, tried: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"{exchange} has no market {market} (tried {tried})",
+            hint=hint or "check the symbol and the quote asset (each exchange lists its own)",
+        )
+        self.exchange = exchange
+        self.market = market
+        self.tried = tried
+
+
+class ExchangeBanned(CryptoctlError):
+    """An exchange answered 418: this IP is banned (after 429s were ignored). Never retried:
+    every request during a ban lengthens it."""
+
+    exit_code = ExitCode.SERVICE_UNAVAILABLE
+
+    def __init__(self, exchange: str, host: str, retry_after_s: float | None = None) -> None:
+        until = f" for {retry_after_s:.0f} s" if retry_after_s is not None else ""
+        super().__init__(
+            f"{exchange} banned this IP address{until} (HTTP 418 from {host})",
+            hint=f"stop every cryptoctl command that uses {exchange} until the ban ends; "
+            "requests during a ban make it longer",
+        )
+        self.exchange = exchange
+        self.host = host
+        self.retry_after_s = retry_after_s
+
+
+class ExchangeUnavailable(CryptoctlError):
+    """An exchange's REST API could not be used: unreachable, or 5xx / 429 until the retry
+    budget ran out. Names the exchange and the address."""
+
+    exit_code = ExitCode.SERVICE_UNAVAILABLE
+
+    def __init__(self, exchange: str, host: str, detail: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"{exchange} REST API at {host} failed: {detail}",
+            hint=hint or "the exchange may be down or rate limiting this IP; try again later",
+        )
+        self.exchange = exchange
+        self.host = host
+        self.detail = detail
+
+
+class ExchangeReplyError(CryptoctlError):
+    """An exchange answered, but not as documented (a 4xx, a body of another shape)."""
+
+    exit_code = ExitCode.DATA
+
+    def __init__(self, exchange: str, host: str, detail: str) -> None:
+        super().__init__(f"{exchange} REST API at {host}: {detail}")
+        self.exchange = exchange
+        self.host = host
+        self.detail = detail

@@ -2,52 +2,44 @@
 
 from __future__ import annotations
 
-import enum
 import json
-import threading
-import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from cryptoctl.cli.context import duration_option, positive_duration_option, state
+from cryptoctl.cli.context import CliState, state
+from cryptoctl.cli.options import ViewFormat, duration_option, format_option, stop_after_option, topic_option
 
-
-class SummaryFormat(enum.StrEnum):
-    table = "table"
-    json = "json"
-
-
-LOG_EVERY_S = 5.0
+if TYPE_CHECKING:
+    from cryptoctl.aggregator import Aggregator, AggregatorStats
+    from cryptoctl.cli.live import LiveRun
 
 
 def aggregate(
     ctx: typer.Context,
     group: str | None = typer.Option(None, "--group", "-g", help="Consumer group [env CRYPTOCTL_GROUP]."),
-    topic: str | None = typer.Option(None, "--topic", "-t", help="Input topic [env CRYPTOCTL_TOPIC]."),
-    delay: str = typer.Option("5s", "--delay", callback=duration_option,
-                              help="Watermark delay: how out of order ticks may arrive."),
-    lateness: str = typer.Option("60s", "--lateness", callback=duration_option,
-                                 help="Allowed lateness: how long a closed candle still takes ticks."),
-    flush_interval: str = typer.Option(
-        "250ms", "--flush-interval", callback=positive_duration_option,
-        help="Longest time between two commits to PostgreSQL under load.",
+    topic: str | None = topic_option("Input topic [env CRYPTOCTL_TOPIC, default crypto-prices]."),
+    delay: int = duration_option("5s", "--delay", positive=False,
+                                 help="Watermark delay: how out of order ticks may arrive."),
+    lateness: int = duration_option("60s", "--lateness", positive=False,
+                                    help="Allowed lateness: how long a closed candle still takes ticks."),
+    flush_interval: int = duration_option(
+        "250ms", "--flush-interval", help="Longest time between two commits to PostgreSQL under load."
     ),
     store_ticks: bool = typer.Option(True, "--store-ticks/--no-store-ticks",
                                      help="Also store every raw tick in raw_price_data."),
-    until_idle: str | None = typer.Option(
-        None, "--until-idle", callback=positive_duration_option,
-        help="Stop once no message arrived for this long (backfill mode), e.g. 5s.",
+    until_idle: int | None = duration_option(
+        None, "--until-idle", help="Stop once no message arrived for this long (backfill mode), e.g. 5s."
     ),
-    duration: str | None = typer.Option(None, "--duration", "-d", callback=positive_duration_option,
-                                        help="Stop after this long, e.g. 10m."),
-    wedged_after: str = typer.Option(
-        "30s", "--wedged-after", callback=duration_option,
+    duration: int | None = stop_after_option("Stop after this long, e.g. 10m."),
+    wedged_after: int = duration_option(
+        "30s", "--wedged-after", positive=False,
         help="No partitions for this long while messages wait and no member commits: take"
         " the consumer group as wedged and move to a fresh one (0 = never).",
     ),
-    fmt: SummaryFormat = typer.Option(SummaryFormat.table, "--format", "-f",
-                                      help="Summary at exit: table (stderr) or json (one object on stdout)."),
+    fmt: ViewFormat = format_option(
+        ViewFormat.table, "Summary at exit: table (stderr) or json (one object on stdout)."
+    ),
 ) -> None:
     """Aggregate ticks into 1-minute event-time OHLC candles, exactly once.
 
@@ -62,83 +54,33 @@ def aggregate(
     st = state(ctx)
     settings = st.settings(topic=topic, group=group)
     options = AggregatorOptions(
-        delay_ms=delay, lateness_ms=lateness, flush_interval_ms=flush_interval,  # type: ignore[arg-type]
-        store_ticks=store_ticks, until_idle_ms=until_idle, duration_ms=duration,  # type: ignore[arg-type]
-        wedged_after_ms=wedged_after or None,  # type: ignore[arg-type]
-    )
+        delay_ms=delay, lateness_ms=lateness, flush_interval_ms=flush_interval,
+        store_ticks=store_ticks, until_idle_ms=until_idle, duration_ms=duration,
+        wedged_after_ms=wedged_after or None,
+    )  # fmt: skip
     aggregator = Aggregator(settings, options)
-    final = _run_with_status(st, aggregator)
+    final = _live(st, aggregator).run(aggregator.run, in_thread=True)
     _print_summary(st, final, fmt)
 
 
-def _run_with_status(st: Any, aggregator: Any) -> Any:
-    """Run the aggregator in a worker thread; this thread shows status and handles signals."""
-    import logging
-
-    from cryptoctl.cli.signals import stop_on_signals
-
-    _log_to_stderr(logging.getLogger("cryptoctl.aggregator"))
-    stop = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["stats"] = aggregator.run(stop)
-        except BaseException as exc:  # re-raised on this thread, reported in one place
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=work, name="aggregator", daemon=True)
-    with stop_on_signals(stop):
-        worker.start()
-        if st.stderr_is_tty:
-            _live_status(st, aggregator, worker)
-        else:
-            _log_status(st, aggregator, worker)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["stats"]
-
-
-def _live_status(st: Any, aggregator: Any, worker: threading.Thread) -> None:
-    from rich.live import Live
+def _live(st: CliState, aggregator: Aggregator) -> LiveRun[AggregatorStats]:
+    """The aggregator in a worker thread; this thread shows its status and takes signals."""
     from rich.text import Text
 
+    from cryptoctl.cli.live import LiveRun, Status
     from cryptoctl.render.aggregate import status_line
 
-    with Live(console=st.err, refresh_per_second=4, transient=True) as live:
-        while worker.is_alive():
-            live.update(Text(status_line(aggregator.stats()), overflow="ellipsis"))
-            worker.join(0.25)
+    status = Status(
+        view=lambda: Text(status_line(aggregator.stats()), overflow="ellipsis"),
+        line=lambda: status_line(aggregator.stats()),
+    )
+    return LiveRun(st, status)
 
 
-def _log_status(st: Any, aggregator: Any, worker: threading.Thread) -> None:
-    from cryptoctl.render.aggregate import status_line
-
-    next_log = time.monotonic() + LOG_EVERY_S
-    while worker.is_alive():
-        worker.join(0.2)
-        if time.monotonic() >= next_log and worker.is_alive():
-            st.err.print(status_line(aggregator.stats()), markup=False, soft_wrap=True)
-            next_log += LOG_EVERY_S
-
-
-def _log_to_stderr(logger: Any) -> None:
-    import logging
-    import sys
-
-    if not any(getattr(h, "_cryptoctl", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s aggregate: %(message)s", "%H:%M:%S"))
-        handler._cryptoctl = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
-def _print_summary(st: Any, stats: Any, fmt: SummaryFormat) -> None:
+def _print_summary(st: CliState, stats: AggregatorStats, fmt: ViewFormat) -> None:
     from cryptoctl.render.aggregate import summary, summary_table
 
-    if fmt is SummaryFormat.json:
+    if fmt is ViewFormat.json:
         st.out.print(json.dumps(summary(stats)), markup=False, highlight=False)
         return
     st.err.print(summary_table(stats))  # a report, not data: only --format json puts it on stdout

@@ -6,12 +6,13 @@ import json
 
 import typer
 
-from cryptoctl.cli.context import ViewFormat, state
+from cryptoctl.cli.context import state
+from cryptoctl.cli.options import ViewFormat, format_option
 
 
 def config(
     ctx: typer.Context,
-    fmt: ViewFormat = typer.Option(ViewFormat.table, "--format", "-f", help="Output format."),
+    fmt: ViewFormat = format_option(ViewFormat.table, "Output format."),
 ) -> None:
     """Print the resolved settings (flag > environment > config file > default) and their origin."""
     from cryptoctl.settings import display_settings

@@ -1,12 +1,13 @@
-"""What every command shares: the streams, the resolved settings, and option helpers.
+"""What every command shares: the streams, and the settings resolved once.
 
-Commands call ``state(ctx)`` to get a :class:`CliState`; tests swap nothing here because
-Rich consoles write to whatever ``sys.stdout``/``sys.stderr`` are at the time.
+Commands call ``state(ctx)`` to get a :class:`CliState`. Rich consoles write to whatever
+``sys.stdout``/``sys.stderr`` are at the time; whether they are terminals, and how wide,
+comes from them too unless a test says otherwise, like httpie's MockEnvironment:
+``CliRunner().invoke(app, args, obj=CliState(stdout_isatty=True, width=100))``.
 """
 
 from __future__ import annotations
 
-import enum
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,21 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from cryptoctl.durations import parse_duration_ms
 from cryptoctl.settings import Settings, load_settings
-
-
-class OutputFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-class ViewFormat(str, enum.Enum):
-    """For commands whose output is not rows (status, config): no csv."""
-
-    table = "table"
-    json = "json"
 
 
 @dataclass
@@ -38,6 +25,10 @@ class CliState:
 
     global_flags: dict[str, Any] = field(default_factory=dict)
     config_path: Path | None = None
+    # None: as sys.stdout/sys.stderr are (and the terminal's width); set: what a test wants.
+    stdout_isatty: bool | None = None
+    stderr_isatty: bool | None = None
+    width: int | None = None
     _settings: Settings | None = None
 
     def settings(self, **command_flags: Any) -> Settings:
@@ -48,21 +39,26 @@ class CliState:
     @property
     def out(self) -> Console:
         """Data goes here (stdout). Never a live display unless stdout is a terminal."""
-        return Console(soft_wrap=True, highlight=False)
+        return Console(
+            soft_wrap=True, highlight=False, force_terminal=self.stdout_isatty, width=self.width
+        )
 
     @property
     def err(self) -> Console:
         """Logs, progress, status, errors (stderr). Lines are not wrapped, so logs stay
         one line each in a file or a pipe; tables still fit the width."""
-        return Console(stderr=True, highlight=False, soft_wrap=True)
+        return Console(
+            stderr=True, highlight=False, soft_wrap=True, force_terminal=self.stderr_isatty,
+            width=self.width,
+        )  # fmt: skip
 
     @property
     def stdout_is_tty(self) -> bool:
-        return sys.stdout.isatty()
+        return sys.stdout.isatty() if self.stdout_isatty is None else self.stdout_isatty
 
     @property
     def stderr_is_tty(self) -> bool:
-        return sys.stderr.isatty()
+        return sys.stderr.isatty() if self.stderr_isatty is None else self.stderr_isatty
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -70,20 +66,3 @@ def state(ctx: typer.Context) -> CliState:
     if not isinstance(root.obj, CliState):
         root.obj = CliState()
     return root.obj
-
-
-def duration_option(value: str | None) -> int | None:
-    """Typer callback: a duration string -> milliseconds, bad values exit 2 with an example."""
-    if value is None:
-        return None
-    try:
-        return parse_duration_ms(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def positive_duration_option(value: str | None) -> int | None:
-    ms = duration_option(value)
-    if ms is not None and ms <= 0:
-        raise typer.BadParameter("must be greater than zero (e.g. 10s)")
-    return ms

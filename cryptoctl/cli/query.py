@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 import typer
 
-from cryptoctl.cli.context import OutputFormat, state
+from cryptoctl.cli.context import state
+from cryptoctl.cli.options import FILTER_SYMBOLS_HELP, OutputFormat, format_option, symbols_option
 from cryptoctl.errors import UsageError
 
 
@@ -23,23 +24,15 @@ class Interval(enum.StrEnum):
     d1 = "1d"
 
 
-SYMBOL_HELP = "Only this symbol (repeatable, or comma-separated: BTC,ETH)."
 FORMAT_HELP = "Output format: a table for people, json or csv for scripts."
 
 
-def symbols_option() -> Any:
-    return typer.Option(None, "--symbol", "-s", help=SYMBOL_HELP)
+def filter_symbols_option() -> Any:
+    return symbols_option(None, FILTER_SYMBOLS_HELP)
 
 
-def format_option() -> Any:
-    return typer.Option(OutputFormat.table, "--format", "-f", help=FORMAT_HELP)
-
-
-def parse_symbols(values: Iterable[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    out = [s.strip().upper() for v in values for s in v.split(",") if s.strip()]
-    return out or None
+def output_format_option() -> Any:
+    return format_option(OutputFormat.table, FORMAT_HELP)
 
 
 def parse_time(flag: str, text: str, now_ms: int) -> int:
@@ -85,7 +78,7 @@ def emit(
 
 def candles(
     ctx: typer.Context,
-    symbol: list[str] | None = symbols_option(),
+    symbols: list[str] | None = filter_symbols_option(),
     since: str = typer.Option(
         "1h", "--since", help="Start: a duration back from now (1h, 30m) or ISO-8601 UTC."
     ),
@@ -93,7 +86,7 @@ def candles(
     interval: Interval = typer.Option(
         Interval.m1, "--interval", "-i", help="Candle width, rolled up from 1-minute candles."
     ),
-    fmt: OutputFormat = format_option(),
+    fmt: OutputFormat = output_format_option(),
     chart: bool = typer.Option(False, "--chart", help="Draw a candlestick chart per symbol."),
     height: int = typer.Option(15, "--height", min=4, max=60, help="Chart height in rows."),
 ) -> None:
@@ -109,10 +102,9 @@ def candles(
     st = state(ctx)
     now_ms = int(time.time() * 1000)
     start, end = time_range(since, until, now_ms)
-    wanted = parse_symbols(symbol)
-    rows = load_candles(st.settings(), interval=interval.value, since_ms=start, until_ms=end, symbols=wanted)
+    rows = load_candles(st.settings(), interval=interval.value, since_ms=start, until_ms=end, symbols=symbols)
     if not rows:
-        _say_empty(ctx, wanted, start, end)
+        _say_empty(ctx, symbols, start, end)
         if fmt is OutputFormat.table:
             return
     if chart and fmt is OutputFormat.table:
@@ -151,8 +143,8 @@ def _print_charts(ctx: typer.Context, rows: Sequence[Any], interval: str, height
 
 def prices(
     ctx: typer.Context,
-    symbol: list[str] | None = symbols_option(),
-    fmt: OutputFormat = format_option(),
+    symbols: list[str] | None = filter_symbols_option(),
+    fmt: OutputFormat = output_format_option(),
 ) -> None:
     """Latest price per symbol: from Redis, or PostgreSQL (v_latest_prices) as a fallback."""
     from cryptoctl.cache.reader import latest_prices_with_fallback
@@ -160,7 +152,7 @@ def prices(
     from cryptoctl.render.tables import prices_table
 
     st = state(ctx)
-    rows, note = latest_prices_with_fallback(st.settings(), parse_symbols(symbol))
+    rows, note = latest_prices_with_fallback(st.settings(), symbols)
     if note:
         st.err.print(f"[dim]{note}[/]")
     if not rows:
@@ -172,8 +164,8 @@ def prices(
 
 def stats(
     ctx: typer.Context,
-    symbol: list[str] | None = symbols_option(),
-    fmt: OutputFormat = format_option(),
+    symbols: list[str] | None = filter_symbols_option(),
+    fmt: OutputFormat = output_format_option(),
 ) -> None:
     """24-hour open/high/low/last/change/volume per symbol (view v_price_stats_24h)."""
     from cryptoctl.db.queries import load_stats_24h
@@ -181,7 +173,7 @@ def stats(
     from cryptoctl.render.tables import stats_table
 
     st = state(ctx)
-    rows = load_stats_24h(st.settings(), parse_symbols(symbol))
+    rows = load_stats_24h(st.settings(), symbols)
     if not rows:
         st.err.print("no candles in the last 24 hours [dim](`cryptoctl run` starts the pipeline)[/]")
         if fmt is OutputFormat.table:

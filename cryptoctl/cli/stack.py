@@ -6,7 +6,8 @@ import json
 
 import typer
 
-from cryptoctl.cli.context import ViewFormat, state
+from cryptoctl.cli.context import state
+from cryptoctl.cli.options import ViewFormat, format_option
 
 
 def up(
@@ -72,7 +73,7 @@ def down(
 
 def status(
     ctx: typer.Context,
-    fmt: ViewFormat = typer.Option(ViewFormat.table, "--format", "-f", help="Output format."),
+    fmt: ViewFormat = format_option(ViewFormat.table, "Output format."),
 ) -> None:
     """Show every service (up/down, address, version, round-trip ms), topics and tables.
 

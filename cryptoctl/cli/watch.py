@@ -2,43 +2,38 @@
 
 from __future__ import annotations
 
-import enum
+import logging
 import sys
 import threading
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cryptoctl.cli.context import positive_duration_option, state
-from cryptoctl.cli.signals import stop_on_signals
+from cryptoctl.cli.context import CliState, state
+from cryptoctl.cli.options import (
+    FILTER_SYMBOLS_HELP,
+    WatchFormat,
+    format_option,
+    stop_after_option,
+    symbols_option,
+)
 
-
-class WatchFormat(enum.StrEnum):
-    table = "table"
-    jsonl = "jsonl"
+if TYPE_CHECKING:
+    from cryptoctl.settings import Settings
+    from cryptoctl.watch.state import WatchState
 
 
 def watch(
     ctx: typer.Context,
-    symbol: list[str] | None = typer.Option(
-        None, "--symbol", "-s", help="Only this symbol (repeatable, or comma-separated)."
-    ),
+    symbols: list[str] | None = symbols_option(None, FILTER_SYMBOLS_HELP),
     from_beginning: bool = typer.Option(
         False, "--from-beginning", help="Read the topic from its first message."
     ),
-    duration: str | None = typer.Option(
+    duration: int | None = stop_after_option("Stop after this long (e.g. 30s, 5m)."),
+    fmt: WatchFormat | None = format_option(
         None,
-        "--duration",
-        "-d",
-        callback=positive_duration_option,
-        help="Stop after this long (e.g. 30s, 5m).",
-    ),
-    fmt: WatchFormat | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        help="table: live display (default on a terminal); jsonl: one tick per line "
+        "table: live display (default on a terminal); jsonl: one tick per line "
         "(default when stdout is not a terminal).",
     ),
 ) -> None:
@@ -52,45 +47,41 @@ def watch(
     marked (stale) when older than the symbol's latest tick. On a narrow terminal the
     lesser columns are left out; symbol and price are always whole.
     """
-    from cryptoctl.watch.session import CandlePoller, symbols_of
+    from cryptoctl.render.watch import summary
     from cryptoctl.watch.state import WatchState
 
     st = state(ctx)
     settings = st.settings()
-    live = (fmt or (WatchFormat.table if st.stdout_is_tty else WatchFormat.jsonl)) is WatchFormat.table
-    if live and not st.stdout_is_tty:
-        live = False  # never a live display into a pipe or file; fall back to data
-    duration_s = cast(int, duration) / 1000 if duration is not None else None  # ms, from the callback
-    watch_state = WatchState.create(time.time(), symbols_of(symbol))
-    stop = threading.Event()
-    with stop_on_signals(stop):
-        if live:
-            _watch_live(st, settings, watch_state, stop, from_beginning, duration_s, CandlePoller)
-        else:
-            _watch_jsonl(st, settings, watch_state, stop, from_beginning, duration_s)
-    from cryptoctl.render.watch import summary
-
+    # Never a live display into a pipe or a file: there, the data (JSON lines) instead.
+    live = st.stdout_is_tty and (fmt or WatchFormat.table) is WatchFormat.table
+    duration_s = duration / 1000 if duration is not None else None
+    watch_state = WatchState.create(time.time(), symbols)
+    if live:
+        _watch_live(st, settings, watch_state, from_beginning, duration_s)
+    else:
+        _watch_jsonl(st, settings, watch_state, from_beginning, duration_s)
     st.err.print(summary(watch_state, time.time()))
 
 
 def _watch_jsonl(
-    st: Any,
-    settings: Any,
-    watch_state: Any,
-    stop: threading.Event,
+    st: CliState,
+    settings: Settings,
+    watch_state: WatchState,
     from_beginning: bool,
     duration_s: float | None,
 ) -> None:
     import os
 
+    from cryptoctl.cli.live import LiveRun
     from cryptoctl.watch.session import run_watch
 
     out = sys.stdout
+    live: LiveRun[None] = LiveRun(st, log_level=logging.WARNING)
 
     def closed_pipe() -> None:
         # The reader went away (`| head -1`): stop quietly, like any Unix filter. Later
         # writes and the interpreter's last flush of stdout go to /dev/null instead.
-        stop.set()
+        live.stop.set()
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, out.fileno())
         os.close(devnull)
@@ -107,57 +98,47 @@ def _watch_jsonl(
         except BrokenPipeError:
             closed_pipe()
 
+    def work(stop: threading.Event) -> None:
+        run_watch(
+            settings, watch_state, stop, from_beginning=from_beginning, duration_s=duration_s,
+            on_tick=write, on_refresh=flush,
+        )  # fmt: skip
+        flush()
+
     st.err.print(f"[dim]watching {settings.topic} on {settings.kafka_bootstrap}…[/]")
-    run_watch(
-        settings,
-        watch_state,
-        stop,
-        from_beginning=from_beginning,
-        duration_s=duration_s,
-        on_tick=write,
-        on_refresh=flush,
-    )
-    flush()
+    live.run(work)
 
 
 def _watch_live(
-    st: Any,
-    settings: Any,
-    watch_state: Any,
-    stop: threading.Event,
+    st: CliState,
+    settings: Settings,
+    watch_state: WatchState,
     from_beginning: bool,
     duration_s: float | None,
-    poller: Any,
 ) -> None:
-    from rich.live import Live
-
+    from cryptoctl.cli.live import LiveRun, Status
     from cryptoctl.render.watch import watch_view
-    from cryptoctl.watch.session import run_watch
+    from cryptoctl.watch.session import CandlePoller, run_watch
 
     title = f"cryptoctl watch · {settings.topic} @ {settings.kafka_bootstrap}"
     console = st.out
-    # The width is read at every redraw, so a resized terminal gets the columns that fit.
-    with Live(
-        watch_view(watch_state, time.time(), title=title, width=console.width),
-        console=console,
-        auto_refresh=False,
-        transient=False,
-    ) as live:
 
-        def refresh() -> None:
-            view = watch_view(watch_state, time.time(), title=title, width=console.width)
-            live.update(view, refresh=True)
+    def view() -> Any:  # the width is read at every redraw: a resized terminal gets what fits
+        return watch_view(watch_state, time.time(), title=title, width=console.width)
 
+    # The state is updated on this thread, so it is redrawn from here (on_refresh) only.
+    live: LiveRun[None] = LiveRun(
+        st, Status(view=view, screen="stdout", transient=False, self_refresh=False),
+        log_level=logging.WARNING,  # a watch shows prices, not the clients' chatter
+    )  # fmt: skip
+
+    def work(stop: threading.Event) -> None:
         run_watch(
-            settings,
-            watch_state,
-            stop,
-            from_beginning=from_beginning,
-            duration_s=duration_s,
-            on_refresh=refresh,
-            candles=poller(settings),
-        )
-        refresh()
+            settings, watch_state, stop, from_beginning=from_beginning, duration_s=duration_s,
+            on_refresh=live.refresh, candles=CandlePoller(settings),
+        )  # fmt: skip
+
+    live.run(work)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptoctl.errors import CryptoctlError, InternalError
 from cryptoctl.settings import Settings
+from cryptoctl.sources.spec import SourceChoice
 
 if TYPE_CHECKING:
     from cryptoctl.aggregator import Aggregator, AggregatorStats
@@ -26,60 +27,9 @@ CACHE_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
-class SourceChoice:
-    name: str  # "coingecko" | "synthetic"
-    note: str = ""  # said to the user when CoinGecko was wanted but is not used
-
-
-@dataclass(frozen=True)
 class RunOptions:
-    source: str | None = None  # None: CoinGecko, falling back to synthetic when unreachable
     symbols: Sequence[str] = DEFAULT_SYMBOLS
-    coingecko_interval_s: float = 10.0
-    synthetic_rate: float = 10.0
     duration_s: float | None = None
-
-
-def choose_source(
-    settings: Settings,
-    requested: str | None,
-    probe: Callable[[Settings], Any] | None = None,
-) -> SourceChoice:
-    """An explicit --source is used as given; otherwise CoinGecko if it answers a ping."""
-    if requested is not None:
-        return SourceChoice(requested)
-    if probe is None:
-        from cryptoctl.sources.coingecko import coingecko_reachable
-
-        probe = coingecko_reachable
-    result = probe(settings)
-    if result.ok:
-        return SourceChoice("coingecko")
-    return SourceChoice(
-        "synthetic",
-        f"CoinGecko cannot be reached ({result.detail}); using the synthetic market instead. "
-        "Use --source coingecko to insist, or --source synthetic to skip this check.",
-    )
-
-
-def build_source(settings: Settings, choice: SourceChoice, options: RunOptions) -> Source:
-    symbols = [s.upper() for s in options.symbols]
-    if choice.name == "synthetic":
-        from cryptoctl.sources.synthetic import SyntheticConfig, SyntheticSource
-
-        return SyntheticSource(SyntheticConfig(symbols, rate=options.synthetic_rate))
-    from cryptoctl.sources.coingecko import CoinGeckoConfig, CoinGeckoSource
-    from cryptoctl.sources.coins import resolve_coin_ids
-
-    ids = resolve_coin_ids(symbols, {})
-    return CoinGeckoSource(
-        CoinGeckoConfig(
-            ids,
-            interval_s=options.coingecko_interval_s,
-            api_key=settings.coingecko_api_key,
-            api_url=settings.coingecko_api_url,
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -151,6 +101,15 @@ class Pipeline:
         self._started = time.monotonic()
         for worker in self._workers:
             worker.start()
+
+    def run(self, stop: threading.Event) -> None:
+        """Start, then stop once ``stop`` is set, the duration is up or a worker ended."""
+        self.start()
+        try:
+            while not (stop.wait(0.1) or self.expired() or self.finished()):
+                pass
+        finally:
+            self.stop()
 
     def failed(self) -> _Worker | None:
         """The first worker that ended with an error."""

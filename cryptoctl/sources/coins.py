@@ -60,10 +60,12 @@ COINS: dict[str, Coin] = {
 }
 
 
-def parse_symbols(text: str) -> list[str]:
-    """``"btc, eth"`` -> ["BTC", "ETH"]: upper-cased, de-duplicated, order kept."""
+def parse_symbols(values: str | Iterable[str]) -> list[str]:
+    """``"btc, eth"`` or ``["btc", "eth,SOL"]`` -> ["BTC", "ETH", ...]: upper-cased,
+    de-duplicated, order kept. The one parser of every command's symbols."""
+    texts = [values] if isinstance(values, str) else list(values)
     out: list[str] = []
-    for raw in text.split(","):
+    for raw in (part for text in texts for part in text.split(",")):
         symbol = raw.strip().upper()
         if not symbol:
             continue

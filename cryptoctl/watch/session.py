@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,10 +83,3 @@ def run_watch(
         consumer.close()
     return state
 
-
-def symbols_of(values: Iterable[str] | None) -> list[str] | None:
-    """``--symbol btc --symbol ETH,SOL`` -> ["BTC", "ETH", "SOL"]; None for all."""
-    if not values:
-        return None
-    out = [s.strip().upper() for v in values for s in v.split(",") if s.strip()]
-    return out or None

@@ -76,3 +76,17 @@ def test_a_bad_kafka_property_is_a_configuration_error(tmp_path, table: str, say
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: invalid Kafka client setting") and says in last
         assert "[kafka] table" in last
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["candles"], ["prices"], ["stats"], ["watch"], ["run"], ["produce", "--source", "synthetic"]],
+)
+def test_every_command_checks_symbols_alike(args: list[str]) -> None:
+    # Before: `candles -s btc-usd` said "no candles" where `run` gave a usage error.
+    result = cryptoctl(*args, "-s", "BTC", "--symbol", "btc-usd")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "error: Invalid value for '--symbols' / '-s': invalid symbol 'btc-usd' (symbols are"
+        f" 1-20 ASCII letters/digits, e.g. BTC,ETH) — see `cryptoctl {args[0]} --help`"
+    )

@@ -172,6 +172,9 @@ def test_synthetic_out_of_order_share(settings: Settings, cli: Any) -> None:
     assert 100 < len(late) < 300 and max(late) <= 2000
 
 
+REPLAY_X = ("--source", "replay", "--file", "x.csv")
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -185,15 +188,15 @@ def test_synthetic_out_of_order_share(settings: Settings, cli: Any) -> None:
         (("--rate", "-1"), "--rate"),
         (("--source", "replay", "--file", "/nonexistent.csv"), "does not exist"),
         # A flag of another source is refused even where it has a default (it was ignored).
-        (("--source", "replay", "-f", "x.csv", "--interval", "10s"), "--interval is for --source coingecko"),
-        (("--source", "replay", "-f", "x.csv", "--rate", "10"), "--rate is for --source synthetic"),
-        (("--source", "replay", "-f", "x.csv", "--out-of-order", "0"), "--out-of-order is for --source"),
-        (("--source", "replay", "-f", "x.csv", "--max-delay", "5s"), "--max-delay is for --source synthetic"),
-        (("--source", "replay", "-f", "x.csv", "--symbols", "BTC"), "--symbols is for --source coingecko or"),
+        ((*REPLAY_X, "--interval", "10s"), "--interval is for --source coingecko"),
+        ((*REPLAY_X, "--rate", "10"), "--rate is for --source synthetic"),
+        ((*REPLAY_X, "--out-of-order", "0"), "--out-of-order is for --source"),
+        ((*REPLAY_X, "--max-delay", "5s"), "--max-delay is for --source synthetic"),
+        ((*REPLAY_X, "--symbols", "BTC"), "--symbols is for --source coingecko or"),
         (("--source", "synthetic", "--speed", "1"), "--speed is for --source replay"),
         (("--source", "synthetic", "--interval", "1m"), "--interval is for --source coingecko"),
         (("--rate", "0"), "--rate is for --source synthetic — drop it or use --source synthetic"),
-        (("--max-requests-per-minute", "5", "-s", "synthetic"), "--max-requests-per-minute is for --source"),
+        (("--max-requests-per-minute", "5", "--source", "synthetic"), "--max-requests-per-minute is for"),
     ],
 )
 def test_bad_flags_exit_2_with_a_hint(cli: Any, args: tuple[str, ...], needle: str) -> None:
@@ -214,23 +217,20 @@ def test_bad_flags_are_one_line(cli: Any) -> None:
 def test_per_source_defaults_apply_and_show_in_help(
     cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cryptoctl.cli.produce import SourceName, build_source
     from cryptoctl.settings import load_settings
-
-    def given(source: SourceName, **flags: Any) -> dict[str, Any]:
-        names = ("symbols", "interval", "api_key", "key_type", "api_url", "max_rpm", "rate", "seed",
-                 "start", "out_of_order", "max_delay", "file", "speed")  # fmt: skip
-        return {name: None for name in names} | {"coin_id": [], "strict": False, "source": source} | flags
+    from cryptoctl.sources.spec import SourceKind, SourceSpec, build_source
 
     settings = load_settings({}, environ={})
-    synthetic: Any = build_source(settings, given(SourceName.synthetic))
+    synthetic: Any = build_source(settings, SourceSpec(SourceKind.synthetic))
     assert (synthetic.config.symbols, synthetic.config.rate) == (["BTC", "ETH"], 10.0)
     assert (synthetic.config.out_of_order, synthetic.config.max_delay_ms) == (0.0, 5000)
-    assert build_source(settings, given(SourceName.synthetic, rate=0.0)).config.rate == 0.0  # type: ignore[attr-defined]
+    zero: Any = build_source(settings, SourceSpec(SourceKind.synthetic, rate=0.0))
+    assert zero.config.rate == 0.0
     path = tmp_path / "t.csv"
     path.write_text("ts,symbol,price\n")
-    assert build_source(settings, given(SourceName.replay, file=path)).config.speed == 1.0  # type: ignore[attr-defined]
-    coingecko: Any = build_source(settings, given(SourceName.coingecko))
+    replay: Any = build_source(settings, SourceSpec(SourceKind.replay, file=path))
+    assert replay.config.speed == 1.0
+    coingecko: Any = build_source(settings, SourceSpec(SourceKind.coingecko))
     assert coingecko.config.interval_s == 10.0
 
     monkeypatch.setenv("COLUMNS", "250")
@@ -256,3 +256,22 @@ def test_missing_topic_exits_7_and_says_who_creates_it(settings: Settings, cli: 
     result = cli("produce", "--source", "synthetic", "--count", "1", "--topic", "no-such-topic")
     assert result.exit_code == 7
     assert "Kafka topic 'no-such-topic' does not exist" in result.stderr and "cryptoctl up" in result.stderr
+
+
+def test_on_a_terminal_the_status_line_is_live_and_cleared(settings: Settings, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cryptoctl.cli.app import app
+    from cryptoctl.cli.context import CliState
+    from tests.watch.pty_terminal import plain
+
+    path = tmp_path / "ticks.csv"
+    path.write_text(REPLAY_CSV)
+    args = ["produce", "--source", "replay", "--file", str(path), "--speed", "0", "-f", "json"]
+    result = CliRunner().invoke(app, args, obj=CliState(stderr_isatty=True, width=200))
+    assert result.exit_code == 0, result.stderr
+    assert orjson.loads(result.stdout)["delivered"] == 4  # -f is --format
+    screen = plain(result.stderr.encode())
+    assert f"replay → {settings.topic}" in screen and "ticks/s · delivered" in screen
+    assert "\x1b[2K" in result.stderr  # the status line was cleared at the end
+    assert "warning: skipped bad row" in screen and "ticks.csv:5:" in screen

@@ -15,10 +15,11 @@ from rich.console import Console
 from cryptoctl.aggregator import AggregatorStats
 from cryptoctl.db.connection import connect
 from cryptoctl.errors import DatabaseError
-from cryptoctl.pipeline.runner import Snapshot, SourceChoice, choose_source
+from cryptoctl.pipeline.runner import Snapshot
 from cryptoctl.producer import ProducerRun, ProducerStats
 from cryptoctl.render.dashboard import dashboard, run_summary, status_line
 from cryptoctl.settings import Settings
+from cryptoctl.sources.spec import SourceChoice, choose_source
 from tests.helpers import stack_env
 from tests.watch.pty_terminal import PtyCommand
 

@@ -7,8 +7,8 @@ import io
 from rich.console import Console
 
 from cryptoctl.render.watch import STALE_S, candle_text, footer, price_text, summary, watch_view
+from cryptoctl.sources.coins import parse_symbols
 from cryptoctl.tick import Tick
-from cryptoctl.watch.session import symbols_of
 from cryptoctl.watch.state import WatchState
 
 TS = 1_793_491_200_000
@@ -50,14 +50,13 @@ def test_rate_counts_recent_window() -> None:
 
 
 def test_filter_invalid_and_sources() -> None:
-    state = WatchState.create(0.0, symbols_of(["btc", "eth,SOL"]))
+    state = WatchState.create(0.0, parse_symbols(["btc", "eth,SOL"]))
     assert state.symbols_filter == frozenset({"BTC", "ETH", "SOL"})
     assert not state.apply(tick("DOGE", 0.1), 1.0)
     state.apply(tick("BTC", 1.0, source="coingecko"), 1.0)
     state.reject("not valid JSON")
     assert (state.ticks, state.filtered_out, state.invalid) == (1, 1, 1)
     assert state.sources == {"coingecko": 1}
-    assert symbols_of(None) is None and symbols_of([" , "]) is None
 
 
 def test_price_flashes_then_settles() -> None:

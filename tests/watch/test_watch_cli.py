@@ -190,3 +190,21 @@ def test_a_closed_pipe_ends_watch_quietly(settings: Settings) -> None:
     assert code == 0, stderr
     assert time.monotonic() - t0 < 20  # stopped by the closed pipe, not by --duration
     assert "Traceback" not in stderr and "error" not in stderr.lower()
+
+
+def test_a_terminal_stdout_gets_the_live_table_in_process(settings: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from cryptoctl.cli.app import app
+    from cryptoctl.cli.context import CliState
+    from tests.watch.pty_terminal import plain
+
+    produce_ticks(settings, ticks(4, symbols=("BTC", "ETH")))
+    args = ["watch", "--from-beginning", "--duration", "2s", "-s", "btc"]
+    result = CliRunner().invoke(app, args, obj=CliState(stdout_isatty=True, width=120))
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b[" in result.stdout  # a live display, not JSON lines
+    rows = _rows(plain(result.stdout.encode()), "BTC")
+    assert rows and "67,000.75" in rows[-1]
+    assert not _rows(plain(result.stdout.encode()), "ETH")  # -s is --symbols
+    assert "watch summary: 4 ticks" in result.stderr

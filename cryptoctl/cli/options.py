@@ -1,0 +1,115 @@
+"""Options that several commands share, defined once, so a flag means one thing everywhere.
+
+Short flags: ``-s`` is always the symbols, ``-f`` the output format, ``-d`` a duration to
+stop after, ``-t`` the topic (tests/core/test_short_flags.py walks every command).
+Values arrive parsed: a duration as milliseconds (int), symbols as upper-case lists; a
+bad value exits 2 with an example of a good one.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import typer
+
+from cryptoctl.durations import parse_duration_ms
+from cryptoctl.errors import UsageError
+
+
+class OutputFormat(enum.StrEnum):
+    """Rows of data."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ViewFormat(enum.StrEnum):
+    """A view or a summary that is not rows (status, config, a run's summary): no csv."""
+
+    table = "table"
+    json = "json"
+
+
+class WatchFormat(enum.StrEnum):
+    table = "table"
+    jsonl = "jsonl"
+
+
+# --- durations ---------------------------------------------------------------------
+
+
+def parse_duration(value: str | int) -> int:
+    """A duration flag -> milliseconds; a bad value is a usage error with an example."""
+    if isinstance(value, int):  # a default already converted
+        return value
+    try:
+        return parse_duration_ms(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def parse_positive_duration(value: str | int) -> int:
+    ms = parse_duration(value)
+    if ms <= 0:
+        raise typer.BadParameter("must be greater than zero (e.g. 10s)")
+    return ms
+
+
+def duration_option(default: str | None, *names: str, help: str, positive: bool = True) -> Any:
+    """A duration (250ms, 10s, 5m, 1h30m) as int milliseconds."""
+    return typer.Option(
+        default,
+        *names,
+        parser=parse_positive_duration if positive else parse_duration,
+        metavar="DURATION",
+        help=help,
+    )
+
+
+def stop_after_option(help: str = "Stop after this long, e.g. 30s, 5m.") -> Any:
+    return duration_option(None, "--duration", "-d", help=help)
+
+
+# --- symbols -----------------------------------------------------------------------
+
+
+def parse_symbol_values(values: list[str] | None) -> list[str] | None:
+    """Typer callback: repeated and comma-separated symbols -> one upper-case list, or None
+    when none was given. The same parser (and error) as every other command's."""
+    if not values:
+        return None
+    from cryptoctl.sources.coins import parse_symbols
+
+    try:
+        return parse_symbols(values)
+    except UsageError as exc:
+        message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        raise typer.BadParameter(message, param_hint="'--symbols' / '-s'") from None
+
+
+def symbols_option(default: list[str] | None, help: str) -> Any:
+    """``-s BTC -s eth,SOL``: repeatable, or comma-separated."""
+    return typer.Option(
+        default, "--symbols", "--symbol", "-s", callback=parse_symbol_values, metavar="SYMBOLS",
+        help=help,
+    )  # fmt: skip
+
+
+FILTER_SYMBOLS_HELP = "Only these symbols (repeatable, or comma-separated: BTC,ETH)."
+
+
+# --- formats, source, topic --------------------------------------------------------
+
+
+def format_option(default: enum.Enum | None, help: str) -> Any:
+    return typer.Option(default, "--format", "-f", help=help)
+
+
+def source_option(default: enum.Enum | None, help: str) -> Any:
+    return typer.Option(default, "--source", help=help)
+
+
+def topic_option(help: str = "Kafka topic [env CRYPTOCTL_TOPIC, default crypto-prices].") -> Any:
+    return typer.Option(None, "--topic", "-t", help=help)

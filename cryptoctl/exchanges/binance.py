@@ -1,0 +1,265 @@
+"""Binance spot: the ``<symbol>@trade`` streams and the public REST history.
+
+Spellings: our ``BTC/USDT`` is ``BTCUSDT`` in REST and in trade events, ``btcusdt@trade``
+as a stream name. Taker side: ``sell`` when ``m`` (buyer is maker) is true.
+
+The wire knows the markets it was asked for: :meth:`BinanceWire.stream_url` and
+:meth:`BinanceWire.subscribe` register them (or build one with
+:meth:`BinanceWire.for_markets`), and ``parse`` maps ``BTCUSDT`` back to that market; a
+symbol never registered is Garbage. ``BTCUSDT`` alone cannot be split (``BTCUSDT`` could
+be BTC/USDT or BTCU/SDT), hence the lookup.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from cryptoctl.errors import UnknownMarket
+from cryptoctl.exchanges import fields
+from cryptoctl.exchanges.rest import (
+    ExchangeBudget,
+    ExchangeCandle,
+    RateLimit,
+    RestClient,
+    RetryPolicy,
+    shared_budget,
+)
+from cryptoctl.exchanges.trade import Market, Trade
+from cryptoctl.exchanges.wire import Control, Event, Garbage, TradeEvent
+
+NAME = "binance"
+DEFAULT_WS_URL = "wss://stream.binance.com:9443"
+DEFAULT_REST_URL = "https://api.binance.com"
+
+LIMIT = RateLimit(weight_limit=6000, weight_header="x-mbx-used-weight-1m", weight_window_s=60.0)
+# Request weights (Binance's docs): the budget adds them up before the header says so.
+WEIGHT_HISTORICAL_TRADES = 25
+WEIGHT_AGG_TRADES = 4
+WEIGHT_KLINES = 2
+WEIGHT_EXCHANGE_INFO = 20
+TRADES_PAGE = 1000
+KLINES_PAGE = 1000
+MINUTE_MS = 60_000
+
+
+def exchange_symbol(market: Market) -> str:
+    return f"{market.symbol}{market.quote}".upper()
+
+
+def stream_name(market: Market) -> str:
+    return f"{exchange_symbol(market).lower()}@trade"
+
+
+class BinanceWire:
+    name = NAME
+    default_ws_url = DEFAULT_WS_URL
+    default_rest_url = DEFAULT_REST_URL
+    default_quote = "USDT"
+    silence_s = 30.0  # server pings every 20 s
+    max_connection_s: float | None = 23.5 * 3600  # Binance closes at 24 h
+
+    def __init__(self, markets: Sequence[Market] = ()) -> None:
+        self._markets: dict[str, Market] = {}
+        self.register(markets)
+
+    def for_markets(self, markets: Sequence[Market]) -> BinanceWire:
+        """A wire of its own for one connection's markets."""
+        return BinanceWire(markets)
+
+    def register(self, markets: Sequence[Market]) -> None:
+        self._markets.update({exchange_symbol(m): m for m in markets})
+
+    def exchange_symbol(self, market: Market) -> str:
+        return exchange_symbol(market)
+
+    def stream_url(self, base_url: str, markets: Sequence[Market]) -> str:
+        self.register(markets)
+        return f"{base_url.rstrip('/')}/stream?streams={'/'.join(stream_name(m) for m in markets)}"
+
+    def subscribe(self, markets: Sequence[Market]) -> list[str]:
+        self.register(markets)
+        return []  # the streams are in the URL
+
+    def ping(self) -> str | None:
+        return None  # protocol pings, answered by the websockets library
+
+    def parse(self, frame: str | bytes) -> list[Event]:
+        obj = fields.loads(frame)
+        if obj is fields.NOT_JSON:
+            return [Garbage("not JSON")]
+        if not isinstance(obj, dict):
+            return [Garbage("not a JSON object")]
+        if "stream" in obj and "data" in obj:  # the combined stream's wrapper
+            obj = obj["data"]
+            if not isinstance(obj, dict):
+                return [Garbage("combined-stream data is not an object")]
+        return [self._event(obj)]
+
+    def _event(self, obj: dict[str, Any]) -> Event:
+        if "id" in obj and "result" in obj:
+            if obj["result"] is None:
+                return Control("subscribed", f"request {obj['id']}")
+            return Control("ignored", f"reply to request {obj['id']}")
+        if "error" in obj:
+            return Garbage(f"binance error: {obj['error']}")
+        kind = obj.get("e")
+        if kind == "trade":
+            return self._trade(obj)
+        if kind == "serverShutdown":
+            return Control("shutdown", "serverShutdown")
+        return Garbage(f"unknown event type {kind!r}")
+
+    def _trade(self, obj: dict[str, Any]) -> Event:
+        symbol = obj.get("s")
+        market = self._markets.get(symbol) if isinstance(symbol, str) else None
+        if market is None:
+            return Garbage(f"trade of an unknown symbol {obj.get('s')!r}")
+        trade = _trade(obj.get("t"), obj.get("T"), obj.get("p"), obj.get("q"), obj.get("m"))
+        if isinstance(trade, str):
+            return Garbage(f"binance trade: {trade}")
+        return TradeEvent(market, trade)
+
+
+WIRE = BinanceWire()
+
+
+def _trade(tid: Any, ts: Any, price: Any, qty: Any, buyer_is_maker: Any) -> Trade | str:
+    """A trade from its fields (WS and REST name them differently), or what is wrong."""
+    trade_id, ms = fields.trade_id(tid), fields.epoch_ms(ts)
+    p, q = fields.positive(price), fields.positive(qty)
+    if trade_id is None:
+        return f"bad trade id {tid!r}"
+    if ms is None:
+        return f"bad time {ts!r}"
+    if p is None or q is None:
+        return f"bad price/qty {price!r}/{qty!r}"
+    if not isinstance(buyer_is_maker, bool):
+        return f"bad buyer-is-maker flag {buyer_is_maker!r}"
+    return Trade(trade_id, ms, p, q, "sell" if buyer_is_maker else "buy")
+
+
+class BinanceHistory:
+    """Binance's REST trade history and klines for any market (a TradeHistory)."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_REST_URL,
+        *,
+        budget: ExchangeBudget | None = None,
+        retry: RetryPolicy | None = None,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        budget = budget or shared_budget(NAME, LIMIT)
+        self.rest = RestClient(NAME, base_url, budget, retry or RetryPolicy(), http)
+        self._clock = clock
+
+    def close(self) -> None:
+        self.rest.close()
+
+    def check_market(self, market: Market) -> None:
+        """UnknownMarket (exit 2) unless Binance lists the symbol."""
+        symbol = exchange_symbol(market)
+        path = "/api/v3/exchangeInfo"
+        response = self.rest.get(path, {"symbol": symbol}, weight=WEIGHT_EXCHANGE_INFO)
+        body = fields.loads(response.content)
+        if response.status_code == 400 and isinstance(body, dict) and body.get("code") == -1121:
+            raise UnknownMarket(NAME, f"{market.symbol}/{market.quote}", symbol)
+        if response.status_code >= 300:
+            raise self.rest.reply_error(response, path)
+        listed = body.get("symbols") if isinstance(body, dict) else None
+        if not isinstance(listed, list) or not any(
+            isinstance(s, dict) and s.get("symbol") == symbol for s in listed
+        ):
+            raise UnknownMarket(NAME, f"{market.symbol}/{market.quote}", symbol)
+
+    def trades_after(
+        self, market: Market, after: Trade, *, until_id: int | None = None
+    ) -> Iterator[list[Trade]]:
+        return self._from_id(market, after.trade_id + 1, until_id)
+
+    def trades_since(self, market: Market, ts_ms: int) -> Iterator[list[Trade]]:
+        first = self._first_id_at(market, ts_ms)
+        if first is None:
+            return iter(())
+        return self._from_id(market, first, None)
+
+    def _first_id_at(self, market: Market, ts_ms: int) -> int | None:
+        """The first trade id at or after ts_ms: the ``f`` of the first aggregate trade
+        (an aggregate's trades share its time)."""
+        path = "/api/v3/aggTrades"
+        params = {"symbol": exchange_symbol(market), "startTime": ts_ms, "limit": 1}
+        rows = self.rest.rows(path, self.rest.get_json(path, params, weight=WEIGHT_AGG_TRADES))
+        if not rows:
+            return None
+        first = fields.trade_id(rows[0].get("f")) if isinstance(rows[0], dict) else None
+        if first is None:
+            raise self.rest.bad(f"{path} row without a first trade id: {rows[0]!r}")
+        return first
+
+    def _from_id(self, market: Market, from_id: int, until_id: int | None) -> Iterator[list[Trade]]:
+        path = "/api/v3/historicalTrades"
+        while until_id is None or from_id <= until_id:
+            params = {"symbol": exchange_symbol(market), "fromId": from_id, "limit": TRADES_PAGE}
+            rows = self.rest.rows(path, self.rest.get_json(path, params, weight=WEIGHT_HISTORICAL_TRADES))
+            page = sorted(
+                t
+                for t in (self._rest_trade(path, row) for row in rows)
+                if t.trade_id >= from_id and (until_id is None or t.trade_id <= until_id)
+            )
+            if page:
+                yield page
+            if len(rows) < TRADES_PAGE or not page:
+                return  # the newest trade reached
+            from_id = page[-1].trade_id + 1
+
+    def _rest_trade(self, path: str, row: Any) -> Trade:
+        if not isinstance(row, dict):
+            raise self.rest.bad(f"{path} row is not an object: {row!r}")
+        get = row.get
+        trade = _trade(get("id"), get("time"), get("price"), get("qty"), get("isBuyerMaker"))
+        if isinstance(trade, str):  # a row we cannot read would be a silent hole: stop instead
+            raise self.rest.bad(f"{path} row: {trade}")
+        return trade
+
+    def candles(self, market: Market, start_ms: int, end_ms: int) -> Iterator[list[ExchangeCandle]]:
+        """The 1-minute klines with start in [start_ms, end_ms), ascending, in pages."""
+        path = "/api/v3/klines"
+        start = start_ms - start_ms % MINUTE_MS
+        while start < end_ms:
+            params = {
+                "symbol": exchange_symbol(market),
+                "interval": "1m",
+                "startTime": start,
+                "endTime": end_ms - 1,
+                "limit": KLINES_PAGE,
+            }
+            rows = self.rest.rows(path, self.rest.get_json(path, params, weight=WEIGHT_KLINES))
+            now_ms = int(self._clock() * 1000)
+            candles = (self._kline(path, row, now_ms) for row in rows)
+            page = [c for c in candles if start <= c.bucket_ms < end_ms]
+            if page:
+                yield page
+            if len(rows) < KLINES_PAGE or not page:
+                return
+            start = page[-1].bucket_ms + MINUTE_MS
+
+    def _kline(self, path: str, row: Any, now_ms: int) -> ExchangeCandle:
+        if isinstance(row, list) and len(row) >= 9:
+            opened, close_time, trades = fields.epoch_ms(row[0]), fields.epoch_ms(row[6]), row[8]
+            prices = [fields.positive(v) for v in row[1:5]]
+            volume = fields.number(row[5])
+            if (
+                opened is not None
+                and close_time is not None
+                and None not in prices
+                and volume is not None
+                and fields.trade_id(trades) is not None
+            ):
+                o, h, low, c = (float(p or 0) for p in prices)
+                return ExchangeCandle(opened, o, h, low, c, volume, trades, close_time < now_ms)
+        raise self.rest.bad(f"{path} row not a kline: {row!r}")

@@ -1,0 +1,209 @@
+"""Which source to produce from, with its options, and the one builder of a Source.
+
+`produce` fills a :class:`SourceSpec` from its flags; `run` from its flags after
+:func:`choose_source` (CoinGecko when it answers, else the synthetic market). Both build
+the source with :func:`build_source`, where every usage error is raised before producing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptoctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from cryptoctl.settings import Settings
+    from cryptoctl.sources.base import Source
+
+
+class SourceKind(enum.StrEnum):
+    coingecko = "coingecko"
+    synthetic = "synthetic"
+    replay = "replay"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source and the options given for it; None (False, ()) means not given."""
+
+    kind: SourceKind
+    symbols: tuple[str, ...] | None = None
+    interval_ms: int | None = None
+    api_key: str | None = None
+    key_type: str | None = None  # "demo" | "pro"
+    api_url: str | None = None
+    coin_ids: tuple[str, ...] = ()  # SYMBOL=coingecko-id overrides
+    max_rpm: int | None = None
+    rate: float | None = None
+    seed: int | None = None
+    start: str | None = None
+    out_of_order: float | None = None
+    max_delay_ms: int | None = None
+    file: Path | None = None
+    speed: float | None = None
+    strict: bool = False
+
+    def resolved(self) -> SourceSpec:
+        """Defaults filled in for this kind. A flag given for another source is a usage
+        error, not silently ignored (OWNERS says whose each option is)."""
+        filled: dict[str, Any] = {}
+        for name, owner in OWNERS.items():
+            if _given(getattr(self, name)):
+                if self.kind not in owner.kinds:
+                    whose = " or ".join(kind.value for kind in owner.kinds)
+                    raise UsageError(
+                        f"{owner.flag} is for --source {whose}",
+                        hint=f"drop it or use --source {owner.kinds[0].value}",
+                    )
+            elif self.kind in owner.kinds:
+                filled[name] = owner.default
+        return replace(self, **filled)
+
+    def own_options_only(self) -> SourceSpec:
+        """The options of other sources dropped (`run`: its flags hold every source's
+        defaults, and the source is chosen after parsing)."""
+        foreign = {
+            name: _NOT_GIVEN[name]
+            for name, owner in OWNERS.items()
+            if self.kind not in owner.kinds
+        }
+        return replace(self, **foreign)
+
+
+@dataclass(frozen=True)
+class Owner:
+    kinds: tuple[SourceKind, ...]
+    default: Any  # when not given
+    shown: str  # the default as --help shows it
+    flag: str
+
+
+_POLLED = (SourceKind.coingecko, SourceKind.synthetic)
+_CG, _SYN, _REPLAY = (SourceKind.coingecko,), (SourceKind.synthetic,), (SourceKind.replay,)
+
+OWNERS: dict[str, Owner] = {
+    "symbols": Owner(_POLLED, ("BTC", "ETH"), "BTC,ETH", "--symbols"),
+    "interval_ms": Owner(_CG, 10_000, "10s", "--interval"),
+    "api_key": Owner(_CG, None, "", "--api-key"),
+    "key_type": Owner(_CG, None, "", "--key-type"),
+    "api_url": Owner(_CG, None, "", "--api-url"),
+    "coin_ids": Owner(_CG, (), "", "--coin-id"),
+    "max_rpm": Owner(_CG, None, "", "--max-requests-per-minute"),
+    "rate": Owner(_SYN, 10.0, "10", "--rate"),
+    "seed": Owner(_SYN, None, "", "--seed"),
+    "start": Owner(_SYN, None, "", "--start"),
+    "out_of_order": Owner(_SYN, 0.0, "0", "--out-of-order"),
+    "max_delay_ms": Owner(_SYN, 5_000, "5s", "--max-delay"),
+    "file": Owner(_REPLAY, None, "", "--file"),
+    "speed": Owner(_REPLAY, 1.0, "1", "--speed"),
+    "strict": Owner(_REPLAY, False, "", "--strict"),
+}
+_NOT_GIVEN: dict[str, Any] = {f.name: f.default for f in fields(SourceSpec) if f.name in OWNERS}
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value is not False and value != ()  # 0 and 0.0 are given
+
+
+def default_shown(name: str) -> str:
+    """``[default: 10s]``: a per-source option's default for its --help text."""
+    return f"[default: {OWNERS[name].shown}]"
+
+
+def build_source(settings: Settings, spec: SourceSpec) -> Source:
+    """The source the spec asks for; every usage error is raised here, before producing."""
+    spec = spec.resolved()
+    if spec.kind is SourceKind.replay:
+        return _replay(spec)
+    if spec.kind is SourceKind.synthetic:
+        return _synthetic(spec)
+    return _coingecko(settings, spec)
+
+
+def _replay(spec: SourceSpec) -> Source:
+    from cryptoctl.sources.replay import ReplayConfig, ReplaySource
+
+    if spec.file is None:
+        raise UsageError("--source replay needs --file", hint="e.g. --file ticks.csv")
+    assert spec.speed is not None  # resolved
+    return ReplaySource(ReplayConfig(spec.file, speed=spec.speed, strict=spec.strict))
+
+
+def _synthetic(spec: SourceSpec) -> Source:
+    from cryptoctl.durations import parse_time_ms
+    from cryptoctl.sources.base import now_ms
+    from cryptoctl.sources.synthetic import SyntheticConfig, SyntheticSource
+
+    start_ms = None
+    if spec.start is not None:
+        try:
+            start_ms = parse_time_ms(spec.start, now_ms=now_ms())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    assert spec.symbols is not None and spec.rate is not None  # resolved
+    assert spec.out_of_order is not None and spec.max_delay_ms is not None
+    config = SyntheticConfig(
+        list(spec.symbols),
+        rate=spec.rate,
+        seed=spec.seed,
+        start_ms=start_ms,
+        out_of_order=spec.out_of_order,
+        max_delay_ms=spec.max_delay_ms,
+    )
+    return SyntheticSource(config)
+
+
+def _coingecko(settings: Settings, spec: SourceSpec) -> Source:
+    from cryptoctl.sources.coingecko import CoinGeckoConfig, CoinGeckoSource
+    from cryptoctl.sources.coins import parse_coin_ids, resolve_coin_ids
+
+    assert spec.symbols is not None and spec.interval_ms is not None  # resolved
+    ids = resolve_coin_ids(spec.symbols, parse_coin_ids(spec.coin_ids))
+    config = CoinGeckoConfig(
+        ids,
+        interval_s=spec.interval_ms / 1000,
+        api_key=spec.api_key or settings.coingecko_api_key,
+        key_type=spec.key_type,
+        api_url=spec.api_url or settings.coingecko_api_url,
+        max_requests_per_minute=spec.max_rpm,
+    )
+    return CoinGeckoSource(config)
+
+
+# --- `run`: CoinGecko when it answers, the synthetic market otherwise ---------------
+
+
+@dataclass(frozen=True)
+class SourceChoice:
+    name: str  # "coingecko" | "synthetic"
+    note: str = ""  # said to the user when CoinGecko was wanted but is not used
+
+    @property
+    def kind(self) -> SourceKind:
+        return SourceKind(self.name)
+
+
+def choose_source(
+    settings: Settings,
+    requested: str | None,
+    probe: Callable[[Settings], Any] | None = None,
+) -> SourceChoice:
+    """An explicit --source is used as given; otherwise CoinGecko if it answers a ping."""
+    if requested is not None:
+        return SourceChoice(requested)
+    if probe is None:
+        from cryptoctl.sources.coingecko import coingecko_reachable
+
+        probe = coingecko_reachable
+    result = probe(settings)
+    if result.ok:
+        return SourceChoice("coingecko")
+    return SourceChoice(
+        "synthetic",
+        f"CoinGecko cannot be reached ({result.detail}); using the synthetic market instead. "
+        "Use --source coingecko to insist, or --source synthetic to skip this check.",
+    )
