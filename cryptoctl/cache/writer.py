@@ -13,15 +13,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import Any
 
 from cryptoctl.cache.client import Keys, redis_client
+from cryptoctl.cache.documents import CandleDoc, LatestDoc
 from cryptoctl.settings import Settings
-
-if TYPE_CHECKING:
-    from cryptoctl.windows import Candle
 
 # SET KEYS[1] = ARGV[1] unless the stored value is newer. Newness is the pair of fields
 # named by ARGV[2], ARGV[3] (e.g. bucket_ms, trades) compared with ARGV[4], ARGV[5].
@@ -38,26 +34,6 @@ end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
-
-
-def candle_doc(c: Candle, *, closed: bool) -> dict[str, Any]:
-    """The cached/published form of a candle (also the pub/sub message body)."""
-    return {
-        "symbol": c.symbol,
-        "bucket_ms": c.bucket,
-        "open": c.open,
-        "high": c.high,
-        "low": c.low,
-        "close": c.close,
-        "volume": c.volume,
-        "trades": c.trades,
-        "avg": c.avg,
-        "vwap": c.vwap,
-        "open_ts": c.open_ts,
-        "close_ts": c.close_ts,
-        "state": "final" if c.final else ("closed" if closed else "open"),
-        "final": c.final,
-    }
 
 
 @dataclass(frozen=True)
@@ -94,21 +70,20 @@ class CacheWriter:
 
     # producer side (the aggregator thread)
 
-    def submit_candles(self, docs: list[dict[str, Any]]) -> None:
-        """Candle updates just committed: newest per key is kept, then written in the thread."""
+    def submit_candles(self, docs: list[CandleDoc]) -> None:
+        """Candle updates just committed: newest per key is kept, then written in the thread.
+        An open candle's close is also the symbol's latest price."""
         with self._lock:
             for d in docs:
-                sym, text = d["symbol"], orjson.dumps(d)
+                sym, text = d.symbol, d.to_json()
                 self._symbols.add(sym)
-                self._messages[(sym, d["bucket_ms"])] = text
-                order = (d["bucket_ms"], d["trades"], "bucket_ms", "trades", text)
-                self._merge(self.keys.candle_final(sym) if d["final"] else
+                self._messages[(sym, d.bucket_ms)] = text
+                order = (d.bucket_ms, d.trades, "bucket_ms", "trades", text)
+                self._merge(self.keys.candle_final(sym) if d.final else
                             self.keys.candle_current(sym), order)
-                if not d["final"]:
-                    latest = orjson.dumps(
-                        {"symbol": sym, "price": d["close"], "ts": d["close_ts"]}
-                    )
-                    self._merge(self.keys.latest(sym), (d["close_ts"], 0, "ts", "ts", latest))
+                if not d.final:
+                    latest = LatestDoc.of_candle(d).to_json()
+                    self._merge(self.keys.latest(sym), (d.close_ts, 0, "ts", "ts", latest))
         self._wake.set()
 
     def _merge(self, key: str, item: tuple[int, int, str, str, bytes]) -> None:
