@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 from cryptoctl.cache.client import Keys, redis_client
 from cryptoctl.cache.documents import CandleDoc, LatestDoc
@@ -38,12 +37,12 @@ def test_an_older_candle_never_overwrites_a_newer_one(settings):
     w = CacheWriter(settings)
     w.start()
     base = CandleDoc("BTC", T0, 1.0, 1.0, 1.0, 1.0, 0.0, 1, 1.0, None, T0, T0, "open", False)
-    w.submit_candles([replace(base, bucket_ms=T0 + 120_000, trades=5, close_ts=T0 + 120_500)])
+    w.submit_candles([base._replace(bucket_ms=T0 + 120_000, trades=5, close_ts=T0 + 120_500)])
     wait_for("write", lambda: w.pending() == 0 and w.writes > 0, 10)
     # Each reaches Redis on its own (no merging in the writer): the Lua check refuses both.
-    w.submit_candles([replace(base, bucket_ms=T0 + 60_000, trades=9, close_ts=T0 + 60_500)])
+    w.submit_candles([base._replace(bucket_ms=T0 + 60_000, trades=9, close_ts=T0 + 60_500)])
     wait_for("write", lambda: w.pending() == 0 and w.writes >= 2, 10)
-    w.submit_candles([replace(base, bucket_ms=T0 + 120_000, trades=4, close_ts=T0 + 120_400)])
+    w.submit_candles([base._replace(bucket_ms=T0 + 120_000, trades=4, close_ts=T0 + 120_400)])
     wait_for("write", lambda: w.pending() == 0 and w.writes >= 3, 10)
     w.close()
     current = json.loads(redis_client(settings).get(keys.candle_current("BTC")))

@@ -64,7 +64,7 @@ def snapshot(**over: Any) -> Snapshot:
     values: dict[str, Any] = {
         "source": SourceChoice("synthetic", "CoinGecko cannot be reached (x); using the synthetic"),
         "elapsed_s": 12.0, "producer": producer, "aggregator": aggregator,
-        "current": {"BTC": candle}, "final": {"BTC": replace(candle, bucket_ms=BUCKET - 60_000)},
+        "current": {"BTC": candle}, "final": {"BTC": candle._replace(bucket_ms=BUCKET - 60_000)},
         "cache_status": "ok",
     }  # fmt: skip
     return Snapshot(**(values | over))
