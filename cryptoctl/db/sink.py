@@ -4,7 +4,9 @@ PostgreSQL is the checkpoint. Each flush is one transaction that (1) locks the
 ``processing_metadata`` rows of its partitions and checks that our owner epoch is still the
 current one, (2) upserts the full state of every changed candle, (3) COPYs the raw ticks
 (binary), (4) inserts late ticks and (5) advances next_offset/watermark. A consumer whose
-partition was claimed by someone else (a higher epoch) writes nothing for it.
+partition was claimed by someone else (a higher epoch) writes nothing for it. The
+aggregator hands over candles and ticks as it holds them; the rows are encoded here
+(cryptoctl/db/encode.py). The broker's cluster id is given to each call that needs it.
 """
 
 from __future__ import annotations
