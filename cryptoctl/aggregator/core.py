@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from cryptoctl.aggregator.stats import AggregatorStats, Counters
-from cryptoctl.cache.writer import CacheWriter, candle_doc
-from cryptoctl.db.sink import PartitionFlush, Sink, encode_raw_ticks, late_row
+from cryptoctl.cache.documents import CandleDoc
+from cryptoctl.cache.writer import CacheWriter
+from cryptoctl.db.encode import LateTick
+from cryptoctl.db.sink import PartitionFlush, Sink
 from cryptoctl.errors import InvalidTick
 from cryptoctl.kafka.clients import check_topic, consumer_config, new_client
 from cryptoctl.kafka.dlq import DeadLetters
@@ -78,7 +80,7 @@ class PartitionState:
     committed_offset: int | None = None
     raw: list[TickRow] = field(default_factory=list)
     raw_offsets: list[int] = field(default_factory=list)
-    late: list[tuple[Any, ...]] = field(default_factory=list)
+    late: list[LateTick] = field(default_factory=list)
 
 
 def _checked_fields(obj: Any) -> tuple[TickRow | None, str]:
@@ -118,6 +120,7 @@ class Aggregator:
         self._started = time.monotonic()
         self._consumer: Consumer | None = None
         self._sink: Sink | None = None
+        self._cluster_id: str | None = None  # the broker's, as of the last assignment
         self._cache: CacheWriter | None = None
         self._dlq: DeadLetters | None = None
         self._assigned_at: float | None = None
@@ -188,11 +191,10 @@ class Aggregator:
 
     def _open(self) -> None:
         info = check_topic(self.settings, self.topic)  # a missing topic: fail, not wait
-        cluster_id = info.cluster_id
+        self._cluster_id = info.cluster_id
         self._partition_count = info.topics[self.topic]
         self._sink = Sink(
-            self.settings, group=self.group, topic=self.topic, owner=self.options.owner,
-            cluster_id=cluster_id,
+            self.settings, group=self.group, topic=self.topic, owner=self.options.owner
         )
         self._sink.ping()  # fail fast (and clearly) if PostgreSQL is not there
         self._sink.register()  # and if the schema holds another pipeline's candles
@@ -300,7 +302,7 @@ class Aggregator:
         from confluent_kafka import KafkaException, TopicPartition
 
         assert self._consumer is not None and self._sink is not None
-        stored = self._sink.progress()
+        stored = self._sink.progress(self._cluster_id)
         behind = []
         for p in range(self._partition_count):
             tp = TopicPartition(self.topic, p)
@@ -437,8 +439,7 @@ class Aggregator:
                     raw_append(row)
                     off_append(offset)
             else:
-                wm = ps.windows.watermark
-                ps.late.append(late_row(row, p, offset, wm))
+                ps.late.append((row, offset, ps.windows.watermark))
                 counters.late += 1
         counters.ticks += ticks
         if store:
@@ -478,7 +479,7 @@ class Aggregator:
             return
         assert self._sink is not None
         try:
-            fenced = self._sink.commit(flushes)
+            fenced = self._sink.commit(flushes, self._cluster_id)
         except BaseException:
             # _collect already took this flush's ticks and final candles out of memory, so
             # a later flush (on revoke, while closing) must not advance the offsets without
@@ -489,7 +490,7 @@ class Aggregator:
         self.counters.flush_ms.append((time.perf_counter() - t0) * 1000)
         self.counters.flushes += 1
 
-    def _collect(self) -> tuple[list[PartitionFlush], dict[int, list[dict[str, Any]]]]:
+    def _collect(self) -> tuple[list[PartitionFlush], dict[int, list[CandleDoc]]]:
         flushes, docs = [], {}
         for p, ps in self._states.items():
             w = ps.windows
@@ -506,20 +507,22 @@ class Aggregator:
             unchanged = next_offset == ps.committed_offset
             if not candles and not ps.late and not ps.raw and unchanged:
                 if closed and self._cache is not None:
-                    self._cache.submit_candles([candle_doc(c, closed=True) for c in closed])
+                    self._cache.submit_candles(
+                        [CandleDoc.from_candle(c, closed=True) for c in closed]
+                    )
                 continue
-            raw = encode_raw_ticks(ps.raw, ps.raw_offsets, p) if ps.raw else b""
             flushes.append(
-                PartitionFlush(p, ps.epoch, next_offset, wm, candles, raw, len(ps.raw), ps.late)
+                PartitionFlush(p, ps.epoch, next_offset, wm, candles, ps.raw, ps.raw_offsets, ps.late)
             )
-            docs[p] = [candle_doc(c, closed=w.is_closed(c)) for c in candles] + [
-                candle_doc(c, closed=True) for c in closed if not c.final
+            doc = CandleDoc.from_candle
+            docs[p] = [doc(c, closed=w.is_closed(c)) for c in candles] + [
+                doc(c, closed=True) for c in closed if not c.final
             ]
             ps.raw, ps.raw_offsets, ps.late = [], [], []
         return flushes, docs
 
     def _after_commit(
-        self, flushes: list[PartitionFlush], docs: dict[int, list[dict[str, Any]]],
+        self, flushes: list[PartitionFlush], docs: dict[int, list[CandleDoc]],
         fenced: set[int],
     ) -> None:
         c = self.counters
@@ -559,7 +562,7 @@ class Aggregator:
         assert self._sink is not None
         mine = [tp for tp in partitions if tp.topic == self.topic]
         self._refresh_cluster_id(consumer)
-        claims = self._sink.claim([tp.partition for tp in mine])
+        claims = self._sink.claim([tp.partition for tp in mine], self._cluster_id)
         now = time.monotonic()
         for tp in mine:
             claim = claims[tp.partition]
@@ -588,9 +591,8 @@ class Aggregator:
         Asked through the consumer's own connection, inside the rebalance callback."""
         from confluent_kafka import KafkaException
 
-        assert self._sink is not None
         try:
-            self._sink.cluster_id = consumer.list_topics(self.topic, timeout=3.0).cluster_id
+            self._cluster_id = consumer.list_topics(self.topic, timeout=3.0).cluster_id
         except KafkaException as exc:
             log.warning("could not refresh the broker's cluster id: %s", exc)
 

@@ -1,101 +1,28 @@
 """Reading the Redis cache back: latest prices and current/final candles per symbol.
 
-The aggregator writes these after each commit (cryptoctl/cache/writer.py). Reading is
-defensive: a value may be a JSON object, a bare number or a hash, and a key that does not
-parse is skipped rather than breaking a display.
+The aggregator writes these after each commit (cryptoctl/cache/writer.py), as the
+documents of cryptoctl/cache/documents.py. A key holding anything else (another type, a
+value another program wrote) is skipped rather than breaking a display.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from cryptoctl.cache.client import Keys
+from cryptoctl.cache.documents import CandleDoc, LatestDoc
 from cryptoctl.db.queries import LatestPrice
-from cryptoctl.durations import datetime_ms
 from cryptoctl.settings import Settings
 
 if TYPE_CHECKING:
     import redis
 
 
-def _decode(raw: Any) -> dict[str, Any] | None:
-    """A stored value -> dict; a bare number is taken as a price."""
-    if raw is None:
-        return None
-    if isinstance(raw, Mapping):
-        return {str(k): _scalar(v) for k, v in raw.items()}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return {"price": value}
-    return value if isinstance(value, dict) else None
-
-
-def _scalar(value: Any) -> Any:
-    """Hash fields arrive as strings: numbers and JSON literals are decoded."""
-    try:
-        return orjson.loads(value)
-    except (orjson.JSONDecodeError, TypeError):
-        return value
-
-
-def time_ms(value: Any) -> int | None:
-    """Epoch ms (int/float, seconds if small) or ISO-8601 text -> epoch ms."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return int(value * 1000) if value < 10_000_000_000 else int(value)
-    if isinstance(value, str):
-        try:
-            return datetime_ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def parse_latest(symbol: str, data: Mapping[str, Any] | None) -> LatestPrice | None:
-    if not data:
-        return None
-    price = _number(data.get("price", data.get("close")))
-    if price is None or price <= 0:
-        return None
-    when = next((time_ms(data[k]) for k in ("ts", "time", "close_time") if k in data), None)
-    source = data.get("source")
-    return LatestPrice(
-        symbol=str(data.get("symbol") or symbol),
-        price=price,
-        time_ms=when,
-        origin="redis",
-        source=source if isinstance(source, str) else None,
-    )
-
-
-def _get(client: redis.Redis, key: str) -> dict[str, Any] | None:
-    kind = client.type(key)
-    if kind == "hash":
-        return _decode(client.hgetall(key))
-    if kind == "string":
-        return _decode(client.get(key))
-    return None
+def _values(client: redis.Redis, names: Sequence[str]) -> list[Any]:
+    """The string values of the keys (None where a key is missing or holds another type):
+    one round trip."""
+    return list(client.mget(names)) if names else []
 
 
 def cached_symbols(client: redis.Redis, keys: Keys) -> list[str]:
@@ -109,34 +36,39 @@ def cached_symbols(client: redis.Redis, keys: Keys) -> list[str]:
     return sorted(s for s in found if s)
 
 
+def latest_docs(client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None) -> list[LatestDoc]:
+    """The latest-price document of each symbol found in Redis, by symbol."""
+    wanted = [s.upper() for s in symbols] if symbols else cached_symbols(client, keys)
+    docs = (LatestDoc.from_json(v) for v in _values(client, [keys.latest(s) for s in wanted]))
+    return sorted((d for d in docs if d is not None), key=lambda d: d.symbol)
+
+
 def latest_prices(client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None) -> list[LatestPrice]:
     """The latest price of each symbol found in Redis, by symbol."""
-    wanted = [s.upper() for s in symbols] if symbols else cached_symbols(client, keys)
-    out = []
-    for symbol in wanted:
-        price = parse_latest(symbol, _get(client, keys.latest(symbol)))
-        if price is not None:
-            out.append(price)
-    return sorted(out, key=lambda p: p.symbol)
+    return [
+        LatestPrice(d.symbol, float(d.price), d.ts, origin="redis", source=d.source)
+        for d in latest_docs(client, keys, symbols)
+    ]
 
 
 def _candles(
     client: redis.Redis, key: Callable[[str], str], symbols: Iterable[str]
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, CandleDoc]:
+    wanted = list(symbols)
     out = {}
-    for symbol in symbols:
-        data = _get(client, key(symbol))
-        if data and _number(data.get("close")) is not None:
-            out[symbol] = data
+    for symbol, raw in zip(wanted, _values(client, [key(s) for s in wanted]), strict=True):
+        doc = CandleDoc.from_json(raw)
+        if doc is not None:
+            out[symbol] = doc
     return out
 
 
-def current_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, dict[str, Any]]:
+def current_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, CandleDoc]:
     """The open 1-minute candle per symbol, where the aggregator has one."""
     return _candles(client, keys.candle_current, symbols)
 
 
-def final_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, dict[str, Any]]:
+def final_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, CandleDoc]:
     """The last final 1-minute candle per symbol."""
     return _candles(client, keys.candle_final, symbols)
 

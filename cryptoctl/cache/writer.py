@@ -1,7 +1,8 @@
 """Redis after commit: latest price, current and last final candle per symbol, pub/sub.
 
-A background thread writes; the aggregator only hands over the newest state per key
-(:meth:`CacheWriter.submit`), so Redis being slow or down never slows the pipeline. While
+A background thread encodes and writes; the aggregator only hands over the candles'
+documents (:meth:`CacheWriter.submit_candles`, cryptoctl/cache/documents.py), of which
+the newest per key is kept, so Redis being slow or down never slows the pipeline. While
 Redis is unreachable, only the newest pending value of each key is kept (a bounded set:
 one per symbol and key kind) and written when Redis is back. A Lua script compares the
 stored value with the new one so an older candle never overwrites a newer one, whichever
@@ -13,15 +14,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import Any
 
 from cryptoctl.cache.client import Keys, redis_client
+from cryptoctl.cache.documents import CandleDoc, LatestDoc
 from cryptoctl.settings import Settings
-
-if TYPE_CHECKING:
-    from cryptoctl.windows import Candle
 
 # SET KEYS[1] = ARGV[1] unless the stored value is newer. Newness is the pair of fields
 # named by ARGV[2], ARGV[3] (e.g. bucket_ms, trades) compared with ARGV[4], ARGV[5].
@@ -40,26 +37,6 @@ return 1
 """
 
 
-def candle_doc(c: Candle, *, closed: bool) -> dict[str, Any]:
-    """The cached/published form of a candle (also the pub/sub message body)."""
-    return {
-        "symbol": c.symbol,
-        "bucket_ms": c.bucket,
-        "open": c.open,
-        "high": c.high,
-        "low": c.low,
-        "close": c.close,
-        "volume": c.volume,
-        "trades": c.trades,
-        "avg": c.avg,
-        "vwap": c.vwap,
-        "open_ts": c.open_ts,
-        "close_ts": c.close_ts,
-        "state": "final" if c.final else ("closed" if closed else "open"),
-        "final": c.final,
-    }
-
-
 @dataclass(frozen=True)
 class CacheStats:
     writes: int
@@ -69,8 +46,10 @@ class CacheStats:
     last_error: str
 
 
-# A pending write: key -> (order a, order b, names of the order fields, json text)
-_Pending = dict[str, tuple[int, int, str, str, bytes]]
+# A pending write: key -> (order a, order b, names of the order fields, the document)
+_Item = tuple[int, int, str, str, CandleDoc | LatestDoc]
+_Pending = dict[str, _Item]
+_Messages = dict[tuple[str, int], CandleDoc]
 
 
 class CacheWriter:
@@ -84,7 +63,7 @@ class CacheWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pending: _Pending = {}
-        self._messages: dict[tuple[str, int], bytes] = {}  # newest per candle, to publish
+        self._messages: _Messages = {}  # newest per candle, to publish
         self._symbols: set[str] = set()
         self._thread: threading.Thread | None = None
         self.writes = 0
@@ -94,24 +73,23 @@ class CacheWriter:
 
     # producer side (the aggregator thread)
 
-    def submit_candles(self, docs: list[dict[str, Any]]) -> None:
-        """Candle updates just committed: newest per key is kept, then written in the thread."""
+    def submit_candles(self, docs: list[CandleDoc]) -> None:
+        """Candle updates just committed: newest per key is kept, then written in the thread.
+        An open candle's close is also the symbol's latest price."""
         with self._lock:
             for d in docs:
-                sym, text = d["symbol"], orjson.dumps(d)
+                sym = d.symbol
                 self._symbols.add(sym)
-                self._messages[(sym, d["bucket_ms"])] = text
-                order = (d["bucket_ms"], d["trades"], "bucket_ms", "trades", text)
-                self._merge(self.keys.candle_final(sym) if d["final"] else
+                self._messages[(sym, d.bucket_ms)] = d
+                order = (d.bucket_ms, d.trades, "bucket_ms", "trades", d)
+                self._merge(self.keys.candle_final(sym) if d.final else
                             self.keys.candle_current(sym), order)
-                if not d["final"]:
-                    latest = orjson.dumps(
-                        {"symbol": sym, "price": d["close"], "ts": d["close_ts"]}
-                    )
-                    self._merge(self.keys.latest(sym), (d["close_ts"], 0, "ts", "ts", latest))
+                if not d.final:
+                    latest = LatestDoc.of_candle(d)
+                    self._merge(self.keys.latest(sym), (d.close_ts, 0, "ts", "ts", latest))
         self._wake.set()
 
-    def _merge(self, key: str, item: tuple[int, int, str, str, bytes]) -> None:
+    def _merge(self, key: str, item: _Item) -> None:
         cur = self._pending.get(key)
         if cur is None or (item[0], item[1]) >= (cur[0], cur[1]):
             self._pending[key] = item
@@ -167,21 +145,25 @@ class CacheWriter:
 
     def _write(
         self, client: Any, script: Any, pending: _Pending,
-        messages: dict[tuple[str, int], bytes], symbols: set[str],
+        messages: _Messages, symbols: set[str],
     ) -> None:
+        # Encoded here, in the writer's thread: the aggregator only hands documents over.
+        texts: dict[int, bytes] = {}  # id(document) -> JSON: a candle is stored and published
         pipe = client.pipeline(transaction=False)
-        for key, (a, b, fa, fb, text) in pending.items():
+        for key, (a, b, fa, fb, doc) in pending.items():
+            text = texts[id(doc)] = doc.to_json()
             script(keys=[key], args=[text, fa, fb, a, b], client=pipe)
         if symbols:
             pipe.sadd(self.keys.symbols, *symbols)
-        for text in messages.values():
+        for doc in messages.values():
+            text = texts.get(id(doc)) or doc.to_json()
             pipe.publish(self.keys.channel, text)
         pipe.execute()
         self.writes += len(pending)
 
-    def _requeue(self, pending: _Pending, messages: dict[tuple[str, int], bytes]) -> None:
+    def _requeue(self, pending: _Pending, messages: _Messages) -> None:
         with self._lock:
             for key, item in pending.items():
                 self._merge(key, item)
-            for mkey, text in messages.items():
-                self._messages.setdefault(mkey, text)  # a newer one submitted since wins
+            for mkey, doc in messages.items():
+                self._messages.setdefault(mkey, doc)  # a newer one submitted since wins

@@ -4,21 +4,20 @@ PostgreSQL is the checkpoint. Each flush is one transaction that (1) locks the
 ``processing_metadata`` rows of its partitions and checks that our owner epoch is still the
 current one, (2) upserts the full state of every changed candle, (3) COPYs the raw ticks
 (binary), (4) inserts late ticks and (5) advances next_offset/watermark. A consumer whose
-partition was claimed by someone else (a higher epoch) writes nothing for it.
+partition was claimed by someone else (a higher epoch) writes nothing for it. The
+aggregator hands over candles and ticks as it holds them; the rows are encoded here
+(cryptoctl/db/encode.py). The broker's cluster id is given to each call that needs it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
-
-from cryptoctl.durations import ms_datetime
+from cryptoctl.db.encode import COPY_HEADER, COPY_TRAILER, LateTick, candle_row, encode_raw_ticks, late_row
 from cryptoctl.errors import ConfigError, ServiceUnavailable
 from cryptoctl.settings import Settings
 from cryptoctl.tick import TickRow
@@ -45,16 +44,21 @@ class Claim:
 
 @dataclass
 class PartitionFlush:
-    """Everything one flush writes for one partition (built once, retried as is)."""
+    """Everything one flush writes for one partition, as the aggregator holds it: the sink
+    encodes it (cryptoctl/db/encode.py)."""
 
     partition: int
     epoch: int
     next_offset: int
     watermark_ms: int | None
     candles: list[Candle] = field(default_factory=list)
-    raw: bytes = b""  # binary COPY payload, empty when not storing ticks
-    raw_count: int = 0
-    late: list[tuple[Any, ...]] = field(default_factory=list)  # late_ticks rows
+    ticks: list[TickRow] = field(default_factory=list)  # raw ticks, empty when not storing
+    offsets: list[int] = field(default_factory=list)  # the offset of each raw tick
+    late: list[LateTick] = field(default_factory=list)
+
+    @property
+    def raw_count(self) -> int:
+        return len(self.ticks)
 
 
 # One pipeline (consumer group + topic) per schema: candles are keyed by symbol and bucket,
@@ -132,71 +136,6 @@ UPDATE processing_metadata
 """
 
 
-def candle_row(c: Candle, partition: int) -> tuple[Any, ...]:
-    return (
-        c.symbol, ms_datetime(c.bucket), c.open, c.high, c.low, c.close, c.volume, c.trades,
-        c.price_sum, c.pv_sum, c.avg, c.vwap, ms_datetime(c.open_ts), ms_datetime(c.close_ts),
-        partition, c.final,
-    )
-
-
-def late_row(tick: TickRow, partition: int, offset: int, watermark_ms: int) -> tuple[Any, ...]:
-    """A late_ticks row of a tick."""
-    symbol, price, ts, _source, _recv_ts, _quote, qty, _extra = tick
-    return (
-        ms_datetime(ts), symbol, price, qty, partition, offset, ms_datetime(watermark_ms),
-        watermark_ms - ts,
-    )
-
-
-# --- binary COPY of raw ticks ---------------------------------------------------------------
-# Built by hand: psycopg would need a datetime per tick; here a row is one struct.pack.
-_PG_EPOCH_MS = 946_684_800_000  # 2000-01-01, the origin of PostgreSQL timestamps
-COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-COPY_TRAILER = struct.pack(">h", -1)
-_RowFormat = tuple[Callable[..., bytes], bytes, bytes, bytes]
-_row_formats: dict[tuple[str, str, str, bool], _RowFormat] = {}
-
-
-def _row_format(symbol: str, quote: str, source: str, has_qty: bool) -> _RowFormat:
-    sb, qb, srcb = symbol.encode(), quote.encode(), source.encode()
-    fmt = (
-        f">h iq i{len(sb)}s i{len(qb)}s id " + ("id " if has_qty else "i ")
-        + f"i{len(srcb)}s iq ii iq i"
-    )
-    entry = (struct.Struct(fmt.replace(" ", "")).pack, sb, qb, srcb)
-    _row_formats[(symbol, quote, source, has_qty)] = entry
-    return entry
-
-
-def encode_raw_ticks(rows: Sequence[TickRow], offsets: Sequence[int], partition: int) -> bytes:
-    """raw_price_data rows in COPY binary format (without the stream header and trailer)."""
-    out: list[bytes] = []
-    append = out.append
-    formats = _row_formats
-    for (symbol, price, ts, source, recv_ts, quote, qty, extra), offset in zip(
-        rows, offsets, strict=True
-    ):
-        has_qty = qty is not None
-        entry = formats.get((symbol, quote, source, has_qty))
-        if entry is None:
-            entry = _row_format(symbol, quote, source, has_qty)
-        pack, sb, qb, srcb = entry
-        ts_us = (ts - _PG_EPOCH_MS) * 1000
-        recv_us = (recv_ts - _PG_EPOCH_MS) * 1000
-        if has_qty:
-            row = pack(10, 8, ts_us, len(sb), sb, len(qb), qb, 8, price, 8, qty, len(srcb), srcb,
-                       8, recv_us, 4, partition, 8, offset, -1)
-        else:
-            row = pack(10, 8, ts_us, len(sb), sb, len(qb), qb, 8, price, -1, len(srcb), srcb,
-                       8, recv_us, 4, partition, 8, offset, -1)
-        if extra:
-            doc = b"\x01" + orjson.dumps(extra)  # jsonb binary: version 1, then the text
-            row = row[:-4] + struct.pack(">i", len(doc)) + doc
-        append(row)
-    return b"".join(out)
-
-
 def _restored(row: Sequence[Any]) -> Candle:
     candle = Candle(*row)
     candle.dirty = False  # as stored: nothing to write until a tick changes it
@@ -230,14 +169,12 @@ class Sink:
         group: str,
         topic: str,
         owner: str,
-        cluster_id: str | None,
         retry_for_s: float = 120.0,
     ) -> None:
         self.settings = settings
         self.group = group
         self.topic = topic
         self.owner = owner
-        self.cluster_id = cluster_id
         self.retry_for_s = retry_for_s
         self.retries = 0
         self._conn: psycopg.Connection[Any] | None = None
@@ -335,11 +272,16 @@ class Sink:
                 hint="give each pipeline a schema of its own: --db-schema NAME",
             )
 
-    def claim(self, partitions: Sequence[int]) -> dict[int, Claim]:
-        """Take over partitions: epoch + 1, stored offset/watermark, non-final candles."""
-        return self._retrying("claiming partitions", lambda conn: self._claim(conn, partitions))
+    def claim(self, partitions: Sequence[int], cluster_id: str | None) -> dict[int, Claim]:
+        """Take over partitions: epoch + 1, stored offset/watermark, non-final candles.
+        ``cluster_id`` is the broker's now: an offset stored for another broker is not used."""
+        return self._retrying(
+            "claiming partitions", lambda conn: self._claim(conn, partitions, cluster_id)
+        )
 
-    def _claim(self, conn: psycopg.Connection[Any], partitions: Sequence[int]) -> dict[int, Claim]:
+    def _claim(
+        self, conn: psycopg.Connection[Any], partitions: Sequence[int], cluster_id: str | None
+    ) -> dict[int, Claim]:
         self._check_pipeline(conn)
         out = {}
         for p in sorted(partitions):  # a fixed lock order: two claimers cannot deadlock
@@ -350,17 +292,17 @@ class Sink:
             # The stored offset belongs to the broker that had that cluster id; a new
             # broker (the memory-only local one restarted empty) starts over from its
             # beginning, keeping the stored candles and watermark.
-            changed = cluster is not None and cluster != self.cluster_id
+            changed = cluster is not None and cluster != cluster_id
             start = next_offset if cluster is not None and not changed else None
             out[p] = Claim(p, epoch, start, watermark, candles, cluster_changed=changed)
         return out
 
-    def progress(self) -> dict[int, int]:
-        """partition -> stored next offset, for this pipeline on the current broker."""
+    def progress(self, cluster_id: str | None) -> dict[int, int]:
+        """partition -> stored next offset, for this pipeline on the broker ``cluster_id``."""
         return self._retrying(
             "reading the checkpoint",
             lambda conn: dict(
-                conn.execute(_PROGRESS, (self.group, self.topic, self.cluster_id)).fetchall()
+                conn.execute(_PROGRESS, (self.group, self.topic, cluster_id)).fetchall()
             ),
         )
 
@@ -401,13 +343,28 @@ class Sink:
 
     # flushes
 
-    def commit(self, flushes: Sequence[PartitionFlush]) -> set[int]:
-        """Write the flushes in one transaction; returns the partitions refused (fenced)."""
+    def commit(self, flushes: Sequence[PartitionFlush], cluster_id: str | None) -> set[int]:
+        """Write the flushes in one transaction, the offsets stored with the broker's
+        ``cluster_id``; returns the partitions refused (fenced)."""
         if not flushes:
             return set()
-        return self._retrying("flushing to PostgreSQL", lambda conn: self._commit(conn, flushes))
+        # Encoded once, whatever the retries.
+        encoded = {
+            f.partition: (
+                encode_raw_ticks(f.ticks, f.offsets, f.partition) if f.ticks else b"",
+                [late_row(t, f.partition) for t in f.late],
+            )
+            for f in flushes
+        }
+        return self._retrying(
+            "flushing to PostgreSQL",
+            lambda conn: self._commit(conn, flushes, encoded, cluster_id),
+        )
 
-    def _commit(self, conn: psycopg.Connection[Any], flushes: Sequence[PartitionFlush]) -> set[int]:
+    def _commit(
+        self, conn: psycopg.Connection[Any], flushes: Sequence[PartitionFlush],
+        encoded: dict[int, tuple[bytes, list[tuple[Any, ...]]]], cluster_id: str | None,
+    ) -> set[int]:
         parts = sorted(f.partition for f in flushes)
         current = dict(conn.execute(_LOCK, (self.group, self.topic, parts)).fetchall())
         fenced = {f.partition for f in flushes if current.get(f.partition) != f.epoch}
@@ -416,20 +373,20 @@ class Sink:
             candles = [candle_row(c, f.partition) for f in ok for c in f.candles]
             if candles:
                 cur.executemany(_UPSERT, candles)
-            raw = [f for f in ok if f.raw_count]
+            raw = [encoded[f.partition][0] for f in ok if f.ticks]
             if raw:
                 with cur.copy(_COPY_RAW) as copy:
                     copy.write(COPY_HEADER)
-                    for f in raw:
-                        copy.write(f.raw)
+                    for payload in raw:
+                        copy.write(payload)
                     copy.write(COPY_TRAILER)
-            late = [row for f in ok for row in f.late]
+            late = [row for f in ok for row in encoded[f.partition][1]]
             if late:
                 cur.executemany(_LATE, late)
             cur.executemany(
                 _ADVANCE,
                 [
-                    (f.next_offset, f.watermark_ms, self.cluster_id, self.group, self.topic,
+                    (f.next_offset, f.watermark_ms, cluster_id, self.group, self.topic,
                      f.partition, f.epoch)
                     for f in ok
                 ],

@@ -18,6 +18,7 @@ from cryptoctl.sources.spec import SourceChoice
 
 if TYPE_CHECKING:
     from cryptoctl.aggregator import Aggregator, AggregatorStats
+    from cryptoctl.cache.documents import CandleDoc
     from cryptoctl.producer import ProducerRun, ProducerStats
     from cryptoctl.sources.base import Source
 
@@ -40,9 +41,9 @@ class Snapshot:
     elapsed_s: float
     producer: ProducerStats
     aggregator: AggregatorStats
-    current: dict[str, dict[str, Any]]  # symbol -> open 1-minute candle (Redis)
-    final: dict[str, dict[str, Any]]  # symbol -> last final 1-minute candle (Redis)
-    cache_status: str
+    current: dict[str, CandleDoc]  # symbol -> open 1-minute candle (Redis)
+    final: dict[str, CandleDoc]  # symbol -> last final 1-minute candle (Redis)
+    cache_status: str  # of the last poll of Redis (cryptoctl/cache/poller.py)
 
 
 @dataclass
@@ -92,9 +93,9 @@ class Pipeline:
             _Worker("producer", self.producer.run),
         ]
         self._started = time.monotonic()
-        self._cache: Any = None
-        self._cached: tuple[dict[str, Any], dict[str, Any], str] = ({}, {}, "waiting")
-        self._next_cache_poll = 0.0
+        from cryptoctl.cache.poller import CandlePoller
+
+        self._candles = CandlePoller(settings, every_s=CACHE_POLL_S, retry_s=CACHE_POLL_S)
 
     def start(self) -> None:
         self.producer.preflight()
@@ -159,33 +160,13 @@ class Pipeline:
 
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
-        if now >= self._next_cache_poll:
-            self._next_cache_poll = now + CACHE_POLL_S
-            self._cached = self._read_cache()
-        current, final, status = self._cached
+        cached = self._candles.poll([s.upper() for s in self.options.symbols], now)
         return Snapshot(
             source=self.choice,
             elapsed_s=now - self._started,
             producer=self.producer.stats(),
             aggregator=self.aggregator.stats(),
-            current=current,
-            final=final,
-            cache_status=status,
+            current=cached.current,
+            final=cached.final,
+            cache_status=cached.status,
         )
-
-    def _read_cache(self) -> tuple[dict[str, Any], dict[str, Any], str]:
-        import redis
-
-        from cryptoctl.cache.client import Keys, redis_client
-        from cryptoctl.cache.reader import current_candles, final_candles
-
-        symbols = [s.upper() for s in self.options.symbols]
-        try:
-            if self._cache is None:
-                self._cache = redis_client(self.settings, timeout=0.5)
-            keys = Keys(self.settings.redis_prefix)
-            current = current_candles(self._cache, keys, symbols)
-            return current, final_candles(self._cache, keys, symbols), "ok"
-        except (redis.RedisError, OSError):
-            return self._cached[0], self._cached[1], "Redis unavailable"
-

@@ -5,28 +5,28 @@ Pure: a pipeline Snapshot in, Rich renderables out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cryptoctl.cache import poller
+from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.pipeline.runner import Snapshot
 from cryptoctl.render import numbers as fmt
 
 
-def _doc_ohlc(doc: Mapping[str, Any] | None) -> tuple[str, float, float, float, float, str] | None:
+def _doc_ohlc(doc: CandleDoc | None) -> tuple[str, float, float, float, float, str] | None:
     """(bucket HH:MM, open, high, low, close, trades) of a cached candle document."""
-    if not doc:
+    if doc is None:
         return None
-    try:
-        o, h, low, c = (float(doc[k]) for k in ("open", "high", "low", "close"))
-        return fmt.utc_clock(int(doc["bucket_ms"]))[:5], o, h, low, c, str(doc.get("trades", ""))
-    except (KeyError, TypeError, ValueError):
-        return None
+    return fmt.utc_clock(doc.bucket_ms)[:5], doc.open, doc.high, doc.low, doc.close, str(doc.trades)
 
+
+# How the health table words the status of the dashboard's cache poll.
+CACHE_WORDS = {poller.NOT_CHECKED: "waiting", poller.NONE_YET: "ok"}
 
 # The open candle's columns by terminal width: fewer columns rather than prices cut short.
 FULL_WIDTH = 118
@@ -41,7 +41,7 @@ def _current_columns(width: int) -> tuple[str, ...]:
     return next(cols for min_width, cols in _CURRENT_COLUMNS if width >= min_width)
 
 
-def _current_cells(doc: Mapping[str, Any] | None, columns: tuple[str, ...]) -> list[Text | str]:
+def _current_cells(doc: CandleDoc | None, columns: tuple[str, ...]) -> list[Text | str]:
     """The open candle: its bucket, then the chosen columns of open/high/low/close/n."""
     v = _doc_ohlc(doc)
     if v is None:
@@ -54,7 +54,7 @@ def _current_cells(doc: Mapping[str, Any] | None, columns: tuple[str, ...]) -> l
     return [bucket, *(cells[name] for name in columns)]
 
 
-def _final_cells(doc: Mapping[str, Any] | None) -> list[Text | str]:
+def _final_cells(doc: CandleDoc | None) -> list[Text | str]:
     """The last final candle, short: bucket, close, change over the candle, trades."""
     v = _doc_ohlc(doc)
     if v is None:
@@ -120,7 +120,7 @@ def health_table(snap: Snapshot) -> Table:
     table.add_row(
         "aggregator", a.state,
         "partitions", str(len(a.partitions)),
-        "cache", "ok" if a.cache_connected else snap.cache_status,
+        "cache", "ok" if a.cache_connected else CACHE_WORDS.get(snap.cache_status, snap.cache_status),
         "open windows", str(a.open_windows),
     )  # fmt: skip
     return table

@@ -7,16 +7,16 @@ renderables out.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cryptoctl.cache import poller
+from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.render import numbers as fmt
 from cryptoctl.render.sparkline import sparkline
-from cryptoctl.tick import MAX_TS_MS, MIN_TS_MS
 from cryptoctl.watch.state import SymbolState, WatchState
 
 FLASH_S = 1.0  # how long a price stays green/red after it moved
@@ -25,6 +25,8 @@ SPARK_WIDTH = 24
 FULL_WIDTH = 160
 MINUTE_MS = 60_000
 STALE_MARK = "(stale)"
+# How the footer words the cache's status (the poll's own words otherwise).
+CACHE_WORDS = {poller.OK: "redis", poller.UNAVAILABLE: "redis unavailable"}
 
 
 def _signed(value: float | None) -> Text:
@@ -40,47 +42,31 @@ def price_text(sym: SymbolState, now: float) -> Text:
     return Text(f"{fmt.price(sym.last_price)} {arrow}", style=style)
 
 
-def candle_minute(candle: Mapping[str, Any]) -> int | None:
-    """The candle's bucket (epoch ms of its minute), or None when it does not say."""
-    value = candle.get("bucket_ms")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        ms = int(float(value))
-    except (ValueError, OverflowError):  # not a number, nan, inf
-        return None
-    if not MIN_TS_MS <= ms <= MAX_TS_MS:  # finite but no time a clock can show
-        return None
-    return ms // MINUTE_MS * MINUTE_MS
+def candle_minute(candle: CandleDoc) -> int:
+    """The candle's minute (epoch ms)."""
+    return candle.bucket_ms // MINUTE_MS * MINUTE_MS
 
 
-def candle_text(candle: Mapping[str, Any] | None, last_ts: int, *, full: bool = True) -> Text:
+def candle_text(candle: CandleDoc | None, last_ts: int, *, full: bool = True) -> Text:
     """The aggregator's 1-minute candle: ``14:05 O 1.00 H 1.20 L 0.90 C 1.10 · 12`` (UTC).
 
     ``last_ts`` is the event time of the symbol's latest tick. A candle of an earlier
     minute (the aggregator stopped or lags) is not the current one: it is dimmed and
-    marked ``(stale)``, and so is one whose minute is unknown. ``full=False`` leaves out
-    open, high and low.
+    marked ``(stale)``. ``full=False`` leaves out open, high and low.
     """
-    if not candle:
+    if candle is None:
         return Text("—", style="dim")
-    try:
-        o, h, low, c = (float(candle[k]) for k in ("open", "high", "low", "close"))
-    except (KeyError, TypeError, ValueError):
-        return Text("—", style="dim")
+    o, h, low, c = candle.open, candle.high, candle.low, candle.close
     bucket = candle_minute(candle)
-    stale = bucket is None or bucket < last_ts // MINUTE_MS * MINUTE_MS
+    stale = bucket < last_ts // MINUTE_MS * MINUTE_MS
     text = Text(style="dim" if stale else "")
-    minute = fmt.utc_clock(bucket)[:5] if bucket is not None else "--:--"
-    text.append(minute, style="" if stale else "bold")
+    text.append(fmt.utc_clock(bucket)[:5], style="" if stale else "bold")
     if stale:
         text.append(f" {STALE_MARK}")
     if full:
         text.append(f" O {fmt.price(o)} H {fmt.price(h)} L {fmt.price(low)}")
     text.append(f" C {fmt.price(c)}", style="" if stale else fmt.direction_style(o, c))
-    trades = candle.get("trades")
-    if isinstance(trades, int | float) and not isinstance(trades, bool):
-        text.append(f" · {int(trades)}", style="dim")
+    text.append(f" · {candle.trades}", style="dim")
     return text
 
 
@@ -177,7 +163,8 @@ def footer(state: WatchState, now: float) -> Text:
     text.append(f" · invalid {state.invalid}", style=style)
     sources = ", ".join(f"{name} {count}" for name, count in sorted(state.sources.items()))
     text.append(f" · sources: {sources or '—'}")
-    text.append(f" · candles: {state.cache_status}", style="dim")
+    status = CACHE_WORDS.get(state.cache_status, state.cache_status)
+    text.append(f" · candles: {status}", style="dim")
     return text
 
 

@@ -9,43 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
+from cryptoctl.cache.poller import CandlePoller
 from cryptoctl.settings import Settings
 from cryptoctl.tick import Tick
 from cryptoctl.watch.reader import open_consumer, read
 from cryptoctl.watch.state import WatchState
 
-CANDLE_POLL_S = 1.0
-
-
-@dataclass
-class CandlePoller:
-    """Reads the aggregator's current 1-minute candles from Redis; never raises."""
-
-    settings: Settings
-    client: Any = None
-    next_poll: float = 0.0
-
-    def poll(self, state: WatchState, now: float) -> None:
-        if now < self.next_poll or not state.symbols:
-            return
-        self.next_poll = now + CANDLE_POLL_S
-        import redis
-
-        from cryptoctl.cache.client import Keys, redis_client
-        from cryptoctl.cache.reader import current_candles
-
-        try:
-            if self.client is None:
-                self.client = redis_client(self.settings, timeout=0.5)
-            keys = Keys(self.settings.redis_prefix)
-            state.candles = current_candles(self.client, keys, list(state.symbols))
-            state.cache_status = "redis" if state.candles else "none yet"
-        except (redis.RedisError, OSError):
-            state.cache_status = "redis unavailable"
-            self.next_poll = now + 5 * CANDLE_POLL_S
+__all__ = ["CandlePoller", "run_watch"]  # CandlePoller: what `watch` passes in
 
 
 def run_watch(
@@ -76,7 +47,8 @@ def run_watch(
             if now - last_refresh >= refresh_s:
                 last_refresh = now
                 if candles is not None:
-                    candles.poll(state, now)
+                    found = candles.poll(state.symbols, now)
+                    state.candles, state.cache_status = found.current, found.status
                 if on_refresh is not None:
                     on_refresh()
     finally:

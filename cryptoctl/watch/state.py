@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptoctl.cache.documents import CandleDoc
+from cryptoctl.cache.poller import NOT_CHECKED
 from cryptoctl.tick import Tick
 
 SPARK_POINTS = 40  # prices kept for the sparkline
@@ -113,8 +115,8 @@ class WatchState:
     filtered_out: int = 0
     sources: Counter[str] = field(default_factory=Counter)
     # The aggregator's current 1-minute candle per symbol, from Redis, when available.
-    candles: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cache_status: str = "not checked"
+    candles: dict[str, CandleDoc] = field(default_factory=dict)
+    cache_status: str = NOT_CHECKED  # of the last poll (cryptoctl/cache/poller.py)
 
     @classmethod
     def create(cls, now: float, symbols: Iterable[str] | None = None) -> WatchState:

@@ -14,7 +14,7 @@ from tests.helpers import produce_ticks
 
 
 class FailingSink:
-    def commit(self, flushes):
+    def commit(self, flushes, cluster_id):
         raise ConnectionError("PostgreSQL went away for good")
 
 

@@ -84,23 +84,3 @@ def test_redis_down_then_back(stack, settings):
     assert json.loads(r.get(keys.candle_current("ETH")))["bucket_ms"] == newest - newest % 60_000
     wait_for("nothing pending", lambda: run.agg.stats().cache_pending == 0, 10)
     run.finish()
-
-
-def test_an_older_candle_never_overwrites_a_newer_one(settings):
-    from cryptoctl.cache.writer import CacheWriter
-
-    keys = Keys(settings.redis_prefix)
-    w = CacheWriter(settings)
-    w.start()
-    base = {"symbol": "BTC", "open": 1, "high": 1, "low": 1, "close": 1, "volume": 0,
-            "avg": 1, "vwap": None, "open_ts": 0, "state": "open", "final": False}
-    w.submit_candles([base | {"bucket_ms": 120_000, "trades": 5, "close_ts": 120_500}])
-    wait_for("write", lambda: w.pending() == 0 and w.writes > 0, 10)
-    # Each reaches Redis on its own (no merging in the writer): the Lua check refuses both.
-    w.submit_candles([base | {"bucket_ms": 60_000, "trades": 9, "close_ts": 60_500}])
-    wait_for("write", lambda: w.pending() == 0 and w.writes >= 2, 10)
-    w.submit_candles([base | {"bucket_ms": 120_000, "trades": 4, "close_ts": 120_400}])
-    wait_for("write", lambda: w.pending() == 0 and w.writes >= 3, 10)
-    w.close()
-    current = json.loads(redis_client(settings).get(keys.candle_current("BTC")))
-    assert (current["bucket_ms"], current["trades"]) == (120_000, 5)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 
 from cryptoctl.db.connection import connect
-from cryptoctl.db.sink import PartitionFlush, Sink, encode_raw_ticks
+from cryptoctl.db.sink import PartitionFlush, Sink
 from cryptoctl.errors import ServiceUnavailable
 from cryptoctl.tick import Tick
 from cryptoctl.windows import Candle
 from tests.aggregator.data import BASE, scalar
 
 
-def sink(settings, owner: str, cluster: str = "c1") -> Sink:
-    return Sink(settings, group=settings.group, topic=settings.topic, owner=owner,
-                cluster_id=cluster, retry_for_s=5)
+def sink(settings, owner: str) -> Sink:
+    return Sink(settings, group=settings.group, topic=settings.topic, owner=owner, retry_for_s=5)
 
 
 def candle(trades: int) -> Candle:
@@ -23,17 +22,17 @@ def candle(trades: int) -> Candle:
 
 def test_a_stale_member_commit_is_refused(settings):
     a, b = sink(settings, "a"), sink(settings, "b")
-    claim_a = a.claim([0])[0]
-    claim_b = b.claim([0])[0]  # a rebalance gave partition 0 to b
+    claim_a = a.claim([0], "c1")[0]
+    claim_b = b.claim([0], "c1")[0]  # a rebalance gave partition 0 to b
     assert claim_b.epoch == claim_a.epoch + 1
 
     stale = PartitionFlush(0, claim_a.epoch, 100, BASE, [candle(10)])
-    assert a.commit([stale]) == {0}
+    assert a.commit([stale], "c1") == {0}
     assert scalar(settings, "SELECT count(*) FROM price_aggregates_1m") == 0
     assert scalar(settings, "SELECT next_offset FROM processing_metadata") == 0
 
     fresh = PartitionFlush(0, claim_b.epoch, 7, BASE, [candle(3)])
-    assert b.commit([fresh]) == set()
+    assert b.commit([fresh], "c1") == set()
     assert scalar(settings, "SELECT trades FROM price_aggregates_1m") == 3
     assert scalar(settings, "SELECT next_offset FROM processing_metadata") == 7
     a.close()
@@ -42,28 +41,28 @@ def test_a_stale_member_commit_is_refused(settings):
 
 def test_only_the_fenced_partition_is_refused(settings):
     a, b = sink(settings, "a"), sink(settings, "b")
-    claims = a.claim([0, 1])
-    b.claim([1])
+    claims = a.claim([0, 1], "c1")
+    b.claim([1], "c1")
     ok = PartitionFlush(0, claims[0].epoch, 5, BASE, [candle(2)])
     stale = PartitionFlush(1, claims[1].epoch, 9, BASE, [])
-    assert a.commit([ok, stale]) == {1}
+    assert a.commit([ok, stale], "c1") == {1}
     offsets = dict(connect(settings).execute(
         "SELECT kafka_partition, next_offset FROM processing_metadata").fetchall())
     assert offsets == {0: 5, 1: 0}
 
 
 def test_claim_restores_open_candles_and_detects_a_new_broker(settings):
-    a = sink(settings, "a", cluster="c1")
-    epoch = a.claim([2])[2].epoch
+    a = sink(settings, "a")
+    epoch = a.claim([2], "c1")[2].epoch
     open_c, final_c = candle(4), candle(5)
     final_c.bucket, final_c.final = BASE - 60_000, True
-    assert a.commit([PartitionFlush(2, epoch, 42, BASE + 5, [open_c, final_c])]) == set()
+    assert a.commit([PartitionFlush(2, epoch, 42, BASE + 5, [open_c, final_c])], "c1") == set()
 
-    again = sink(settings, "b", cluster="c1").claim([2])[2]
+    again = sink(settings, "b").claim([2], "c1")[2]
     assert (again.next_offset, again.watermark_ms, again.cluster_changed) == (42, BASE + 5, False)
     assert [c.state() for c in again.candles] == [open_c.state()]  # final ones stay stored
 
-    reset = sink(settings, "c", cluster="c2").claim([2])[2]
+    reset = sink(settings, "c").claim([2], "c2")[2]
     assert (reset.next_offset, reset.cluster_changed) == (None, True)
     assert reset.watermark_ms == BASE + 5 and len(reset.candles) == 1
 
@@ -76,9 +75,8 @@ def test_binary_copy_round_trip(settings):
              quote="EUR", qty=None, extra={"trade_id": 7}),
     ]
     s = sink(settings, "a")
-    epoch = s.claim([3])[3].epoch
-    raw = encode_raw_ticks(rows, [10, 11], 3)
-    assert s.commit([PartitionFlush(3, epoch, 12, None, [], raw, 2)]) == set()
+    epoch = s.claim([3], "c1")[3].epoch
+    assert s.commit([PartitionFlush(3, epoch, 12, None, [], rows, [10, 11])], "c1") == set()
     got = connect(settings).execute(
         """SELECT symbol, price, qty, (extract(epoch FROM time) * 1000)::bigint, quote, source,
                   (extract(epoch FROM recv_time) * 1000)::bigint, extra, kafka_partition,
@@ -99,11 +97,11 @@ def test_a_retried_flush_is_logged_while_it_retries(settings, caplog):
     dead = settings.with_overrides(
         database_url=f"postgresql://cryptoctl@localhost:{free_port()}/nowhere"
     )
-    s = Sink(dead, group="g", topic="t", owner="o", cluster_id="c", retry_for_s=0.5)
+    s = Sink(dead, group="g", topic="t", owner="o", retry_for_s=0.5)
     with caplog.at_level(logging.WARNING, logger="cryptoctl.db.sink"), pytest.raises(
         ServiceUnavailable, match="PostgreSQL is not reachable"
     ):
-        s.commit([PartitionFlush(0, 1, 1, BASE)])
+        s.commit([PartitionFlush(0, 1, 1, BASE)], "c")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     assert "flushing to PostgreSQL failed" in warnings[0]

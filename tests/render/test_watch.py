@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
+from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.render.watch import (
     OPTIONAL,
     STALE_MARK,
@@ -41,13 +42,8 @@ def busy_state() -> WatchState:
     return state
 
 
-def candle(
-    bucket: int | None, o: float, h: float, low: float, c: float, trades: int = 3
-) -> dict[str, object]:
-    doc: dict[str, object] = {"open": o, "high": h, "low": low, "close": c, "trades": trades}
-    if bucket is not None:
-        doc["bucket_ms"] = bucket
-    return doc
+def candle(bucket: int, o: float, h: float, low: float, c: float, trades: int = 3) -> CandleDoc:
+    return CandleDoc("X", bucket, o, h, low, c, 0.0, trades, c, None, bucket, bucket + 1, "open", False)
 
 
 def screen(width: int, *, styles: bool = False) -> str:
@@ -118,8 +114,6 @@ def test_candle_shows_its_minute_and_a_stale_one_is_marked_and_dim() -> None:
     assert older.plain.startswith(f"00:00 {STALE_MARK} O 1.0000")
     assert str(older.style) == "dim"
     assert not any("green" in str(span.style) for span in older.spans)  # no up/down colour
-    unknown = candle_text(candle(None, 1.0, 1.2, 0.9, 1.1), tick_ts)
-    assert unknown.plain.startswith(f"--:-- {STALE_MARK}") and str(unknown.style) == "dim"
     ahead = candle_text(candle(T0 + 120_000, 1.0, 1.2, 0.9, 1.1), tick_ts)  # watch lags the aggregator
     assert STALE_MARK not in ahead.plain
     short = candle_text(candle(T0 + 60_000, 1.0, 1.2, 0.9, 1.1, trades=12), tick_ts, full=False)

@@ -6,18 +6,20 @@ import io
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 from rich.console import Console
 
 from cryptoctl.aggregator import AggregatorStats
+from cryptoctl.cache.documents import CandleDoc
+from cryptoctl.cache.poller import NONE_YET, NOT_CHECKED, OK, UNAVAILABLE
 from cryptoctl.db.connection import connect
 from cryptoctl.errors import DatabaseError
 from cryptoctl.pipeline.runner import Snapshot
 from cryptoctl.producer import ProducerRun, ProducerStats
-from cryptoctl.render.dashboard import dashboard, run_summary, status_line
+from cryptoctl.render.dashboard import dashboard, health_table, run_summary, status_line
 from cryptoctl.settings import Settings
 from cryptoctl.sources.spec import SourceChoice, choose_source
 from tests.helpers import stack_env
@@ -58,12 +60,12 @@ def snapshot(**over: Any) -> Snapshot:
         watermarks={0: None}, fenced=0, offset_resets=0, pg_retries=0, dlq_failed=0,
         cache_pending=0, cache_connected=True, cache_errors=0, kafka_errors=0,
     )  # fmt: skip
-    candle = {"bucket_ms": BUCKET, "open": 67000.0, "high": 67100.0, "low": 66900.0,
-              "close": 67012.5, "trades": 9}  # fmt: skip
+    candle = CandleDoc("BTC", BUCKET, 67000.0, 67100.0, 66900.0, 67012.5, 0.0, 9, 67000.0, None,
+                       BUCKET, BUCKET + 59_000, "open", False)
     values: dict[str, Any] = {
         "source": SourceChoice("synthetic", "CoinGecko cannot be reached (x); using the synthetic"),
         "elapsed_s": 12.0, "producer": producer, "aggregator": aggregator,
-        "current": {"BTC": candle}, "final": {"BTC": candle | {"bucket_ms": BUCKET - 60_000}},
+        "current": {"BTC": candle}, "final": {"BTC": candle._replace(bucket_ms=BUCKET - 60_000)},
         "cache_status": "ok",
     }  # fmt: skip
     return Snapshot(**(values | over))
@@ -89,6 +91,18 @@ def test_dashboard_renders_prices_candles_and_health() -> None:
     summary = run_summary(snapshot(), (12, 2)).plain
     assert "candles stored: 12 (2 final)" in summary
     assert "cryptoctl candles --since 10m" in summary and "cryptoctl down" in summary
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [(NOT_CHECKED, "waiting"), (NONE_YET, "ok"), (OK, "ok"), (UNAVAILABLE, "Redis unavailable")],
+)
+def test_the_health_table_words_the_cache_status_as_before(status: str, shown: str) -> None:
+    offline = replace(snapshot().aggregator, cache_connected=False)  # the writer's view aside
+    console = Console(record=True, width=140, color_system=None, file=io.StringIO())
+    console.print(health_table(snapshot(aggregator=offline, cache_status=status)))
+    line = next(line for line in console.export_text().splitlines() if "cache" in line)
+    assert line.split("cache", 1)[1].split()[:len(shown.split())] == shown.split()
 
 
 @pytest.mark.parametrize("width", [80, 100, 140])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cryptoctl.db.connection import apply_schema, connect
-from cryptoctl.db.sink import PartitionFlush, Sink, encode_raw_ticks
+from cryptoctl.db.sink import PartitionFlush, Sink
 from cryptoctl.db.status import schema_objects
 from cryptoctl.settings import Settings
 from cryptoctl.stack import binaries, local
@@ -81,14 +81,13 @@ def test_sink_and_views(pg15: Settings) -> None:
     candles = windows.finalize() + windows.take_dirty()
     assert len(candles) == 2
 
-    sink = Sink(settings, group="g", topic="t", owner="a", cluster_id="c1", retry_for_s=5)
-    stale = Sink(settings, group="g", topic="t", owner="b", cluster_id="c1", retry_for_s=5)
-    old_epoch = stale.claim([0])[0].epoch
-    epoch = sink.claim([0])[0].epoch
-    raw = encode_raw_ticks(rows, list(range(90)), 0)
-    flush = PartitionFlush(0, epoch, 90, windows.watermark, candles, raw, len(rows))
-    assert stale.commit([replace(flush, epoch=old_epoch)]) == {0}
-    assert sink.commit([flush]) == set()
+    sink = Sink(settings, group="g", topic="t", owner="a", retry_for_s=5)
+    stale = Sink(settings, group="g", topic="t", owner="b", retry_for_s=5)
+    old_epoch = stale.claim([0], "c1")[0].epoch
+    epoch = sink.claim([0], "c1")[0].epoch
+    flush = PartitionFlush(0, epoch, 90, windows.watermark, candles, list(rows), list(range(90)))
+    assert stale.commit([replace(flush, epoch=old_epoch)], "c1") == {0}
+    assert sink.commit([flush], "c1") == set()
     sink.close()
     stale.close()
 

@@ -6,6 +6,8 @@ import io
 
 from rich.console import Console
 
+from cryptoctl.cache.documents import CandleDoc
+from cryptoctl.cache.poller import NONE_YET, OK, UNAVAILABLE
 from cryptoctl.render.watch import STALE_S, candle_text, footer, price_text, summary, watch_view
 from cryptoctl.sources.coins import parse_symbols
 from cryptoctl.tick import Tick
@@ -78,27 +80,31 @@ def test_watch_view_rows_footer_and_stale_rows() -> None:
     state.apply(tick("ETH", 3400.0), 1.0)
     state.reject("bad")
     state.candles = {
-        "BTC": {"bucket_ms": TS, "open": 67000, "high": 67100, "low": 66900, "close": 67050, "trades": 2}
+        "BTC": CandleDoc("BTC", TS, 67000.0, 67100.0, 66900.0, 67050.0, 2.0, 2, 67050.0, 67050.0,
+                         TS, TS + 5, "open", False)
     }
-    state.cache_status = "redis"
+    state.cache_status = OK
     text = render(watch_view(state, 2.0, title="watch", width=200), width=200)
     btc = next(line for line in text.splitlines() if "BTC" in line)
     assert "67,100.00 ▲" in btc and "+0.15%" in btc and "+1.25%" in btc and "00:00 O 67,000.00" in btc
     assert "3 ticks · 2 symbols" in text and "invalid 1" in text and "sources: synthetic 3" in text
+    assert "candles: redis" in text
     console = Console(record=True, width=160, color_system="truecolor", file=io.StringIO())
     console.print(watch_view(state, 1.0 + STALE_S + 1))
     stale = next(line for line in console.export_text(styles=True).splitlines() if "ETH" in line)
     assert "\x1b[2m" in stale  # dimmed
 
 
-def test_candle_text_is_defensive() -> None:
+def test_candle_text_without_a_candle() -> None:
     assert candle_text(None, TS).plain == "—"
-    assert candle_text({"open": "x"}, TS).plain == "—"
-    doc = {"open": 1, "high": 2, "low": 0.5, "close": 1.5, "bucket_ms": "x"}
-    assert candle_text(doc, TS).plain.startswith("--:-- (stale) O 1.0000")
-    for bad in (True, "inf", float("nan"), [TS], 1e20, "99999999999999999", -5):
-        assert candle_text(doc | {"bucket_ms": bad}, TS).plain.startswith("--:-- (stale)")
-    assert candle_text(doc | {"bucket_ms": float(TS)}, TS).plain.startswith("00:00 O 1.0000")
+
+
+def test_the_footer_words_the_cache_status_as_before() -> None:
+    state = WatchState.create(0.0)
+    assert "candles: not checked" in footer(state, 1.0).plain
+    for status, words in ((OK, "redis"), (NONE_YET, "none yet"), (UNAVAILABLE, "redis unavailable")):
+        state.cache_status = status
+        assert footer(state, 1.0).plain.endswith(f"candles: {words}")
 
 
 def test_footer_and_summary_on_empty_state() -> None:

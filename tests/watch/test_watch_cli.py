@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cryptoctl.cache.client import Keys, redis_client
+from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.settings import Settings
 from cryptoctl.tick import Tick
 from cryptoctl.watch.reader import TAIL_PER_PARTITION
@@ -132,9 +133,9 @@ def test_live_display_in_a_terminal_and_ctrl_c_summary(settings: Settings) -> No
 
 def _put_current_candle(settings: Settings, symbol: str, bucket_ms: int, close: float) -> None:
     """What the aggregator leaves in Redis for a symbol's open 1-minute candle."""
-    doc = {"symbol": symbol, "bucket_ms": bucket_ms, "open": close, "high": close, "low": close,
-           "close": close, "trades": 7, "state": "open", "final": False}  # fmt: skip
-    redis_client(settings).set(Keys(settings.redis_prefix).candle_current(symbol), json.dumps(doc))
+    doc = CandleDoc(symbol, bucket_ms, close, close, close, close, 0.0, 7, close, None, bucket_ms,
+                    bucket_ms + 1, "open", False)
+    redis_client(settings).set(Keys(settings.redis_prefix).candle_current(symbol), doc.to_json())
 
 
 def _rows(screen: str, symbol: str) -> list[str]:
