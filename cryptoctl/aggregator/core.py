@@ -25,9 +25,10 @@ import orjson
 from cryptoctl.aggregator.stats import AggregatorStats, Counters
 from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.cache.writer import CacheWriter
-from cryptoctl.db.encode import LateTick
+from cryptoctl.db.encode import LateTick, MarketKey
 from cryptoctl.db.sink import PartitionFlush, Sink
 from cryptoctl.errors import InvalidTick
+from cryptoctl.exchanges.trade import Gap, parse_gap
 from cryptoctl.kafka.clients import check_topic, consumer_config, new_client
 from cryptoctl.kafka.dlq import DeadLetters
 from cryptoctl.settings import Settings
@@ -81,6 +82,10 @@ class PartitionState:
     raw: list[TickRow] = field(default_factory=list)
     raw_offsets: list[int] = field(default_factory=list)
     late: list[LateTick] = field(default_factory=list)
+    # Exchange trades, exactly once per market: (symbol, source, quote) -> [newest trade id
+    # applied, its time, changed since the last flush]. Committed with the candles.
+    trades: dict[MarketKey, list[Any]] = field(default_factory=dict)
+    gaps: list[Gap] = field(default_factory=list)
 
 
 def _checked_fields(obj: Any) -> tuple[TickRow | None, str]:
@@ -129,6 +134,8 @@ class Aggregator:
         self._buffered = 0
         # Message keys seen to be their tick's symbol (key bytes -> symbol).
         self._keys: dict[bytes | None, str] = {}
+        # Where each market with exchange trades lives: (symbol, source, quote) -> partition.
+        self._homes: dict[MarketKey, int] = {}
         self._partition_count = 0
         self._generation = 0
         self._starved_since: float | None = None  # when it last had no partitions
@@ -171,6 +178,8 @@ class Aggregator:
             kafka_errors=c.kafka_errors,
             last_error=c.last_error,
             group_moves=c.group_moves,
+            duplicates=c.duplicates,
+            gaps=c.gaps,
             kafka_group=kafka_group_id(self.group, self._generation),
         )
 
@@ -421,9 +430,10 @@ class Aggregator:
             if row is None:  # parsed once: the slow path gets the decoded object
                 row, reason = _checked_fields(obj)
                 if row is None:
-                    self._dead_letter(msg, reason)
+                    if not self._gap_marker(ps, obj):
+                        self._dead_letter(msg, reason)
                     continue
-            symbol, price, ts, _source, _recv_ts, _quote, qty, _extra = row
+            symbol, price, ts, source, _recv_ts, quote, qty, _extra, tid, _side = row
             # The key decides the partition: a tick keyed otherwise than by its symbol may
             # sit in another partition than its market's, where it would overwrite that
             # market's candles. It is dead-lettered instead.
@@ -433,8 +443,23 @@ class Aggregator:
                     self._dead_letter(msg, _key_mismatch(key, symbol))
                     continue
                 keys[key] = symbol
+            if tid is not None:  # an exchange trade: applied once, whatever was re-sent
+                if type(tid) is not int:
+                    tid = None
+                else:
+                    seen = ps.trades.get((symbol, source, quote))
+                    if seen is None:
+                        moved = self._market_moved(ps, p, (symbol, source, quote), tid, ts)
+                        if moved:
+                            self._dead_letter(msg, moved)
+                            continue
+                    elif tid <= seen[0]:
+                        counters.duplicates += 1
+                        continue
+                    else:
+                        seen[0], seen[1], seen[2] = tid, ts, True
             ticks += 1
-            if add(symbol, ts, price, qty):
+            if add(symbol, ts, price, qty, source, quote, tid):
                 if store:
                     raw_append(row)
                     off_append(offset)
@@ -444,6 +469,30 @@ class Aggregator:
         counters.ticks += ticks
         if store:
             self._buffered += ticks
+
+    def _market_moved(
+        self, ps: PartitionState, partition: int, market: MarketKey, tid: int, ts: int
+    ) -> str:
+        """A market's first trade on this partition: why it must not be applied (it lives on
+        another partition, where its candles are), or "" after taking it on here."""
+        home = self._homes.setdefault(market, partition)
+        if home != partition:
+            symbol, source, quote = market
+            return (
+                f"market {source} {symbol}/{quote} is on partition {home}, not {partition}:"
+                " a market's trades share one partition, or its candles would be overwritten"
+            )
+        ps.trades[market] = [tid, ts, True]
+        return ""
+
+    def _gap_marker(self, ps: PartitionState, obj: Any) -> bool:
+        """A feed's record of trades it could not fetch: stored with the next flush."""
+        gap = parse_gap(obj)
+        if gap is None:
+            return False
+        ps.gaps.append(gap)
+        self.counters.gaps += 1
+        return True
 
     def _dead_letter(self, msg: Message, reason: str) -> None:
         assert self._dlq is not None
@@ -505,20 +554,26 @@ class Aggregator:
             # a candle it makes final is a change. Otherwise an idle aggregator would write
             # every 40 ms.
             unchanged = next_offset == ps.committed_offset
-            if not candles and not ps.late and not ps.raw and unchanged:
+            trades = [(k, t[0], t[1]) for k, t in ps.trades.items() if t[2]]
+            if not candles and not ps.late and not ps.raw and not ps.gaps and unchanged:
                 if closed and self._cache is not None:
                     self._cache.submit_candles(
                         [CandleDoc.from_candle(c, closed=True) for c in closed]
                     )
                 continue
             flushes.append(
-                PartitionFlush(p, ps.epoch, next_offset, wm, candles, ps.raw, ps.raw_offsets, ps.late)
+                PartitionFlush(
+                    p, ps.epoch, next_offset, wm, candles, ps.raw, ps.raw_offsets, ps.late,
+                    trades, ps.gaps,
+                )
             )
+            for t in ps.trades.values():
+                t[2] = False
             doc = CandleDoc.from_candle
             docs[p] = [doc(c, closed=w.is_closed(c)) for c in candles] + [
                 doc(c, closed=True) for c in closed if not c.final
             ]
-            ps.raw, ps.raw_offsets, ps.late = [], [], []
+            ps.raw, ps.raw_offsets, ps.late, ps.gaps = [], [], [], []
         return flushes, docs
 
     def _after_commit(
@@ -574,7 +629,9 @@ class Aggregator:
             self._states[tp.partition] = PartitionState(
                 claim.epoch, windows, claim.next_offset, now,
                 committed_offset=claim.next_offset,
+                trades={k: [tid, 0, False] for k, tid in claim.trades.items()},
             )
+            self._homes.update(claim.homes)
             if claim.cluster_changed:
                 self.counters.offset_resets += 1
                 log.warning(

@@ -17,7 +17,8 @@ class AggregatorStats:
     (recorded in late_ticks, not applied); invalid: messages sent to the dead-letter topic;
     candles_written: candle rows upserted (a candle is rewritten at each flush it changed in);
     candles_final: candles that became final; fenced: flushes of a partition refused because
-    another consumer claimed it since.
+    another consumer claimed it since; duplicates: exchange trades at or below their
+    market's newest trade id already applied (never applied twice).
     """
 
     state: str  # starting | running | waiting for partitions | stopping | stopped
@@ -46,6 +47,8 @@ class AggregatorStats:
     last_error: str = ""
     group_moves: int = 0  # moves to a new Kafka group generation (a wedged group)
     kafka_group: str = ""  # the Kafka consumer group it consumes with
+    duplicates: int = 0  # exchange trades already applied (re-sent, re-read): not again
+    gaps: int = 0  # gap records of exchange feeds stored
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -69,6 +72,8 @@ class Counters:
     offset_resets: int = 0
     kafka_errors: int = 0
     group_moves: int = 0
+    duplicates: int = 0  # exchange trades at or below their market's newest: not applied
+    gaps: int = 0  # gap records of exchange feeds, stored in feed_gaps
     last_error: str = ""
     flush_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     rate_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))

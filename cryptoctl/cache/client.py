@@ -12,24 +12,44 @@ if TYPE_CHECKING:
     import redis
 
 
+# A market as the cache keys it: (symbol, source, quote), the windows' order.
+MarketKey = tuple[str, str, str]
+
+
+def market_id(market: MarketKey) -> str:
+    """``BTC:USDT:binance``: the market in key names and in the markets set. The source
+    comes last because it is the one part that may hold a colon."""
+    symbol, source, quote = market
+    return f"{symbol}:{quote}:{source}"
+
+
+def parse_market_id(text: str) -> MarketKey | None:
+    parts = text.split(":", 2)
+    if len(parts) != 3 or not all(parts):
+        return None
+    symbol, quote, source = parts
+    return symbol, source, quote
+
+
 @dataclass(frozen=True)
 class Keys:
-    """Key names under the configured prefix (default ``cryptoctl:``)."""
+    """Key names under the configured prefix (default ``cryptoctl:``), one set per market."""
 
     prefix: str
 
-    def latest(self, symbol: str) -> str:
-        return f"{self.prefix}latest:{symbol}"
+    def latest(self, market: MarketKey) -> str:
+        return f"{self.prefix}latest:{market_id(market)}"
 
-    def candle_current(self, symbol: str) -> str:
-        return f"{self.prefix}candle:current:{symbol}"
+    def candle_current(self, market: MarketKey) -> str:
+        return f"{self.prefix}candle:current:{market_id(market)}"
 
-    def candle_final(self, symbol: str) -> str:
-        return f"{self.prefix}candle:final:{symbol}"
+    def candle_final(self, market: MarketKey) -> str:
+        return f"{self.prefix}candle:final:{market_id(market)}"
 
     @property
-    def symbols(self) -> str:
-        return f"{self.prefix}symbols"
+    def markets(self) -> str:
+        """The set of every market cached, as :func:`market_id` strings."""
+        return f"{self.prefix}markets"
 
     @property
     def channel(self) -> str:

@@ -78,7 +78,7 @@ class CandleDoc(NamedTuple):
         # once per candle of every flush.
         return _new(cls, (
             c.symbol, c.bucket, c.open, c.high, c.low, c.close, c.volume, c.trades, c.avg,
-            c.vwap, c.open_ts, c.close_ts, state, c.final, None, None,
+            c.vwap, c.open_ts, c.close_ts, state, c.final, c.source, c.quote,
         ))  # fmt: skip
 
     def to_json(self) -> bytes:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cryptoctl.cache.client import MarketKey
 from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.settings import Settings
 
@@ -30,8 +31,8 @@ POLL_S = 1.0
 class CachedCandles:
     """What a poll found: symbol -> the open and the last final 1-minute candle."""
 
-    current: dict[str, CandleDoc] = field(default_factory=dict)
-    final: dict[str, CandleDoc] = field(default_factory=dict)
+    current: dict[MarketKey, CandleDoc] = field(default_factory=dict)
+    final: dict[MarketKey, CandleDoc] = field(default_factory=dict)
     status: str = NOT_CHECKED
 
 

@@ -1,4 +1,4 @@
-"""Reading the Redis cache back: latest prices and current/final candles per symbol.
+"""Reading the Redis cache back: latest prices and current/final candles per market.
 
 The aggregator writes these after each commit (cryptoctl/cache/writer.py), as the
 documents of cryptoctl/cache/documents.py. A key holding anything else (another type, a
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cryptoctl.cache.client import Keys
+from cryptoctl.cache.client import Keys, MarketKey, parse_market_id
 from cryptoctl.cache.documents import CandleDoc, LatestDoc
 from cryptoctl.db.queries import LatestPrice
 from cryptoctl.settings import Settings
@@ -25,52 +25,73 @@ def _values(client: redis.Redis, names: Sequence[str]) -> list[Any]:
     return list(client.mget(names)) if names else []
 
 
-def cached_symbols(client: redis.Redis, keys: Keys) -> list[str]:
-    """Symbols known to the cache: the symbols set, else a scan of latest-price keys."""
-    found: set[str] = set()
-    if client.type(keys.symbols) == "set":
-        found = {str(s) for s in client.smembers(keys.symbols)}
-    if not found:
-        prefix = keys.latest("")
-        found = {str(k)[len(prefix) :] for k in client.scan_iter(match=f"{prefix}*", count=500)}
-    return sorted(s for s in found if s)
+def cached_markets(client: redis.Redis, keys: Keys) -> list[MarketKey]:
+    """Markets known to the cache (the markets set), as (symbol, source, quote), sorted."""
+    if client.type(keys.markets) != "set":
+        return []
+    found = (parse_market_id(str(m)) for m in client.smembers(keys.markets))
+    return sorted(m for m in found if m is not None)
 
 
-def latest_docs(client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None) -> list[LatestDoc]:
-    """The latest-price document of each symbol found in Redis, by symbol."""
-    wanted = [s.upper() for s in symbols] if symbols else cached_symbols(client, keys)
-    docs = (LatestDoc.from_json(v) for v in _values(client, [keys.latest(s) for s in wanted]))
-    return sorted((d for d in docs if d is not None), key=lambda d: d.symbol)
-
-
-def latest_prices(client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None) -> list[LatestPrice]:
-    """The latest price of each symbol found in Redis, by symbol."""
+def select(
+    markets: Iterable[MarketKey], symbols: Iterable[str] | None = None,
+    source: str | None = None, quote: str | None = None,
+) -> list[MarketKey]:
+    """The markets of these symbols (all when None), of this source and quote when given."""
+    wanted = {s.upper() for s in symbols} if symbols else None
     return [
-        LatestPrice(d.symbol, float(d.price), d.ts, origin="redis", source=d.source)
-        for d in latest_docs(client, keys, symbols)
+        m for m in markets
+        if (wanted is None or m[0] in wanted)
+        and (source is None or m[1] == source)
+        and (quote is None or m[2] == quote.upper())
+    ]
+
+
+def latest_docs(
+    client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None, *,
+    source: str | None = None, quote: str | None = None,
+) -> list[LatestDoc]:
+    """The latest-price document of each market found in Redis, by market."""
+    markets = select(cached_markets(client, keys), symbols, source, quote)
+    docs = (LatestDoc.from_json(v) for v in _values(client, [keys.latest(m) for m in markets]))
+    return [d for d in docs if d is not None]
+
+
+def latest_prices(
+    client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None, *,
+    source: str | None = None, quote: str | None = None,
+) -> list[LatestPrice]:
+    """The latest price of each market found in Redis, by market."""
+    return [
+        LatestPrice(d.symbol, float(d.price), d.ts, origin="redis", source=d.source,
+                    quote=d.quote)
+        for d in latest_docs(client, keys, symbols, source=source, quote=quote)
     ]
 
 
 def _candles(
-    client: redis.Redis, key: Callable[[str], str], symbols: Iterable[str]
-) -> dict[str, CandleDoc]:
-    wanted = list(symbols)
+    client: redis.Redis, key: Callable[[MarketKey], str], markets: Sequence[MarketKey]
+) -> dict[MarketKey, CandleDoc]:
     out = {}
-    for symbol, raw in zip(wanted, _values(client, [key(s) for s in wanted]), strict=True):
+    for market, raw in zip(markets, _values(client, [key(m) for m in markets]), strict=True):
         doc = CandleDoc.from_json(raw)
         if doc is not None:
-            out[symbol] = doc
+            out[market] = doc
     return out
 
 
-def current_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, CandleDoc]:
-    """The open 1-minute candle per symbol, where the aggregator has one."""
-    return _candles(client, keys.candle_current, symbols)
+def current_candles(
+    client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None
+) -> dict[MarketKey, CandleDoc]:
+    """The open 1-minute candle per market of these symbols, where the aggregator has one."""
+    return _candles(client, keys.candle_current, select(cached_markets(client, keys), symbols))
 
 
-def final_candles(client: redis.Redis, keys: Keys, symbols: Iterable[str]) -> dict[str, CandleDoc]:
-    """The last final 1-minute candle per symbol."""
-    return _candles(client, keys.candle_final, symbols)
+def final_candles(
+    client: redis.Redis, keys: Keys, symbols: Iterable[str] | None = None
+) -> dict[MarketKey, CandleDoc]:
+    """The last final 1-minute candle per market of these symbols."""
+    return _candles(client, keys.candle_final, select(cached_markets(client, keys), symbols))
 
 
 def latest_prices_with_fallback(

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cryptoctl.cache.client import Keys, redis_client
+from cryptoctl.cache.client import Keys, MarketKey, market_id, redis_client
 from cryptoctl.cache.documents import CandleDoc, LatestDoc
 from cryptoctl.settings import Settings
 
@@ -49,7 +49,7 @@ class CacheStats:
 # A pending write: key -> (order a, order b, names of the order fields, the document)
 _Item = tuple[int, int, str, str, CandleDoc | LatestDoc]
 _Pending = dict[str, _Item]
-_Messages = dict[tuple[str, int], CandleDoc]
+_Messages = dict[tuple[MarketKey, int], CandleDoc]
 
 
 class CacheWriter:
@@ -64,7 +64,7 @@ class CacheWriter:
         self._stop = threading.Event()
         self._pending: _Pending = {}
         self._messages: _Messages = {}  # newest per candle, to publish
-        self._symbols: set[str] = set()
+        self._markets: set[str] = set()  # market_id strings
         self._thread: threading.Thread | None = None
         self.writes = 0
         self.errors = 0
@@ -78,15 +78,15 @@ class CacheWriter:
         An open candle's close is also the symbol's latest price."""
         with self._lock:
             for d in docs:
-                sym = d.symbol
-                self._symbols.add(sym)
-                self._messages[(sym, d.bucket_ms)] = d
+                market = (d.symbol, d.source or "", d.quote or "USD")
+                self._markets.add(market_id(market))
+                self._messages[(market, d.bucket_ms)] = d
                 order = (d.bucket_ms, d.trades, "bucket_ms", "trades", d)
-                self._merge(self.keys.candle_final(sym) if d.final else
-                            self.keys.candle_current(sym), order)
+                self._merge(self.keys.candle_final(market) if d.final else
+                            self.keys.candle_current(market), order)
                 if not d.final:
                     latest = LatestDoc.of_candle(d)
-                    self._merge(self.keys.latest(sym), (d.close_ts, 0, "ts", "ts", latest))
+                    self._merge(self.keys.latest(market), (d.close_ts, 0, "ts", "ts", latest))
         self._wake.set()
 
     def _merge(self, key: str, item: _Item) -> None:
@@ -128,11 +128,11 @@ class CacheWriter:
             with self._lock:
                 pending, self._pending = self._pending, {}
                 messages, self._messages = self._messages, {}
-                symbols = set(self._symbols)
+                markets = set(self._markets)
             if not pending and not messages:
                 continue
             try:
-                self._write(client, script, pending, messages, symbols)
+                self._write(client, script, pending, messages, markets)
                 self.connected, backoff = True, 0.05
             except Exception as exc:  # any Redis failure: keep the data, retry later
                 self.errors += 1
@@ -145,7 +145,7 @@ class CacheWriter:
 
     def _write(
         self, client: Any, script: Any, pending: _Pending,
-        messages: _Messages, symbols: set[str],
+        messages: _Messages, markets: set[str],
     ) -> None:
         # Encoded here, in the writer's thread: the aggregator only hands documents over.
         texts: dict[int, bytes] = {}  # id(document) -> JSON: a candle is stored and published
@@ -153,8 +153,8 @@ class CacheWriter:
         for key, (a, b, fa, fb, doc) in pending.items():
             text = texts[id(doc)] = doc.to_json()
             script(keys=[key], args=[text, fa, fb, a, b], client=pipe)
-        if symbols:
-            pipe.sadd(self.keys.symbols, *symbols)
+        if markets:
+            pipe.sadd(self.keys.markets, *markets)
         for doc in messages.values():
             text = texts.get(id(doc)) or doc.to_json()
             pipe.publish(self.keys.channel, text)

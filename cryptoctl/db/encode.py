@@ -12,27 +12,39 @@ from typing import Any
 import orjson
 
 from cryptoctl.durations import ms_datetime
+from cryptoctl.exchanges.trade import Gap
 from cryptoctl.tick import TickRow
 from cryptoctl.windows import Candle
 
 # A tick the windows did not accept: the tick, its offset and the watermark it was behind.
 LateTick = tuple[TickRow, int, int]
+# A market as the windows key it: (symbol, source, quote); and its newest trade applied:
+# (market, trade id, trade time ms).
+MarketKey = tuple[str, str, str]
+MarketTrade = tuple[MarketKey, int, int]
+
+
+def gap_row(g: Gap) -> tuple[Any, ...]:
+    """A feed_gaps row."""
+    m = g.market
+    return (m.source, m.symbol, m.quote, g.first_id, g.last_id, ms_datetime(g.after_ts),
+            ms_datetime(g.before_ts), g.reason)
 
 
 def candle_row(c: Candle, partition: int) -> tuple[Any, ...]:
     return (
-        c.symbol, ms_datetime(c.bucket), c.open, c.high, c.low, c.close, c.volume, c.trades,
-        c.price_sum, c.pv_sum, c.avg, c.vwap, ms_datetime(c.open_ts), ms_datetime(c.close_ts),
-        partition, c.final,
+        c.source, c.symbol, c.quote, ms_datetime(c.bucket), c.open, c.high, c.low, c.close,
+        c.volume, c.trades, c.price_sum, c.pv_sum, c.avg, c.vwap, ms_datetime(c.open_ts),
+        ms_datetime(c.close_ts), partition, c.final, c.open_tid, c.close_tid,
     )
 
 
 def late_row(late: LateTick, partition: int) -> tuple[Any, ...]:
     """A late_ticks row of a tick."""
-    (symbol, price, ts, _source, _recv_ts, _quote, qty, _extra), offset, watermark_ms = late
+    (symbol, price, ts, source, _recv_ts, quote, qty, _extra, trade_id, _side), offset, wm = late
     return (
-        ms_datetime(ts), symbol, price, qty, partition, offset, ms_datetime(watermark_ms),
-        watermark_ms - ts,
+        ms_datetime(ts), source, symbol, quote, None if trade_id is None else str(trade_id),
+        price, qty, partition, offset, ms_datetime(wm), wm - ts,
     )
 
 
@@ -49,11 +61,29 @@ def _row_format(symbol: str, quote: str, source: str, has_qty: bool) -> _RowForm
     sb, qb, srcb = symbol.encode(), quote.encode(), source.encode()
     fmt = (
         f">h iq i{len(sb)}s i{len(qb)}s id " + ("id " if has_qty else "i ")
-        + f"i{len(srcb)}s iq ii iq i"
+        + f"i{len(srcb)}s iq ii iq i i i"  # extra, trade_id, side: null unless replaced
     )
     entry = (struct.Struct(fmt.replace(" ", "")).pack, sb, qb, srcb)
     _row_formats[(symbol, quote, source, has_qty)] = entry
     return entry
+
+
+_NULL = struct.pack(">i", -1)
+_NULL_TAIL_LEN = 3 * len(_NULL)  # extra, trade_id and side, as the row format packs them
+_SIDES = {side: struct.pack(">i", len(side)) + side.encode() for side in ("buy", "sell")}
+
+
+def _tail(extra: dict[str, Any] | None, trade_id: int | str | None, side: str | None) -> bytes:
+    """The last three columns of a row that has extra fields or a trade id."""
+    if extra:
+        doc = b"\x01" + orjson.dumps(extra)  # jsonb binary: version 1, then the text
+        out = struct.pack(">i", len(doc)) + doc
+    else:
+        out = _NULL
+    if trade_id is None:
+        return out + _NULL + _NULL
+    tid = str(trade_id).encode()
+    return out + struct.pack(">i", len(tid)) + tid + (_SIDES[side] if side else _NULL)
 
 
 def encode_raw_ticks(rows: Sequence[TickRow], offsets: Sequence[int], partition: int) -> bytes:
@@ -61,7 +91,7 @@ def encode_raw_ticks(rows: Sequence[TickRow], offsets: Sequence[int], partition:
     out: list[bytes] = []
     append = out.append
     formats = _row_formats
-    for (symbol, price, ts, source, recv_ts, quote, qty, extra), offset in zip(
+    for (symbol, price, ts, source, recv_ts, quote, qty, extra, trade_id, side), offset in zip(
         rows, offsets, strict=True
     ):
         has_qty = qty is not None
@@ -72,13 +102,12 @@ def encode_raw_ticks(rows: Sequence[TickRow], offsets: Sequence[int], partition:
         ts_us = (ts - _PG_EPOCH_MS) * 1000
         recv_us = (recv_ts - _PG_EPOCH_MS) * 1000
         if has_qty:
-            row = pack(10, 8, ts_us, len(sb), sb, len(qb), qb, 8, price, 8, qty, len(srcb), srcb,
-                       8, recv_us, 4, partition, 8, offset, -1)
+            row = pack(12, 8, ts_us, len(sb), sb, len(qb), qb, 8, price, 8, qty, len(srcb), srcb,
+                       8, recv_us, 4, partition, 8, offset, -1, -1, -1)
         else:
-            row = pack(10, 8, ts_us, len(sb), sb, len(qb), qb, 8, price, -1, len(srcb), srcb,
-                       8, recv_us, 4, partition, 8, offset, -1)
-        if extra:
-            doc = b"\x01" + orjson.dumps(extra)  # jsonb binary: version 1, then the text
-            row = row[:-4] + struct.pack(">i", len(doc)) + doc
+            row = pack(12, 8, ts_us, len(sb), sb, len(qb), qb, 8, price, -1, len(srcb), srcb,
+                       8, recv_us, 4, partition, 8, offset, -1, -1, -1)
+        if extra or trade_id is not None:
+            row = row[:-_NULL_TAIL_LEN] + _tail(extra, trade_id, side)
         append(row)
     return b"".join(out)

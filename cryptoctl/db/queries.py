@@ -64,6 +64,7 @@ class LatestPrice:
     time_ms: int | None  # event time of the price, when known
     origin: str  # where it was read: "redis" or "postgres"
     source: str | None = None  # the tick source (coingecko, synthetic, ...), when known
+    quote: str | None = None  # the market's quote currency, when known
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cryptoctl.db.encode import COPY_HEADER, COPY_TRAILER, LateTick, candle_row, encode_raw_ticks, late_row
+from cryptoctl.db.encode import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    LateTick,
+    MarketKey,
+    MarketTrade,
+    candle_row,
+    encode_raw_ticks,
+    gap_row,
+    late_row,
+)
+from cryptoctl.durations import ms_datetime
 from cryptoctl.errors import ConfigError, ServiceUnavailable
+from cryptoctl.exchanges.trade import Gap
 from cryptoctl.settings import Settings
 from cryptoctl.tick import TickRow
 from cryptoctl.windows import Candle
@@ -40,6 +52,10 @@ class Claim:
     watermark_ms: int | None
     candles: list[Candle]
     cluster_changed: bool = False
+    # (symbol, source, quote) -> the newest exchange trade id applied, for the markets of
+    # this partition; and where every market of the pipeline lives (any partition).
+    trades: dict[MarketKey, int] = field(default_factory=dict)
+    homes: dict[MarketKey, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,13 +71,15 @@ class PartitionFlush:
     ticks: list[TickRow] = field(default_factory=list)  # raw ticks, empty when not storing
     offsets: list[int] = field(default_factory=list)  # the offset of each raw tick
     late: list[LateTick] = field(default_factory=list)
+    trades: list[MarketTrade] = field(default_factory=list)  # markets whose last trade moved
+    gaps: list[Gap] = field(default_factory=list)  # recorded by the feed, read from the topic
 
     @property
     def raw_count(self) -> int:
         return len(self.ticks)
 
 
-# One pipeline (consumer group + topic) per schema: candles are keyed by symbol and bucket,
+# One pipeline (consumer group + topic) per schema: candles are keyed by market and bucket,
 # so a second pipeline's claims would load the first one's candles as its own state and
 # double-count. Checked under a schema-wide lock by every claim (and at start-up).
 _PIPELINE_LOCK = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':cryptoctl'))"
@@ -100,9 +118,28 @@ SELECT count(*) FROM processing_metadata
 _LOAD = """
 SELECT symbol, (extract(epoch FROM bucket) * 1000)::bigint, open, high, low, close, volume,
        trades, price_sum, pv_sum, (extract(epoch FROM open_time) * 1000)::bigint,
-       (extract(epoch FROM close_time) * 1000)::bigint
+       (extract(epoch FROM close_time) * 1000)::bigint, false, false, source, quote,
+       open_trade_id, close_trade_id
   FROM price_aggregates_1m
  WHERE kafka_partition = %s AND NOT final
+"""
+_LOAD_TRADES = """
+SELECT symbol, source, quote, kafka_partition, last_trade_id FROM market_trades
+ WHERE consumer_group = %s AND topic = %s
+"""
+_TRADES = """
+INSERT INTO market_trades AS t (consumer_group, topic, source, symbol, quote, kafka_partition,
+                                last_trade_id, last_time)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (consumer_group, topic, source, symbol, quote) DO UPDATE
+   SET kafka_partition = EXCLUDED.kafka_partition, last_trade_id = EXCLUDED.last_trade_id,
+       last_time = EXCLUDED.last_time, updated_at = now()
+"""
+_GAPS = """
+INSERT INTO feed_gaps (source, symbol, quote, first_trade_id, last_trade_id, after_time,
+                       before_time, reason)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (source, symbol, quote, first_trade_id, last_trade_id) DO NOTHING
 """
 _LOCK = """
 SELECT kafka_partition, owner_epoch FROM processing_metadata
@@ -110,24 +147,27 @@ SELECT kafka_partition, owner_epoch FROM processing_metadata
    FOR UPDATE
 """
 _UPSERT = """
-INSERT INTO price_aggregates_1m (symbol, bucket, open, high, low, close, volume, trades,
-    price_sum, pv_sum, avg_price, vwap, open_time, close_time, kafka_partition, final)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (symbol, bucket) DO UPDATE SET
+INSERT INTO price_aggregates_1m (source, symbol, quote, bucket, open, high, low, close, volume,
+    trades, price_sum, pv_sum, avg_price, vwap, open_time, close_time, kafka_partition, final,
+    open_trade_id, close_trade_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (source, symbol, quote, bucket) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, trades = EXCLUDED.trades, price_sum = EXCLUDED.price_sum,
     pv_sum = EXCLUDED.pv_sum, avg_price = EXCLUDED.avg_price, vwap = EXCLUDED.vwap,
     open_time = EXCLUDED.open_time, close_time = EXCLUDED.close_time,
-    kafka_partition = EXCLUDED.kafka_partition, final = EXCLUDED.final, updated_at = now()
+    kafka_partition = EXCLUDED.kafka_partition, final = EXCLUDED.final,
+    open_trade_id = EXCLUDED.open_trade_id, close_trade_id = EXCLUDED.close_trade_id,
+    updated_at = now()
 """
 _COPY_RAW = (
     "COPY raw_price_data (time, symbol, quote, price, qty, source, recv_time, kafka_partition,"
-    " kafka_offset, extra) FROM STDIN (FORMAT BINARY)"
+    " kafka_offset, extra, trade_id, side) FROM STDIN (FORMAT BINARY)"
 )
 _LATE = """
-INSERT INTO late_ticks (time, symbol, price, qty, kafka_partition, kafka_offset, watermark,
-                        lateness_ms)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO late_ticks (time, source, symbol, quote, trade_id, price, qty, kafka_partition,
+                        kafka_offset, watermark, lateness_ms)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 _ADVANCE = """
 UPDATE processing_metadata
@@ -284,6 +324,13 @@ class Sink:
     ) -> dict[int, Claim]:
         self._check_pipeline(conn)
         out = {}
+        homes: dict[MarketKey, int] = {}
+        trades: dict[int, dict[MarketKey, int]] = {}
+        for symbol, source, quote, home, last in conn.execute(
+            _LOAD_TRADES, (self.group, self.topic)
+        ).fetchall():
+            homes[(symbol, source, quote)] = home
+            trades.setdefault(home, {})[(symbol, source, quote)] = last
         for p in sorted(partitions):  # a fixed lock order: two claimers cannot deadlock
             epoch, next_offset, watermark, cluster = conn.execute(
                 _CLAIM, (self.group, self.topic, p, self.owner)
@@ -294,7 +341,10 @@ class Sink:
             # beginning, keeping the stored candles and watermark.
             changed = cluster is not None and cluster != cluster_id
             start = next_offset if cluster is not None and not changed else None
-            out[p] = Claim(p, epoch, start, watermark, candles, cluster_changed=changed)
+            out[p] = Claim(
+                p, epoch, start, watermark, candles, cluster_changed=changed,
+                trades=trades.get(p, {}), homes=homes,
+            )
         return out
 
     def progress(self, cluster_id: str | None) -> dict[int, int]:
@@ -383,6 +433,15 @@ class Sink:
             late = [row for f in ok for row in encoded[f.partition][1]]
             if late:
                 cur.executemany(_LATE, late)
+            trades = [
+                (self.group, self.topic, source, symbol, quote, f.partition, tid, ms_datetime(ts))
+                for f in ok for (symbol, source, quote), tid, ts in f.trades
+            ]
+            if trades:
+                cur.executemany(_TRADES, trades)
+            gaps = [gap_row(g) for f in ok for g in f.gaps]
+            if gaps:
+                cur.executemany(_GAPS, gaps)
             cur.executemany(
                 _ADVANCE,
                 [

@@ -10,7 +10,7 @@ size as floats of the exchange's decimal strings, and the *taker's* side.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Side = Literal["buy", "sell"]
 
@@ -42,6 +42,35 @@ class Gap(NamedTuple):
     after_ts: int
     before_ts: int
     reason: str
+
+
+GAP_KIND = "gap"
+
+
+def gap_message(gap: Gap) -> dict[str, Any]:
+    """A gap as the feed puts it on the tick topic (key = symbol, in the market's
+    partition), for the aggregator to store with its next flush."""
+    m = gap.market
+    return {
+        "v": 1, "kind": GAP_KIND, "source": m.source, "symbol": m.symbol, "quote": m.quote,
+        "first_id": gap.first_id, "last_id": gap.last_id, "after_ts": gap.after_ts,
+        "before_ts": gap.before_ts, "reason": gap.reason,
+    }
+
+
+def parse_gap(obj: Any) -> Gap | None:
+    """A gap message back, or None for anything that is not exactly one."""
+    if type(obj) is not dict or obj.get("kind") != GAP_KIND or obj.get("v") != 1:
+        return None
+    texts: list[Any] = [obj.get(k) for k in ("source", "symbol", "quote", "reason")]
+    numbers: list[Any] = [obj.get(k) for k in ("first_id", "last_id", "after_ts", "before_ts")]
+    if not all(type(t) is str and t for t in texts) or not all(type(n) is int for n in numbers):
+        return None
+    source, symbol, quote, reason = texts
+    first_id, last_id, after_ts, before_ts = numbers
+    if first_id > last_id or after_ts > before_ts:
+        return None
+    return Gap(Market(source, symbol, quote), first_id, last_id, after_ts, before_ts, reason)
 
 
 class TradeHistory(Protocol):

@@ -18,6 +18,7 @@ from cryptoctl.sources.spec import SourceChoice
 
 if TYPE_CHECKING:
     from cryptoctl.aggregator import Aggregator, AggregatorStats
+    from cryptoctl.cache.client import MarketKey
     from cryptoctl.cache.documents import CandleDoc
     from cryptoctl.producer import ProducerRun, ProducerStats
     from cryptoctl.sources.base import Source
@@ -41,8 +42,8 @@ class Snapshot:
     elapsed_s: float
     producer: ProducerStats
     aggregator: AggregatorStats
-    current: dict[str, CandleDoc]  # symbol -> open 1-minute candle (Redis)
-    final: dict[str, CandleDoc]  # symbol -> last final 1-minute candle (Redis)
+    current: dict[MarketKey, CandleDoc]  # market -> open 1-minute candle (Redis)
+    final: dict[MarketKey, CandleDoc]  # market -> last final 1-minute candle (Redis)
     cache_status: str  # of the last poll of Redis (cryptoctl/cache/poller.py)
 
 

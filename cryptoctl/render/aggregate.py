@@ -30,6 +30,10 @@ def status_line(s: AggregatorStats) -> str:
         f"partitions {len(s.partitions)}",
         f"wm {wms}",
     ]
+    if s.duplicates:
+        parts.append(f"duplicates {s.duplicates:,}")
+    if s.gaps:
+        parts.append(f"gaps {s.gaps}")
     if s.fenced:
         parts.append(f"fenced {s.fenced}")
     if s.group_moves:
@@ -58,6 +62,8 @@ def summary(s: AggregatorStats) -> dict[str, Any]:
         "dlq_failed": s.dlq_failed,
         "cache_pending": s.cache_pending,
         "group_moves": s.group_moves,
+        "duplicates": s.duplicates,
+        "gaps": s.gaps,
     }
 
 

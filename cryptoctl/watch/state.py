@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptoctl.cache.client import MarketKey
 from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.cache.poller import NOT_CHECKED
 from cryptoctl.tick import Tick
@@ -115,7 +116,7 @@ class WatchState:
     filtered_out: int = 0
     sources: Counter[str] = field(default_factory=Counter)
     # The aggregator's current 1-minute candle per symbol, from Redis, when available.
-    candles: dict[str, CandleDoc] = field(default_factory=dict)
+    candles: dict[MarketKey, CandleDoc] = field(default_factory=dict)
     cache_status: str = NOT_CHECKED  # of the last poll (cryptoctl/cache/poller.py)
 
     @classmethod
