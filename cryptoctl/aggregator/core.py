@@ -443,6 +443,7 @@ class Aggregator:
                     self._dead_letter(msg, _key_mismatch(key, symbol))
                     continue
                 keys[key] = symbol
+            ticks += 1
             if tid is not None:  # an exchange trade: applied once, whatever was re-sent
                 if type(tid) is not int:
                     tid = None
@@ -458,7 +459,6 @@ class Aggregator:
                         continue
                     else:
                         seen[0], seen[1], seen[2] = tid, ts, True
-            ticks += 1
             if add(symbol, ts, price, qty, source, quote, tid):
                 if store:
                     raw_append(row)

@@ -18,14 +18,34 @@ WIDTH = 60_000
 SYMBOLS = ["BTC", "ETH", "SOL", "ADA", "XRP", "DOGE", "DOT", "LTC"]
 
 
-def make_ticks(n: int, *, seed: int = 1, minutes: int = 6, late_every: int = 0) -> list[Tick]:
+def make_ticks(
+    n: int, *, seed: int = 1, minutes: int = 6, late_every: int = 0, trades: bool = False
+) -> list[Tick]:
     """`n` ticks spread over `minutes` of event time, out of order by up to 2 s, with ties
     (equal ts), quotes without qty and ticks with extra fields; every `late_every`-th tick is
-    4 minutes behind."""
+    4 minutes behind. With `trades`, a share are exchange trades of a second market of the
+    same symbol (binance, USDT) with consecutive trade ids, some sent twice (a feed's
+    re-send after a reconnect): those must count once."""
     rng = random.Random(seed)
     span = minutes * WIDTH
-    out = []
+    out: list[Tick] = []
+    next_id: dict[str, int] = {}
+    sent: dict[str, list[Tick]] = defaultdict(list)
     for i in range(n):
+        if trades and rng.random() < 0.3:
+            symbol = rng.choice(SYMBOLS[:3])
+            if sent[symbol] and rng.random() < 0.1:
+                out.append(rng.choice(sent[symbol][-5:]))  # a re-sent trade
+                continue
+            ts = max(BASE + i * span // n, sent[symbol][-1].ts if sent[symbol] else 0)
+            tid = next_id.get(symbol, 1000)
+            next_id[symbol] = tid + 1
+            price = round(100 + rng.random() * 10, 2)
+            trade = Tick(symbol, price, ts, "binance", ts + 5, "USDT", round(rng.random(), 4),
+                         trade_id=tid, side=rng.choice(["buy", "sell"]))
+            sent[symbol].append(trade)
+            out.append(trade)
+            continue
         ts = BASE + i * span // n - rng.randrange(0, 2_000)
         if rng.random() < 0.1 and out:
             ts = out[-1].ts  # a tie
@@ -45,8 +65,9 @@ def expected(
     """Reference candles and late count from the messages as stored, per partition order.
 
     `before`: messages an earlier broker had (each partition continues after them)."""
-    by_partition: dict[int, list[tuple[str, int, float, float | None]]] = defaultdict(list)
-    invalid = 0
+    by_partition: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    invalid = duplicates = 0
+    newest: dict[tuple[str, str, str], int] = {}  # market -> highest trade id applied
     ordered = sorted(before, key=lambda m: (m.partition(), m.offset()))
     ordered += sorted(messages, key=lambda m: (m.partition(), m.offset()))
     for m in sorted(ordered, key=lambda m: m.partition()):  # stable: keeps segment order
@@ -58,33 +79,42 @@ def expected(
         if m.key() != t.symbol.encode():  # another market's partition: dead-lettered
             invalid += 1
             continue
-        by_partition[m.partition()].append((t.symbol, t.ts, t.price, t.qty))
-    candles: dict[tuple[str, int], tuple] = {}
+        market = (t.symbol, t.source, t.quote)
+        if isinstance(t.trade_id, int):
+            if t.trade_id <= newest.get(market, -1):
+                duplicates += 1
+                continue
+            newest[market] = t.trade_id
+        tid = t.trade_id if isinstance(t.trade_id, int) else None
+        by_partition[m.partition()].append((t.symbol, t.ts, t.price, t.qty, t.source, t.quote, tid))
+    candles: dict[tuple[str, str, str, int], tuple] = {}
     late = 0
     for rows in by_partition.values():
         ref = reference(rows, delay_ms, lateness_ms, WIDTH)
         candles.update(ref["candles"])
         late += len(ref["late"])
-    ticks = sum(len(r) for r in by_partition.values())
-    return {"candles": candles, "late": late, "invalid": invalid, "ticks": ticks}
+    ticks = sum(len(r) for r in by_partition.values()) + duplicates  # read, not applied
+    return {"candles": candles, "late": late, "invalid": invalid, "ticks": ticks,
+            "duplicates": duplicates}
 
 
-def db_candles(settings: Settings) -> dict[tuple[str, int], tuple]:
-    """Candles in PostgreSQL in the reference's tuple form (the final flag left out)."""
+def db_candles(settings: Settings) -> dict[tuple[str, str, str, int], tuple]:
+    """Candles in PostgreSQL in the reference's tuple form (Candle.state()), keyed by
+    (symbol, source, quote, bucket)."""
     with connect(settings) as conn:
         rows = conn.execute(
             """SELECT symbol, (extract(epoch FROM bucket) * 1000)::bigint, open, high, low,
                       close, volume, trades, price_sum, pv_sum,
                       (extract(epoch FROM open_time) * 1000)::bigint,
                       (extract(epoch FROM close_time) * 1000)::bigint, final,
-                      avg_price, vwap
+                      source, quote, open_trade_id, close_trade_id, avg_price, vwap
                  FROM price_aggregates_1m"""
         ).fetchall()
     out = {}
     for r in rows:
-        assert math.isclose(r[13], r[8] / r[7], rel_tol=1e-12), "avg_price"
-        assert (r[14] is None) == (r[6] == 0), "vwap null exactly when volume is 0"
-        out[(r[0], r[1])] = tuple(r[:13])
+        assert math.isclose(r[17], r[8] / r[7], rel_tol=1e-12), "avg_price"
+        assert (r[18] is None) == (r[6] == 0), "vwap null exactly when volume is 0"
+        out[(r[0], r[13], r[14], r[1])] = tuple(r[:17])
     return out
 
 
@@ -92,7 +122,8 @@ def assert_candles_equal(got: dict, want: dict, *, check_final: bool = False) ->
     assert sorted(got) == sorted(want), "candle keys differ"
     for key, g in got.items():
         w = want[key]
-        exact = (0, 1, 2, 3, 4, 5, 7, 10, 11)  # symbol, bucket, OHLC, trades, open/close time
+        # symbol, bucket, OHLC, trades, open/close time, market, open/close trade ids
+        exact = (0, 1, 2, 3, 4, 5, 7, 10, 11, 13, 14, 15, 16)
         assert [g[i] for i in exact] == [w[i] for i in exact], key
         for i in (6, 8, 9):  # volume, price_sum, pv_sum
             assert math.isclose(g[i], w[i], rel_tol=1e-9, abs_tol=1e-9), (key, i)

@@ -30,7 +30,7 @@ BAD = [
 
 
 def test_candles_equal_the_reference(settings, cli):
-    ticks = make_ticks(3000, seed=7, late_every=97)
+    ticks = make_ticks(3000, seed=7, late_every=97, trades=True)
     produce_ticks(settings, ticks[:1500])
     produce_ticks(settings, BAD)
     produce_ticks(settings, ticks[1500:])
@@ -45,8 +45,13 @@ def test_candles_equal_the_reference(settings, cli):
     assert summary["ticks"] == want["ticks"] == len(ticks)
     assert summary["late"] == want["late"]
     assert summary["invalid"] == len(BAD)
+    assert summary["duplicates"] == want["duplicates"] > 0  # re-sent exchange trades
     assert_candles_equal(db_candles(settings), want["candles"])
-    assert raw_tick_count(settings) == (len(ticks) - want["late"],) * 2
+    stored = len(ticks) - want["late"] - want["duplicates"]
+    assert raw_tick_count(settings) == (stored, stored)
+    # Each market's newest trade id is the checkpoint of its exactly-once.
+    newest = scalar(settings, "SELECT max(last_trade_id) FROM market_trades")
+    assert newest == max(t.trade_id for t in ticks if t.trade_id is not None)
     assert scalar(settings, "SELECT count(*) FROM late_ticks") == want["late"]
     assert scalar(settings, "SELECT min(lateness_ms) FROM late_ticks") > 60_000
     # Every partition's checkpoint points past its last message.
@@ -61,11 +66,14 @@ def test_candles_equal_the_reference(settings, cli):
 
     r = redis_client(settings)
     keys = Keys(settings.redis_prefix)
-    newest = max(t.ts for t in ticks if t.symbol == "BTC")
-    current = json.loads(r.get(keys.candle_current("BTC")))
-    assert current["bucket_ms"] == newest - newest % 60_000
-    assert json.loads(r.get(keys.latest("BTC")))["ts"] == newest
-    assert r.get(keys.candle_final("BTC")) is not None  # the early minutes are final
+    for market in (("BTC", "synthetic", "USD"), ("BTC", "binance", "USDT")):  # one symbol
+        newest = max(t.ts for t in ticks if (t.symbol, t.source, t.quote) == market)
+        current = json.loads(r.get(keys.candle_current(market)))
+        assert current["bucket_ms"] == newest - newest % 60_000
+        assert (current["source"], current["quote"]) == market[1:]
+        assert json.loads(r.get(keys.latest(market)))["ts"] == newest
+        assert r.get(keys.candle_final(market)) is not None  # the early minutes are final
+    assert set(r.smembers(keys.markets)) >= {"BTC:USD:synthetic", "BTC:USDT:binance"}
 
 
 def test_table_summary_is_a_report_on_stderr(settings, cli):
@@ -104,7 +112,7 @@ def test_a_candle_closed_by_the_idle_watermark_says_closed_in_redis(settings, cl
     # (delay 1 s) without any new tick, 60 s before it would turn final.
     result = cli("aggregate", "--until-idle", "4s", "--delay", "1s", "--lateness", "60s")
     assert result.exit_code == 0, result.stderr
-    doc = json.loads(redis_client(settings).get(Keys(settings.redis_prefix).candle_current("BTC")))
+    doc = json.loads(redis_client(settings).get(Keys(settings.redis_prefix).candle_current(("BTC", "synthetic", "USD"))))
     assert doc["bucket_ms"] == BASE
     assert doc["state"] == "closed"
 

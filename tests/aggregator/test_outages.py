@@ -79,8 +79,9 @@ def test_redis_down_then_back(stack, settings):
     finally:
         stack.start_redis()
     newest = max(t.ts for t in ticks if t.symbol == "ETH")
-    wait_for("the cache to catch up", lambda: r.get(keys.latest("ETH")) is not None, 30)
-    assert json.loads(r.get(keys.latest("ETH")))["ts"] == newest
-    assert json.loads(r.get(keys.candle_current("ETH")))["bucket_ms"] == newest - newest % 60_000
+    eth = ("ETH", "synthetic", "USD")
+    wait_for("the cache to catch up", lambda: r.get(keys.latest(eth)) is not None, 30)
+    assert json.loads(r.get(keys.latest(eth)))["ts"] == newest
+    assert json.loads(r.get(keys.candle_current(eth)))["bucket_ms"] == newest - newest % 60_000
     wait_for("nothing pending", lambda: run.agg.stats().cache_pending == 0, 10)
     run.finish()
