@@ -267,6 +267,6 @@ class BinanceHistory:
                 if volume <= 0:
                     return ExchangeCandle(opened, o, h, low, c, volume, trades, closed)
                 # the quote volume is rounded to its decimals: so is the VWAP, / volume
-                step = decimal_step(row[7]) / volume
-                return ExchangeCandle(opened, o, h, low, c, volume, trades, closed, quote_volume / volume, step)
+                vwap, step = quote_volume / volume, decimal_step(row[7]) / volume
+                return ExchangeCandle(opened, o, h, low, c, volume, trades, closed, vwap, step)
         raise self.rest.bad(f"{path} row not a kline: {row!r}")
