@@ -410,3 +410,34 @@ def test_closed_range_stops_where_the_exchange_has_not_closed_a_minute() -> None
     assert closed_range("binance", [c(m) for m in range(6)], T0, end)[0] == T0 + 6 * MINUTE_MS
     # Coinbase has no candle for a minute without trades: its candles say nothing of the end
     assert closed_range("coinbase", [c(m) for m in range(6)], T0, end) == (end, None)
+
+
+def test_with_a_terminal_on_stderr_the_progress_stays_off_stdout(settings: Settings, clock: Any) -> None:
+    from typer.testing import CliRunner
+
+    from cryptoctl.cli.app import app
+    from cryptoctl.cli.context import CliState
+
+    trades = trade_set()
+    insert_ours(settings, MARKETS["binance"], trades)
+    with exchange("binance", trades) as fx:
+        args = ["verify", "--source", "binance", "-s", "BTC", *SINCE, "--rest-url", fx.rest_url, "-f", "json"]
+        result = CliRunner().invoke(app, args, obj=CliState(stderr_isatty=True, width=80))
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 10  # data only, not one byte of the bar
+    assert "\x1b" not in result.stdout
+    assert "binance BTC/USDT" in result.stderr and "10/10" in result.stderr  # the bar, drawn on stderr
+
+
+def test_another_quote_than_the_default(settings: Settings, cli: Any, clock: Any) -> None:
+    usdc = Market("binance", "BTC", "USDC")
+    trades = trade_set()
+    insert_ours(settings, usdc, trades)
+    insert_ours(settings, MARKETS["binance"], trades, m1={"close": 1.0})  # BTC/USDT: not asked for
+    with fake_exchange("binance", {usdc: trades}, live=0, pace_s=None) as fx:
+        result = run_verify(cli, fx, "--quote", "usdc", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert {(r["quote"], r["status"]) for r in json.loads(result.stdout)} == {
+        ("USDC", "match"),
+        ("USDC", "empty"),
+    }
