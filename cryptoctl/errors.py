@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     DATA = 5  # input data rejected in --strict mode, or a source gave up
     DATABASE = 6  # PostgreSQL answered but refused a statement (schema, query)
     TOPIC_MISSING = 7  # Kafka answered but the topic does not exist
+    DIFFERENCES = 8  # verify: a minute of ours is not the exchange's (or is incomplete)
     INTERRUPTED = 130  # stopped by a second Ctrl-C before finishing cleanly
 
 
@@ -191,3 +192,18 @@ class ExchangeReplyError(CryptoctlError):
         self.exchange = exchange
         self.host = host
         self.detail = detail
+
+
+class CandlesDiffer(CryptoctlError):
+    """``verify`` compared every minute and some are not match/empty (after its output)."""
+
+    exit_code = ExitCode.DIFFERENCES
+
+    def __init__(self, exchange: str, counts: dict[str, int]) -> None:
+        found = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        super().__init__(
+            f"our candles are not {exchange}'s in every minute: {found}",
+            hint="the output names each minute; `incomplete` ones have a recorded feed gap",
+        )
+        self.exchange = exchange
+        self.counts = counts

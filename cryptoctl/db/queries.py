@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
+    from cryptoctl.exchanges.verify import MinuteCandle
     from cryptoctl.settings import Settings
 
 MINUTE_MS = 60_000
@@ -291,3 +292,60 @@ def stored_candle_counts(settings: Settings) -> tuple[int, int]:
             "SELECT count(*), count(*) FILTER (WHERE final) FROM price_aggregates_1m"
         ).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+# --- verify: one market's stored 1-minute candles and recorded gaps ----------------------
+
+_MINUTES = """
+SELECT bucket, open, high, low, close, volume, trades, vwap
+FROM price_aggregates_1m
+WHERE source = %(source)s AND symbol = %(symbol)s AND quote = %(quote)s
+  AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+"""
+
+_GAPS = """
+SELECT after_time, before_time
+FROM feed_gaps
+WHERE source = %(source)s AND symbol = %(symbol)s AND quote = %(quote)s
+  AND after_time < %(end)s AND before_time >= %(start)s
+ORDER BY after_time
+"""
+
+
+def _market_params(source: str, symbol: str, quote: str, start_ms: int, end_ms: int) -> dict[str, Any]:
+    return {
+        "source": source,
+        "symbol": symbol.upper(),
+        "quote": quote.upper(),
+        "start": ms_datetime(start_ms),
+        "end": ms_datetime(end_ms),
+    }
+
+
+def stored_minutes(
+    settings: Settings, source: str, symbol: str, quote: str, start_ms: int, end_ms: int
+) -> list[MinuteCandle]:
+    """One market's stored 1-minute candles with bucket in [start, end), oldest first."""
+    from cryptoctl.db.connection import session
+    from cryptoctl.exchanges.verify import MinuteCandle
+
+    params = _market_params(source, symbol, quote, start_ms, end_ms)
+    with session(settings, "reading candles to verify") as conn:
+        rows = conn.execute(_MINUTES, params).fetchall()
+    return [
+        MinuteCandle(datetime_ms(b), o, h, low, c, float(v), int(n), vwap)
+        for b, o, h, low, c, v, n, vwap in rows
+    ]
+
+
+def recorded_gaps(
+    settings: Settings, source: str, symbol: str, quote: str, start_ms: int, end_ms: int
+) -> list[tuple[int, int]]:
+    """One market's recorded feed gaps touching [start, end), as (after, before) epoch ms."""
+    from cryptoctl.db.connection import session
+
+    params = _market_params(source, symbol, quote, start_ms, end_ms)
+    with session(settings, "reading recorded feed gaps") as conn:
+        rows = conn.execute(_GAPS, params).fetchall()
+    return [(datetime_ms(after), datetime_ms(before)) for after, before in rows]

@@ -26,6 +26,7 @@ from cryptoctl.exchanges.rest import (
     RateLimit,
     RestClient,
     RetryPolicy,
+    decimal_step,
     shared_budget,
 )
 from cryptoctl.exchanges.trade import Market, Trade
@@ -252,14 +253,20 @@ class BinanceHistory:
         if isinstance(row, list) and len(row) >= 9:
             opened, close_time, trades = fields.epoch_ms(row[0]), fields.epoch_ms(row[6]), row[8]
             prices = [fields.positive(v) for v in row[1:5]]
-            volume = fields.number(row[5])
+            volume, quote_volume = fields.number(row[5]), fields.number(row[7])
             if (
                 opened is not None
                 and close_time is not None
                 and None not in prices
                 and volume is not None
+                and quote_volume is not None
                 and fields.trade_id(trades) is not None
             ):
                 o, h, low, c = (float(p or 0) for p in prices)
-                return ExchangeCandle(opened, o, h, low, c, volume, trades, close_time < now_ms)
+                closed = close_time < now_ms
+                if volume <= 0:
+                    return ExchangeCandle(opened, o, h, low, c, volume, trades, closed)
+                # the quote volume is rounded to its decimals: so is the VWAP, / volume
+                vwap, step = quote_volume / volume, decimal_step(row[7]) / volume
+                return ExchangeCandle(opened, o, h, low, c, volume, trades, closed, vwap, step)
         raise self.rest.bad(f"{path} row not a kline: {row!r}")

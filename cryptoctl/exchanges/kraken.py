@@ -28,6 +28,7 @@ from cryptoctl.exchanges.rest import (
     RateLimit,
     RestClient,
     RetryPolicy,
+    decimal_step,
     shared_budget,
 )
 from cryptoctl.exchanges.trade import Market, Trade
@@ -295,5 +296,10 @@ class KrakenHistory:
             volume, count = fields.number(row[6]), fields.trade_id(row[7])
             if o and h and low and c and volume is not None:
                 bucket = row[0] * 1000
-                return ExchangeCandle(bucket, o, h, low, c, volume, count, bucket + MINUTE_MS <= now_ms)
+                closed = bucket + MINUTE_MS <= now_ms
+                vwap = fields.positive(row[5]) if volume > 0 else None
+                if vwap is None:  # an empty minute's vwap column means nothing
+                    return ExchangeCandle(bucket, o, h, low, c, volume, count, closed)
+                # published at the pair's price precision (XBTUSD: one decimal)
+                return ExchangeCandle(bucket, o, h, low, c, volume, count, closed, vwap, decimal_step(row[5]))
         raise self.rest.bad(f"{path} row not an OHLC row: {row!r}")

@@ -45,6 +45,19 @@ class ExchangeCandle(NamedTuple):
     volume: float  # base asset
     trades: int | None  # trade count (Coinbase publishes none)
     closed: bool  # False for the minute still forming
+    # Volume-weighted average price where the exchange gives one (Binance: quote volume /
+    # volume; Kraken: its vwap column), None otherwise or with no volume. It is known only
+    # to within ``vwap_step``: the exchange rounds what it publishes to a few decimals.
+    vwap: float | None = None
+    vwap_step: float = 0.0
+
+
+def decimal_step(text: object) -> float:
+    """One unit in the last place of a decimal string: ``"30306.1"`` -> 0.1, ``"5"`` -> 1."""
+    if not isinstance(text, str):
+        return 0.0
+    _, dot, decimals = text.strip().partition(".")
+    return 10.0 ** -len(decimals) if dot else 1.0
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Pure: both sides come in as rows, the verdicts go out. Rules (docs/exchanges.md)
   it, Coinbase publishes none) or a row with zero volume and no trades (Binance, Kraken);
 - prices compare exactly (both sides are ``float(str)`` of the exchange's decimals),
   trade counts exactly where the exchange gives one (Coinbase does not), volume and VWAP
-  to 1e-9 relative (sums of floats);
+  to 1e-9 relative (sums of floats), VWAP also to the digits the exchange published
+  (``vwap_step``: Kraken rounds it to the pair's price decimals);
 - a minute touched by a recorded gap, or stored as incomplete, is ``incomplete``: we know
   trades are missing there, so a difference is expected and not a finding.
 """
@@ -42,6 +43,9 @@ class MinuteCandle(NamedTuple):
     trades: int | None = None
     vwap: float | None = None
     complete: bool = True
+    # The exchange's VWAP is published rounded (Kraken: to the pair's price decimals;
+    # Binance's quote volume to 8): it matches within this much as well as within 1e-9.
+    vwap_step: float = 0.0
 
 
 class FieldDiff(NamedTuple):
@@ -61,8 +65,8 @@ def _empty(c: MinuteCandle | None) -> bool:
     return c is None or (c.volume == 0 and not c.trades)
 
 
-def _close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=REL_TOLERANCE, abs_tol=0.0)
+def _close(a: float, b: float, step: float = 0.0) -> bool:
+    return math.isclose(a, b, rel_tol=REL_TOLERANCE, abs_tol=step)
 
 
 def differences(ours: MinuteCandle, theirs: MinuteCandle) -> tuple[FieldDiff, ...]:
@@ -76,7 +80,8 @@ def differences(ours: MinuteCandle, theirs: MinuteCandle) -> tuple[FieldDiff, ..
         out.append(FieldDiff("trades", ours.trades, theirs.trades))
     if not _close(ours.volume, theirs.volume):
         out.append(FieldDiff("volume", ours.volume, theirs.volume))
-    if ours.vwap is not None and theirs.vwap is not None and not _close(ours.vwap, theirs.vwap):
+    step = theirs.vwap_step
+    if ours.vwap is not None and theirs.vwap is not None and not _close(ours.vwap, theirs.vwap, step):
         out.append(FieldDiff("vwap", ours.vwap, theirs.vwap))
     return tuple(out)
 

@@ -294,7 +294,8 @@ def test_binance_klines_in_pages_and_the_open_minute_not_closed(serve: Any) -> N
     fake, history = serve("binance", now_s=now_s)
     fake.candles = [
         [T0 + k * 60_000, "10.0", "12.5", "9.5", "11.0", "0" if k % 7 == 0 else "3.25",
-         T0 + k * 60_000 + 59_999, "0", 0 if k % 7 == 0 else k, "0", "0", "0"]
+         T0 + k * 60_000 + 59_999, "0" if k % 7 == 0 else "35.75000000", 0 if k % 7 == 0 else k,
+         "0", "0", "0"]
         for k in range(2401)
     ]  # fmt: skip
     pages = list(history.candles(BTC_USDT, T0, T0 + 2401 * 60_000))
@@ -302,7 +303,8 @@ def test_binance_klines_in_pages_and_the_open_minute_not_closed(serve: Any) -> N
     flat = [c for p in pages for c in p]
     assert [c.bucket_ms for c in flat] == [T0 + k * 60_000 for k in range(2401)]
     assert flat[7] == ExchangeCandle(T0 + 7 * 60_000, 10.0, 12.5, 9.5, 11.0, 0.0, 0, True)
-    assert flat[8] == ExchangeCandle(T0 + 8 * 60_000, 10.0, 12.5, 9.5, 11.0, 3.25, 8, True)
+    # VWAP = quote volume / volume, known to one unit of the quote volume's 8th decimal
+    assert flat[8] == ExchangeCandle(T0 + 8 * 60_000, 10.0, 12.5, 9.5, 11.0, 3.25, 8, True, 11.0, 1e-8 / 3.25)
     assert [c.closed for c in flat[-2:]] == [True, False]
 
 
@@ -325,7 +327,8 @@ def test_kraken_ohlc_has_its_last_row_uncommitted(serve: Any) -> None:
     ]
     (page,) = history.candles(BTC_USD_KR, T0 + 2 * 60_000, T0 + 11 * 60_000)
     assert [c.bucket_ms for c in page] == [T0 + k * 60_000 for k in range(2, 11)]
-    assert page[1] == ExchangeCandle(T0 + 3 * 60_000, 10.0, 12.0, 9.0, 11.0, 0.0, 0, True)
+    assert page[1] == ExchangeCandle(T0 + 3 * 60_000, 10.0, 12.0, 9.0, 11.0, 0.0, 0, True)  # no VWAP
+    assert (page[2].vwap, page[2].vwap_step) == (10.5, 0.1)  # to the decimals Kraken sent
     assert [c.closed for c in page[-2:]] == [True, False]
 
 
