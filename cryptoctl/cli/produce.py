@@ -38,8 +38,8 @@ def produce(
     source: SourceKind = source_option(SourceKind.coingecko, "Where prices come from."),
     symbols: list[str] | None = symbols_option(
         None,
-        "Symbols, comma-separated or repeated (coingecko, synthetic, binance, coinbase, kraken)."
-        f" {default_shown('symbols')}",
+        "Symbols, comma-separated or repeated: the base assets of the markets (binance, coinbase,"
+        f" kraken), or coins (coingecko, synthetic). {default_shown('symbols')}",
     ),
     interval: int | None = duration_option(
         None, "--interval", help=f"CoinGecko poll interval, e.g. 10s, 1m. {default_shown('interval_ms')}"

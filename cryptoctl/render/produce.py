@@ -49,13 +49,10 @@ def status_line(stats: ProducerStats) -> str:
     return " · ".join(parts)
 
 
-def _short_market(market: str) -> str:
-    """``binance BTC/USDT`` -> ``BTC``: the compact form names the base asset only (one
-    exchange, one quote)."""
-    return market.split(" ", 1)[-1].split("/", 1)[0]
-
-
-def _market_part(m: MarketStats, *, name: str, with_id: bool) -> str:
+def _market_part(m: MarketStats, *, with_id: bool, single: bool) -> str:
+    # one market: "binance BTC/USDT 812/s #4123"; several: "BTC 812/s #4123" each (one
+    # exchange, one quote: the base asset names the market)
+    name = m.market if single else m.market.split(" ", 1)[-1].split("/", 1)[0]
     text = f"{name} {m.trades_per_s:,.0f}/s"
     if with_id and m.last_trade_id is not None:
         text += f" #{m.last_trade_id}"
@@ -64,33 +61,35 @@ def _market_part(m: MarketStats, *, name: str, with_id: bool) -> str:
 
 def feed_status_line(stats: ProducerStats, feed: FeedStats, width: int = STATUS_WIDTH) -> str:
     """An exchange feed's status in at most ``width`` columns: the most detailed form
-    that fits (per market: trades/s and last trade id), down to totals only."""
+    that fits (per market: trades/s and the last trade id), down to totals only. Open
+    gaps, failures and a lost connection are in every form."""
     markets = feed.markets
     reconnects = max((m.reconnects for m in markets), default=0)
     filled = sum(m.gaps_filled for m in markets)
     open_gaps = sum(m.gaps_open for m in markets)
-    tail = [f"delivered {stats.delivered:,}"]
+    alarms = []
     if stats.failed:
-        tail.append(f"failed {stats.failed:,}")
+        alarms.append(f"failed {stats.failed:,}")
     if not feed.connected:
-        tail.append("disconnected")
-    tail.append(f"reconnects {reconnects:,}")
-    tail.append(f"gaps filled {filled:,}, open {open_gaps:,}")
+        alarms.append("disconnected")
     if feed.unreadable:
-        tail.append(f"unreadable {feed.unreadable:,}")
-    head = [stats.source, f"{stats.source} → {stats.topic}"]
+        alarms.append(f"unreadable {feed.unreadable:,}")
+    long_tail = [
+        f"delivered {stats.delivered:,}", f"reconnects {reconnects:,}",
+        f"gaps filled {filled:,}, open {open_gaps:,}", *alarms,
+    ]  # fmt: skip
+    short_tail = [
+        f"sent {stats.delivered:,}", f"reconn {reconnects:,}", f"gaps {filled:,}+{open_gaps:,} open", *alarms,
+    ]  # fmt: skip
     single = len(markets) == 1
     forms: list[list[str]] = []
-    for with_id in (True, False):
-        for title in head[::-1]:
-            if single:
-                per = [_market_part(markets[0], name=markets[0].market, with_id=with_id)]
-            else:
-                named = (_market_part(m, name=_short_market(m.market), with_id=with_id) for m in markets)
-                per = [" ".join(named)]
-            forms.append([title, *per, *tail])
+    for with_id, tail in ((True, long_tail), (False, long_tail), (True, short_tail), (False, short_tail)):
+        per = " ".join(_market_part(m, with_id=with_id, single=single) for m in markets)
+        forms.append([per if single else f"{stats.source} {per}", *tail])
     total = sum(m.trades_per_s for m in markets)
-    forms.append([stats.source, f"{len(markets)} markets {total:,.0f}/s", *tail])
+    count = f"{len(markets)} market" + ("" if single else "s")
+    forms.append([f"{stats.source} {count} {total:,.0f}/s", *short_tail])
+    line = ""
     for parts in forms:
         line = " · ".join(parts)
         if len(line) <= width:
