@@ -83,12 +83,13 @@ def feed_status_line(stats: ProducerStats, feed: FeedStats, width: int = STATUS_
     ]  # fmt: skip
     single = len(markets) == 1
     forms: list[list[str]] = []
-    for with_id, tail in ((True, long_tail), (False, long_tail), (True, short_tail), (False, short_tail)):
+    for with_id, tail in ((True, long_tail), (True, short_tail), (False, long_tail), (False, short_tail)):
         per = " ".join(_market_part(m, with_id=with_id, single=single) for m in markets)
         forms.append([per if single else f"{stats.source} {per}", *tail])
     total = sum(m.trades_per_s for m in markets)
     count = f"{len(markets)} market" + ("" if single else "s")
     forms.append([f"{stats.source} {count} {total:,.0f}/s", *short_tail])
+    forms.append([f"{stats.source} {count}", f"gaps {filled:,}+{open_gaps:,} open", *alarms])
     line = ""
     for parts in forms:
         line = " · ".join(parts)
