@@ -288,7 +288,9 @@ class ExchangeSource:
         connected_before = False
         batch: list[ValidTick] = []
         started = 0.0  # when the batch's first trade arrived
-        while not stop.is_set():
+        # stop is checked between batches (at most MAX_HOLD_S apart while busy), not per event
+        stopping = stop.is_set()
+        while not stopping:
             try:
                 event = queue.popleft()
             except IndexError:
@@ -296,12 +298,14 @@ class ExchangeSource:
                     yield batch
                     batch = []
                     self._sample()
+                    stopping = stop.is_set()
                     continue
                 if self._reader_error is not None:
                     raise self._reader_error from None
                 if not self._wait_for_events():
                     yield []  # nothing for a while: the loop serves delivery reports
                     self._sample()
+                stopping = stop.is_set()
                 continue
             if type(event) is TradeEvent:
                 market = event.market
@@ -322,6 +326,9 @@ class ExchangeSource:
                         yield batch
                         batch = []
                         self._sample()
+                        stopping = stop.is_set()
+                        if stopping:  # the rest of this trade's fill waits for the next run
+                            break
                 if len(cont.stats.gaps) != gaps:
                     self._note_gaps(market, cont)
             elif type(event) is Connected:
@@ -335,6 +342,7 @@ class ExchangeSource:
                 yield batch
                 batch = []
                 self._sample()
+                stopping = stop.is_set()
         if batch:
             yield batch
 
