@@ -23,6 +23,13 @@ DEFAULT_KAFKA_BOOTSTRAP = KAFKA.default
 DEFAULT_DATABASE_URL = POSTGRES.default
 DEFAULT_REDIS_URL = REDIS.default
 DEFAULT_TOPIC = "crypto-prices"
+# The exchanges' own addresses, as their wire modules have them (cryptoctl.exchanges.*;
+# written out here so resolving settings imports no HTTP client; a test keeps them equal).
+EXCHANGE_URLS = {
+    "binance": ("wss://stream.binance.com:9443", "https://api.binance.com"),
+    "coinbase": ("wss://ws-feed.exchange.coinbase.com", "https://api.exchange.coinbase.com"),
+    "kraken": ("wss://ws.kraken.com/v2", "https://api.kraken.com"),
+}
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -51,6 +58,12 @@ class Settings:
     group: str = "cryptoctl-aggregator"
     coingecko_api_key: str = ""
     coingecko_api_url: str = ""  # empty: chosen by the key's plan
+    binance_ws_url: str = EXCHANGE_URLS["binance"][0]
+    binance_rest_url: str = EXCHANGE_URLS["binance"][1]
+    coinbase_ws_url: str = EXCHANGE_URLS["coinbase"][0]
+    coinbase_rest_url: str = EXCHANGE_URLS["coinbase"][1]
+    kraken_ws_url: str = EXCHANGE_URLS["kraken"][0]
+    kraken_rest_url: str = EXCHANGE_URLS["kraken"][1]
     # Extra librdkafka properties for a real cluster (security.protocol, sasl.*, ...),
     # from the config file's [kafka] table.
     kafka_config: Mapping[str, str] = field(default_factory=dict)
@@ -80,6 +93,11 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "group": ("CRYPTOCTL_GROUP",),
     "coingecko_api_key": ("CRYPTOCTL_COINGECKO_API_KEY", "COINGECKO_API_KEY"),
     "coingecko_api_url": ("CRYPTOCTL_COINGECKO_API_URL",),
+    **{
+        f"{name}_{kind}_url": (f"CRYPTOCTL_{name.upper()}_{kind.upper()}_URL",)
+        for name in EXCHANGE_URLS
+        for kind in ("ws", "rest")
+    },
 }
 
 _SECRET_FIELDS = {"coingecko_api_key"}

@@ -1,4 +1,5 @@
-"""`cryptoctl produce`: prices from CoinGecko, a synthetic market or a file, onto Kafka."""
+"""`cryptoctl produce`: prices from CoinGecko, a synthetic market, a file or an exchange's
+trade feed, onto Kafka."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def produce(
     ctx: typer.Context,
     source: SourceKind = source_option(SourceKind.coingecko, "Where prices come from."),
     symbols: list[str] | None = symbols_option(
-        None, f"Symbols, comma-separated or repeated (coingecko, synthetic). {default_shown('symbols')}"
+        None,
+        "Symbols, comma-separated or repeated: the base assets of the markets (binance, coinbase,"
+        f" kraken), or coins (coingecko, synthetic). {default_shown('symbols')}",
     ),
     interval: int | None = duration_option(
         None, "--interval", help=f"CoinGecko poll interval, e.g. 10s, 1m. {default_shown('interval_ms')}"
@@ -91,6 +94,26 @@ def produce(
     strict: bool = typer.Option(
         False, "--strict", help="Replay: stop at the first bad row (exit 5) instead of skipping it."
     ),
+    quote: str | None = typer.Option(
+        None, "--quote", metavar="ASSET",
+        help=f"Exchanges: the quote asset of every market (BTC/USDT). {default_shown('quote')}",
+    ),
+    since: str | None = typer.Option(
+        None, "--since", metavar="TIME",
+        help="Exchanges: start with the trades from TIME over REST (a duration back like 2h, "
+        "ISO-8601 or epoch ms), then go live. Without it a market resumes after its last trade "
+        "on the topic, or starts with the first live trade.",
+    ),
+    ws_url: str | None = typer.Option(
+        None, "--ws-url", metavar="URL",
+        help="Exchanges: WebSocket base URL (env CRYPTOCTL_BINANCE_WS_URL, and so on for coinbase "
+        "and kraken) [default: the exchange's own].",
+    ),
+    rest_url: str | None = typer.Option(
+        None, "--rest-url", metavar="URL",
+        help="Exchanges: REST base URL (env CRYPTOCTL_BINANCE_REST_URL, and so on for coinbase "
+        "and kraken) [default: the exchange's own].",
+    ),
     topic: str | None = topic_option(),
     count: int | None = typer.Option(None, "--count", "-n", min=1, help="Stop after N ticks."),
     duration: int | None = stop_after_option(),
@@ -101,10 +124,13 @@ def produce(
     """Put price ticks on Kafka (key = symbol, value = tick JSON, timestamp = event time).
 
     Sources: `coingecko` (default; /simple/price every --interval), `synthetic` (a GBM
-    market, --rate ticks/s, --seed, --start for history) and `replay` (a recorded file,
-    --speed). Shows a live status line on stderr; Ctrl-C flushes what is in flight and
-    prints a summary (a second Ctrl-C aborts). A flag of another source is refused. Exit
-    codes: 2 bad usage, 3 Kafka unreachable, 5 bad data (a bad row with --strict, a replay
+    market, --rate ticks/s, --seed, --start for history), `replay` (a recorded file,
+    --speed), and the live trades of `binance`, `coinbase` or `kraken` (--symbols, --quote,
+    --since; gap-free: re-sent trades dropped, missed ones fetched over REST, what cannot be
+    fetched put on the topic as a gap marker). Shows a live status line on stderr; Ctrl-C
+    flushes what is in flight and prints a summary (a second Ctrl-C aborts). A flag of
+    another source is refused. Exit codes: 2 bad usage (an unknown market), 3 Kafka or the
+    exchange unreachable or banning this IP, 5 bad data (a bad row with --strict, a replay
     file that is not UTF-8 or lacks the ts,symbol,price header), after the summary.
     """
     st = state(ctx)
@@ -114,6 +140,7 @@ def produce(
         api_key=api_key, key_type=key_type.value if key_type else None, api_url=api_url,
         coin_ids=tuple(coin_id), max_rpm=max_rpm, rate=rate, seed=seed, start=start,
         out_of_order=out_of_order, max_delay_ms=max_delay, file=file, speed=speed, strict=strict,
+        quote=quote, since=since, ws_url=ws_url, rest_url=rest_url,
     )  # fmt: skip
     summary = _produce(st, settings, spec, count, duration, fmt)
     _print_summary(st, summary, fmt)

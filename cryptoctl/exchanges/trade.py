@@ -45,32 +45,47 @@ class Gap(NamedTuple):
 
 
 GAP_KIND = "gap"
+_GAP_KEYS = frozenset(
+    ("v", "kind", "source", "symbol", "quote", "first_id", "last_id", "after_ts", "before_ts", "reason")
+)
 
 
 def gap_message(gap: Gap) -> dict[str, Any]:
-    """A gap as the feed puts it on the tick topic (key = symbol, in the market's
-    partition), for the aggregator to store with its next flush."""
-    m = gap.market
+    """The gap marker a feed puts on the ticks' topic (key = symbol): the value's JSON
+    object. ``first_id`` is -1 when the first missing id is unknown (continuity.UNKNOWN_ID)."""
+    market = gap.market
     return {
-        "v": 1, "kind": GAP_KIND, "source": m.source, "symbol": m.symbol, "quote": m.quote,
-        "first_id": gap.first_id, "last_id": gap.last_id, "after_ts": gap.after_ts,
-        "before_ts": gap.before_ts, "reason": gap.reason,
+        "v": 1,
+        "kind": GAP_KIND,
+        "source": market.source,
+        "symbol": market.symbol,
+        "quote": market.quote,
+        "first_id": gap.first_id,
+        "last_id": gap.last_id,
+        "after_ts": gap.after_ts,
+        "before_ts": gap.before_ts,
+        "reason": gap.reason,
     }
 
 
 def parse_gap(obj: Any) -> Gap | None:
-    """A gap message back, or None for anything that is not exactly one."""
-    if type(obj) is not dict or obj.get("kind") != GAP_KIND or obj.get("v") != 1:
+    """A decoded message value -> the Gap it announces, or None when it is not exactly a
+    gap marker (:func:`gap_message`'s keys, nothing more, each of its type)."""
+    if type(obj) is not dict or obj.keys() != _GAP_KEYS:
         return None
-    texts: list[Any] = [obj.get(k) for k in ("source", "symbol", "quote", "reason")]
-    numbers: list[Any] = [obj.get(k) for k in ("first_id", "last_id", "after_ts", "before_ts")]
-    if not all(type(t) is str and t for t in texts) or not all(type(n) is int for n in numbers):
+    if type(obj["v"]) is not int or obj["v"] != 1 or obj["kind"] != GAP_KIND:
         return None
-    source, symbol, quote, reason = texts
+    texts = [obj[k] for k in ("source", "symbol", "quote")]
+    if not all(type(t) is str and t for t in texts) or type(obj["reason"]) is not str:
+        return None
+    numbers = [obj[k] for k in ("first_id", "last_id", "after_ts", "before_ts")]
+    if not all(type(n) is int for n in numbers):  # bool is not int here
+        return None
     first_id, last_id, after_ts, before_ts = numbers
-    if first_id > last_id or after_ts > before_ts:
+    if not (first_id == -1 or 0 <= first_id <= last_id) or last_id < 0 or after_ts > before_ts:
         return None
-    return Gap(Market(source, symbol, quote), first_id, last_id, after_ts, before_ts, reason)
+    source, symbol, quote = texts
+    return Gap(Market(source, symbol, quote), first_id, last_id, after_ts, before_ts, obj["reason"])
 
 
 class TradeHistory(Protocol):

@@ -3,7 +3,8 @@
 Key = symbol, value = the tick JSON, message timestamp = ``ts``. It takes only
 :data:`~cryptoctl.tick.ValidTick` (ticks that passed the shared validation in
 their source), so nothing invalid reaches the topic and nothing is validated twice.
-Delivery reports are counted; a full local queue is waited out (poll, retry); a fatal
+Other messages (a feed's gap markers) go through :meth:`TickSender.send_raw`, counted
+apart from the ticks. Delivery reports are counted; a full local queue is waited out (poll, retry); a fatal
 producer error (idempotence broken, fenced, ...) recreates the producer and re-sends what
 the old one had not delivered, instead of dropping it.
 """
@@ -35,7 +36,19 @@ class DeliveryCounters:
     failed: int = 0  # reported failed by librdkafka after its own retries
     retries: int = 0  # re-sends after a producer restart + waits on a full queue
     restarts: int = 0  # producers recreated after a fatal error
+    markers: int = 0  # messages that are not ticks (gap markers), accepted into the queue
+    markers_delivered: int = 0
+    markers_failed: int = 0
     last_error: str = ""
+
+    @property
+    def pending(self) -> int:
+        """Ticks and markers produced, neither acknowledged nor failed yet."""
+        return max(
+            0,
+            self.produced - self.delivered - self.failed
+            + self.markers - self.markers_delivered - self.markers_failed,
+        )
 
 
 ProducerFactory = Callable[[dict[str, Any]], Any]
@@ -65,7 +78,7 @@ class TickSender:
         self._factory = factory
         self._producer = factory(self._conf)
         self._fatal: Any = None
-        self._resend: list[tuple[Any, Any, int]] = []
+        self._resend: list[tuple[Any, Any, int, Any]] = []  # key, value, ts, on_delivery
         self._last_logged = 0.0
 
     # --- callbacks (run inside poll/flush on this thread) ---
@@ -74,10 +87,19 @@ class TickSender:
         if err is None:
             self.counters.delivered += 1
         elif self._fatal is not None or err.fatal() or _is_purge(err):
-            self._resend.append((msg.key(), msg.value(), msg.timestamp()[1]))
+            self._resend.append((msg.key(), msg.value(), msg.timestamp()[1], None))
         else:
             self.counters.failed += 1
             self._note(f"delivery failed: {err.str()}")
+
+    def _on_marker_delivery(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.counters.markers_delivered += 1
+        elif self._fatal is not None or err.fatal() or _is_purge(err):
+            self._resend.append((msg.key(), msg.value(), msg.timestamp()[1], self._on_marker_delivery))
+        else:
+            self.counters.markers_failed += 1
+            self._note(f"delivery of a marker failed: {err.str()}")
 
     def _on_error(self, err: Any) -> None:
         if err.fatal():
@@ -107,10 +129,20 @@ class TickSender:
         self.poll(0)
         return sent
 
-    def _produce(self, key: Any, value: Any, ts: int) -> None:
+    def send_raw(self, key: str, value: bytes, ts: int) -> None:
+        """Produce one message that is not a tick (a gap marker), on the same topic and
+        with the same guarantees; counted as a marker, not a tick."""
+        self._produce(key, value, ts, self._on_marker_delivery)
+        self.counters.markers += 1
+        self.poll(0)
+
+    def _produce(self, key: Any, value: Any, ts: int, on_delivery: Any = None) -> None:
         while True:
             try:
-                self._producer.produce(self.topic, value, key, timestamp=ts)
+                if on_delivery is None:
+                    self._producer.produce(self.topic, value, key, timestamp=ts)
+                else:
+                    self._producer.produce(self.topic, value, key, timestamp=ts, on_delivery=on_delivery)
                 return
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
@@ -145,9 +177,9 @@ class TickSender:
         self._fatal = None
         self.counters.restarts += 1
         pending, self._resend = self._resend, []
-        for key, value, ts in pending:
+        for key, value, ts, on_delivery in pending:
             self.counters.retries += 1
-            self._produce(key, value, ts)
+            self._produce(key, value, ts, on_delivery)
 
     @property
     def pending(self) -> int:

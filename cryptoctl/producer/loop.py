@@ -7,10 +7,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from cryptoctl.errors import DataError
+import orjson
+
+from cryptoctl.errors import CryptoctlError, DataError
 from cryptoctl.kafka.clients import check_topic
 from cryptoctl.kafka.producer import (
     DeliveryCounters,
@@ -19,7 +21,7 @@ from cryptoctl.kafka.producer import (
     confluent_producer,
 )
 from cryptoctl.settings import Settings
-from cryptoctl.sources.base import Source
+from cryptoctl.sources.base import FeedSource, FeedStats, MarkerSource, Source
 from cryptoctl.tick import ValidTick
 
 log = logging.getLogger("cryptoctl.producer")
@@ -55,6 +57,8 @@ class ProducerStats:
     elapsed_s: float
     last_price: dict[str, float]
     last_problem: str
+    markers: int = 0  # messages that are not ticks (gap markers) produced
+    feed: FeedStats | None = None  # trade feeds (exchanges): connection and markets
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,15 +68,19 @@ class ProducerStats:
 class ProducerSummary(ProducerStats):
     undelivered: int = 0  # still in flight when the flush timed out
     avg_ticks_per_s: float = 0.0
-    stopped_by: str = ""  # "count" | "duration" | "stop" | "end of source" | "data error"
+    stopped_by: str = ""  # "count" | "duration" | "stop" | "end of source" | "data error" | "source error"
 
 
 class SourceFailed(DataError):
-    """The source stopped the run with a DataError (a file that cannot be read on, a bad
-    row with --strict). Raised after the flush, with the summary of what was produced."""
+    """The source stopped the run with an error: a DataError (a file that cannot be read
+    on, a bad row with --strict), or another CryptoctlError of the source (an exchange
+    ban). Raised after the flush, with the summary of what was produced; the exit code is
+    the cause's."""
 
-    def __init__(self, cause: DataError, summary: ProducerSummary) -> None:
+    def __init__(self, cause: CryptoctlError, summary: ProducerSummary) -> None:
         super().__init__(cause.message, hint=cause.hint)
+        self.exit_code = cause.exit_code
+        self.cause = cause
         self.summary = summary
 
 
@@ -125,6 +133,8 @@ class ProducerRun:
         self._samples: deque[tuple[float, int]] = deque(maxlen=8)
         self._next_sample = 0.0
         self._checked = False
+        self._take_markers = source.take_markers if isinstance(source, MarkerSource) else None
+        self._feed_stats = source.feed_stats if isinstance(source, FeedSource) else None
 
     # --- stats, from any thread ---
 
@@ -137,7 +147,7 @@ class ProducerRun:
             produced=d.produced,
             delivered=d.delivered,
             failed=d.failed,
-            pending=max(0, d.produced - d.delivered - d.failed) if sender else 0,
+            pending=d.pending if sender else 0,
             retries=d.retries + c.retries,
             unchanged=c.unchanged,
             invalid=c.invalid,
@@ -147,6 +157,8 @@ class ProducerRun:
             elapsed_s=time.monotonic() - self._started,
             last_price=dict(self._last_price),
             last_problem=d.last_error or c.last_problem,
+            markers=d.markers,
+            feed=self._feed_stats() if self._feed_stats is not None else None,
         )
 
     def _recent_rate(self) -> float:
@@ -183,12 +195,15 @@ class ProducerRun:
         duration = self.options.duration_s
         control = RunControl(stop, self._started + duration if duration is not None else None, self._idle)
         undelivered = 0
-        failure: DataError | None = None
+        failure: CryptoctlError | None = None
         try:
             stopped_by = self._pump(self.source.batches(control), sender, control)
         except DataError as exc:  # what was produced before it is still flushed and summed up
             failure, stopped_by = exc, "data error"
+        except CryptoctlError as exc:  # the source cannot go on (an exchange ban)
+            failure, stopped_by = exc, "source error"
         finally:
+            self._send_markers(sender)
             undelivered = sender.flush(self.options.flush_timeout_s)
             self._sample()
         summary = self._summary(undelivered, stopped_by, failure.message if failure else "")
@@ -212,6 +227,8 @@ class ProducerRun:
                 sender.send_batch(batch)
                 for tick in batch[-64:]:  # the newest price per symbol, cheaply
                     last_price[tick.symbol] = tick.price
+                if self._take_markers is not None:
+                    self._send_markers(sender)
                 self._sample()
                 if control.is_set():
                     break
@@ -223,10 +240,17 @@ class ProducerRun:
             return "end of source"
         return control.reached or ("duration" if control.expired() else "stop")
 
+    def _send_markers(self, sender: TickSender) -> None:
+        if self._take_markers is None:
+            return
+        for marker in self._take_markers():
+            sender.send_raw(marker.key, orjson.dumps(marker.value), marker.ts)
+
     def _summary(self, undelivered: int, stopped_by: str, problem: str = "") -> ProducerSummary:
         snap = self.stats()
         elapsed = max(snap.elapsed_s, 1e-9)
-        data = snap.to_dict() | {"pending": undelivered}
+        # field by field, not asdict: the feed's stats stay dataclasses
+        data = {f.name: getattr(snap, f.name) for f in fields(ProducerStats)} | {"pending": undelivered}
         if problem:
             data["last_problem"] = problem
         return ProducerSummary(

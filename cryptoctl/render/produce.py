@@ -13,6 +13,9 @@ from cryptoctl.render import numbers as fmt
 
 if TYPE_CHECKING:  # annotations only: rendering a summary needs no Kafka client loaded
     from cryptoctl.producer.loop import ProducerStats, ProducerSummary
+    from cryptoctl.sources.base import FeedStats, MarketStats
+
+STATUS_WIDTH = 80
 
 
 def prices_text(last_price: Mapping[str, float], limit: int = 6) -> str:
@@ -25,6 +28,8 @@ def prices_text(last_price: Mapping[str, float], limit: int = 6) -> str:
 
 def status_line(stats: ProducerStats) -> str:
     """One line: rate, counters, last prices (the live status and the periodic log)."""
+    if stats.feed is not None:
+        return feed_status_line(stats, stats.feed)
     parts = [
         f"{stats.source} → {stats.topic}",
         f"{stats.ticks_per_s:,.0f} ticks/s",
@@ -42,6 +47,55 @@ def status_line(stats: ProducerStats) -> str:
     if prices:
         parts.append(prices)
     return " · ".join(parts)
+
+
+def _market_part(m: MarketStats, *, with_id: bool, single: bool) -> str:
+    # one market: "binance BTC/USDT 812/s #4123"; several: "BTC 812/s #4123" each (one
+    # exchange, one quote: the base asset names the market)
+    name = m.market if single else m.market.split(" ", 1)[-1].split("/", 1)[0]
+    text = f"{name} {m.trades_per_s:,.0f}/s"
+    if with_id and m.last_trade_id is not None:
+        text += f" #{m.last_trade_id}"
+    return text
+
+
+def feed_status_line(stats: ProducerStats, feed: FeedStats, width: int = STATUS_WIDTH) -> str:
+    """An exchange feed's status in at most ``width`` columns: the most detailed form
+    that fits (per market: trades/s and the last trade id), down to totals only. Open
+    gaps, failures and a lost connection are in every form."""
+    markets = feed.markets
+    reconnects = max((m.reconnects for m in markets), default=0)
+    filled = sum(m.gaps_filled for m in markets)
+    open_gaps = sum(m.gaps_open for m in markets)
+    alarms = []
+    if stats.failed:
+        alarms.append(f"failed {stats.failed:,}")
+    if not feed.connected:
+        alarms.append("disconnected")
+    if feed.unreadable:
+        alarms.append(f"unreadable {feed.unreadable:,}")
+    long_tail = [
+        f"delivered {stats.delivered:,}", f"reconnects {reconnects:,}",
+        f"gaps filled {filled:,}, open {open_gaps:,}", *alarms,
+    ]  # fmt: skip
+    short_tail = [
+        f"sent {stats.delivered:,}", f"reconn {reconnects:,}", f"gaps {filled:,}+{open_gaps:,} open", *alarms,
+    ]  # fmt: skip
+    single = len(markets) == 1
+    forms: list[list[str]] = []
+    for with_id, tail in ((True, long_tail), (True, short_tail), (False, long_tail), (False, short_tail)):
+        per = " ".join(_market_part(m, with_id=with_id, single=single) for m in markets)
+        forms.append([per if single else f"{stats.source} {per}", *tail])
+    total = sum(m.trades_per_s for m in markets)
+    count = f"{len(markets)} market" + ("" if single else "s")
+    forms.append([f"{stats.source} {count} {total:,.0f}/s", *short_tail])
+    forms.append([f"{stats.source} {count}", f"gaps {filled:,}+{open_gaps:,} open", *alarms])
+    line = ""
+    for parts in forms:
+        line = " · ".join(parts)
+        if len(line) <= width:
+            return line
+    return line[: width - 1] + "…"
 
 
 def stopping_line(stats: ProducerStats) -> str:
@@ -74,10 +128,48 @@ def summary_rows(summary: ProducerSummary) -> list[tuple[str, str]]:
         ("producer restarts", f"{summary.restarts:,}"),
         ("average rate", f"{summary.avg_ticks_per_s:,.0f} ticks/s"),
     ]
+    if summary.feed is not None:
+        rows.extend(feed_rows(summary.feed, summary.markers))
     if summary.last_price:
         rows.append(("last prices", prices_text(summary.last_price, limit=20)))
     if summary.last_problem:
         rows.append(("last problem", summary.last_problem))
+    return rows
+
+
+def feed_rows(feed: FeedStats, markers: int) -> list[tuple[str, str]]:
+    """An exchange feed's part of the summary: the connection, then one row per market
+    (the same figures as the status line), then each open gap."""
+    rows = [
+        (
+            "connection",
+            f"{feed.connects:,} connects, {feed.reconnects:,} reconnects, "
+            f"{feed.unreadable:,} unreadable frames",
+        )
+    ]
+    gaps: list[dict[str, Any]] = []
+    for m in feed.markets:
+        last = f"#{m.last_trade_id}" if m.last_trade_id is not None else "none"
+        rows.append(
+            (
+                m.market,
+                f"{m.trades:,} trades, {m.trades_per_s:,.0f}/s, last {last}, "
+                f"reconnects {m.reconnects:,}, gaps filled {m.gaps_filled:,} "
+                f"({m.filled_trades:,} trades), open {m.gaps_open:,}, "
+                f"duplicates dropped {m.duplicates:,}",
+            )
+        )
+        gaps.extend(m.open_gaps)
+    for gap in gaps:
+        first = "?" if gap["first_id"] < 0 else str(gap["first_id"])
+        rows.append(
+            (
+                "gap open",
+                f"{gap['source']} {gap['symbol']}/{gap['quote']} trades {first}..{gap['last_id']} "
+                f"({gap['reason']})",
+            )
+        )
+    rows.append(("gap markers", f"{markers:,}"))
     return rows
 
 
@@ -97,4 +189,10 @@ def summary_json(summary: ProducerSummary) -> dict[str, Any]:
     data["elapsed_s"] = round(data["elapsed_s"], 3)
     data["ticks_per_s"] = round(data["ticks_per_s"], 1)
     data["avg_ticks_per_s"] = round(data["avg_ticks_per_s"], 1)
+    if data["feed"] is None:  # the other sources' summary stays as it was
+        del data["feed"], data["markers"]
+    else:
+        for market in data["feed"]["markets"]:
+            market["trades_per_s"] = round(market["trades_per_s"], 1)
+            market["open_gaps"] = list(market["open_gaps"])
     return data

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from cryptoctl.tick import MAX_TS_MS, MAX_VALUE, MIN_TS_MS, ValidTick, is_code
 
@@ -41,9 +41,64 @@ class Source(Protocol):
     def batches(self, stop: StopFlag) -> Iterator[list[ValidTick]]:
         """Batches of validated ticks until the source ends or ``stop`` is set.
 
-        A source paces itself (poll interval, --rate, --speed) by waiting on ``stop``.
+        A source paces itself (poll interval, --rate, --speed) by waiting on ``stop``. A
+        source that waits on something else (a socket) yields an empty batch now and then,
+        so the loop can serve Kafka delivery reports meanwhile.
         """
         ...
+
+
+class Marker(NamedTuple):
+    """A message for the ticks' topic that is not a tick (a feed's gap marker): key, the
+    value as a JSON object, and the message timestamp (epoch ms)."""
+
+    key: str
+    value: dict[str, Any]
+    ts: int
+
+
+@runtime_checkable
+class MarkerSource(Protocol):
+    """A source that also has markers to send (exchange feeds: gaps). The loop takes them
+    after each batch, and once more at the end, and sends them in order."""
+
+    def take_markers(self) -> list[Marker]: ...
+
+
+@dataclass(frozen=True)
+class MarketStats:
+    """One market of a trade feed, as the status line and the summary show it."""
+
+    market: str  # "binance BTC/USDT"
+    trades: int  # produced: live, history and filled
+    trades_per_s: float  # recent rate
+    last_trade_id: int | None
+    last_trade_ts: int | None
+    reconnects: int
+    gaps_filled: int  # jumps in the ids bridged over REST
+    filled_trades: int  # trades fetched over REST to bridge them
+    history_trades: int  # trades of the --since history
+    duplicates: int  # live trades already produced (re-sent after a reconnect), dropped
+    gaps_open: int  # gaps that could not be filled (each sent as a gap marker)
+    open_gaps: tuple[dict[str, Any], ...] = ()  # the gap markers, as sent
+
+
+@dataclass(frozen=True)
+class FeedStats:
+    """A live trade feed: its connection and its markets."""
+
+    connected: bool
+    connects: int
+    reconnects: int
+    unreadable: int  # frames that could not be read (counted, skipped)
+    markets: tuple[MarketStats, ...]
+
+
+@runtime_checkable
+class FeedSource(Protocol):
+    """A source with per-market feed counters, readable from any thread."""
+
+    def feed_stats(self) -> FeedStats: ...
 
 
 def now_ms() -> int:

@@ -24,6 +24,13 @@ class SourceKind(enum.StrEnum):
     coingecko = "coingecko"
     synthetic = "synthetic"
     replay = "replay"
+    binance = "binance"
+    coinbase = "coinbase"
+    kraken = "kraken"
+
+    @property
+    def is_exchange(self) -> bool:
+        return self in EXCHANGE_KINDS
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,10 @@ class SourceSpec:
     file: Path | None = None
     speed: float | None = None
     strict: bool = False
+    quote: str | None = None
+    since: str | None = None  # a time: a duration back, epoch ms or ISO-8601
+    ws_url: str | None = None
+    rest_url: str | None = None
 
     def resolved(self) -> SourceSpec:
         """Defaults filled in for this kind. A flag given for another source is a usage
@@ -82,11 +93,13 @@ class Owner:
     flag: str
 
 
+EXCHANGE_KINDS = (SourceKind.binance, SourceKind.coinbase, SourceKind.kraken)
 _POLLED = (SourceKind.coingecko, SourceKind.synthetic)
 _CG, _SYN, _REPLAY = (SourceKind.coingecko,), (SourceKind.synthetic,), (SourceKind.replay,)
+_EX = EXCHANGE_KINDS
 
 OWNERS: dict[str, Owner] = {
-    "symbols": Owner(_POLLED, ("BTC", "ETH"), "BTC,ETH", "--symbols"),
+    "symbols": Owner(_POLLED + _EX, ("BTC", "ETH"), "BTC,ETH", "--symbols"),
     "interval_ms": Owner(_CG, 10_000, "10s", "--interval"),
     "api_key": Owner(_CG, None, "", "--api-key"),
     "key_type": Owner(_CG, None, "", "--key-type"),
@@ -101,6 +114,10 @@ OWNERS: dict[str, Owner] = {
     "file": Owner(_REPLAY, None, "", "--file"),
     "speed": Owner(_REPLAY, 1.0, "1", "--speed"),
     "strict": Owner(_REPLAY, False, "", "--strict"),
+    "quote": Owner(_EX, None, "USDT on binance, USD on coinbase and kraken", "--quote"),
+    "since": Owner(_EX, None, "", "--since"),
+    "ws_url": Owner(_EX, None, "", "--ws-url"),
+    "rest_url": Owner(_EX, None, "", "--rest-url"),
 }
 _NOT_GIVEN: dict[str, Any] = {f.name: f.default for f in fields(SourceSpec) if f.name in OWNERS}
 
@@ -117,6 +134,8 @@ def default_shown(name: str) -> str:
 def build_source(settings: Settings, spec: SourceSpec) -> Source:
     """The source the spec asks for; every usage error is raised here, before producing."""
     spec = spec.resolved()
+    if spec.kind.is_exchange:
+        return _exchange(settings, spec)
     if spec.kind is SourceKind.replay:
         return _replay(spec)
     if spec.kind is SourceKind.synthetic:
@@ -155,6 +174,30 @@ def _synthetic(spec: SourceSpec) -> Source:
         max_delay_ms=spec.max_delay_ms,
     )
     return SyntheticSource(config)
+
+
+def _exchange(settings: Settings, spec: SourceSpec) -> Source:
+    from cryptoctl.durations import parse_time_ms
+    from cryptoctl.sources.base import now_ms
+    from cryptoctl.sources.exchange import ExchangeConfig, open_exchange_source
+
+    since_ms = None
+    if spec.since is not None:
+        try:
+            since_ms = parse_time_ms(spec.since, now_ms=now_ms())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    name = spec.kind.value
+    assert spec.symbols is not None  # resolved
+    config = ExchangeConfig(
+        name,
+        tuple(spec.symbols),
+        quote=spec.quote,
+        since_ms=since_ms,
+        ws_url=spec.ws_url or getattr(settings, f"{name}_ws_url"),
+        rest_url=spec.rest_url or getattr(settings, f"{name}_rest_url"),
+    )
+    return open_exchange_source(settings, config)
 
 
 def _coingecko(settings: Settings, spec: SourceSpec) -> Source:
