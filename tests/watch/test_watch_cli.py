@@ -87,6 +87,20 @@ def test_jsonl_yields_exactly_the_produced_ticks(settings: Settings) -> None:
     assert "80 ticks from 2 markets" in result.stderr and "2 invalid" in result.stderr
 
 
+def test_source_and_quote_filters_pick_markets(cli: Any, settings: Settings) -> None:
+    produce_ticks(settings, ticks(3, symbols=("BTC", "ETH")))  # synthetic, USD
+    binance = ticks(3, symbols=("BTC", "ETH"), source="binance", quote="USDT")
+    produce_ticks(settings, binance + ticks(2, symbols=("BTC",), source="binance", quote="BTC"))
+    args = ("watch", "-f", "jsonl", "--from-beginning", "--duration", "2s", "--source", "Binance")
+    result = cli(*args, "--quote", "usdt", "-s", "btc")
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == [t.to_dict() for t in binance if t.symbol == "BTC"]
+    assert "3 ticks from 1 market" in result.stderr
+    bad = cli("watch", "--quote", "US-D", "--duration", "1s")
+    assert bad.exit_code == 2 and "no currency code" in bad.stderr
+
+
 def test_not_a_tty_is_never_a_live_display(cli: Any, settings: Settings) -> None:
     produce_ticks(settings, ticks(3, symbols=("BTC",)))
     result = cli("watch", "--format", "table", "--from-beginning", "--duration", "2s")
