@@ -7,7 +7,7 @@ to show, and the candles read last stay shown meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 # The status of the last poll; each display words it its own way (render/).
 NOT_CHECKED = "not checked"  # no poll yet
-OK = "ok"  # read, and at least one symbol has an open candle
-NONE_YET = "none yet"  # read, but no open candle for any of the symbols
+OK = "ok"  # read, and at least one market asked for has an open candle
+NONE_YET = "none yet"  # read, but no open candle for any of the markets
 UNAVAILABLE = "Redis unavailable"  # Redis did not answer: the previous candles are kept
 
 POLL_S = 1.0
@@ -29,7 +29,7 @@ POLL_S = 1.0
 
 @dataclass(frozen=True)
 class CachedCandles:
-    """What a poll found: symbol -> the open and the last final 1-minute candle."""
+    """What a poll found: market -> its open and its last final 1-minute candle."""
 
     current: dict[MarketKey, CandleDoc] = field(default_factory=dict)
     final: dict[MarketKey, CandleDoc] = field(default_factory=dict)
@@ -38,7 +38,10 @@ class CachedCandles:
 
 class CandlePoller:
     """``poll(symbols, now)`` at any rate; Redis is read at most once per ``every_s`` (once
-    per ``retry_s`` after a failure). ``now`` is any clock in seconds, the same every call."""
+    per ``retry_s`` after a failure). ``now`` is any clock in seconds, the same every call.
+
+    A poll finds the candles of every cached market of the symbols (Binance BTC/USDT and
+    Coinbase BTC/USD alike); ``keep`` narrows them to the markets the display shows."""
 
     def __init__(
         self, settings: Settings, *, every_s: float = POLL_S, retry_s: float = 5 * POLL_S,
@@ -52,7 +55,10 @@ class CandlePoller:
         self._client: redis.Redis | None = None
         self._next_poll = float("-inf")
 
-    def poll(self, symbols: Iterable[str], now: float) -> CachedCandles:
+    def poll(
+        self, symbols: Iterable[str], now: float, *,
+        keep: Callable[[MarketKey], bool] | None = None,
+    ) -> CachedCandles:
         wanted = list(symbols)
         if now < self._next_poll or not wanted:
             return self.last
@@ -71,6 +77,9 @@ class CandlePoller:
             self._next_poll = now + self.retry_s
             self.last = CachedCandles(self.last.current, self.last.final, UNAVAILABLE)
             return self.last
+        if keep is not None:
+            current = {m: doc for m, doc in current.items() if keep(m)}
+            final = {m: doc for m, doc in final.items() if keep(m)}
         self._next_poll = now + self.every_s
         self.last = CachedCandles(current, final, OK if current else NONE_YET)
         return self.last

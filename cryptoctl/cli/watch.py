@@ -24,9 +24,37 @@ if TYPE_CHECKING:
     from cryptoctl.watch.state import WatchState
 
 
+def _quote(value: str | None) -> str | None:
+    """Typer callback: a quote currency, upper-case (``usdt`` -> ``USDT``)."""
+    if value is None:
+        return None
+    from cryptoctl.tick import is_code
+
+    quote = value.strip().upper()
+    if not is_code(quote):
+        raise typer.BadParameter(f"{value!r} is no currency code (e.g. USD, USDT)")
+    return quote
+
+
+def _source(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise typer.BadParameter("must not be empty (e.g. binance, coinbase, coingecko)")
+    return value.strip()
+
+
 def watch(
     ctx: typer.Context,
     symbols: list[str] | None = symbols_option(None, FILTER_SYMBOLS_HELP),
+    source: str | None = typer.Option(
+        None, "--source", callback=_source, metavar="SOURCE",
+        help="Only markets of this source (binance, coinbase, kraken, coingecko, synthetic, ...).",
+    ),
+    quote: str | None = typer.Option(
+        None, "--quote", callback=_quote, metavar="QUOTE",
+        help="Only markets quoted in this currency (USD, USDT, EUR, ...).",
+    ),
     from_beginning: bool = typer.Option(
         False, "--from-beginning", help="Read the topic from its first message."
     ),
@@ -41,11 +69,12 @@ def watch(
 
     Reads every partition directly (no consumer group: starts at once and never disturbs
     the aggregator), beginning with the last few messages of each partition unless
-    `--from-beginning`. One row per symbol with the price flashing on up/down ticks,
+    `--from-beginning`. One row per market (source, symbol, quote: Binance BTC/USDT and
+    Coinbase BTC/USD are two rows) with the price flashing on up/down ticks,
     change since the watch started, 24h change, session high/low, ticks, ticks/s, age,
-    a sparkline and the aggregator's 1-minute candle from Redis with its minute (UTC),
-    marked (stale) when older than the symbol's latest tick. On a narrow terminal the
-    lesser columns are left out; symbol and price are always whole.
+    a sparkline and the aggregator's 1-minute candle of that market from Redis with its
+    minute (UTC), marked (stale) when older than the market's latest tick. On a narrow
+    terminal the lesser columns are left out; market and price are always whole.
     """
     from cryptoctl.render.watch import summary
     from cryptoctl.watch.state import WatchState
@@ -55,7 +84,7 @@ def watch(
     # Never a live display into a pipe or a file: there, the data (JSON lines) instead.
     live = st.stdout_is_tty and (fmt or WatchFormat.table) is WatchFormat.table
     duration_s = duration / 1000 if duration is not None else None
-    watch_state = WatchState.create(time.time(), symbols)
+    watch_state = WatchState.create(time.time(), symbols, source=source, quote=quote)
     if live:
         _watch_live(st, settings, watch_state, from_beginning, duration_s)
     else:

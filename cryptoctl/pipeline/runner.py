@@ -32,11 +32,16 @@ CACHE_POLL_S = 1.0
 class RunOptions:
     symbols: Sequence[str] = DEFAULT_SYMBOLS
     duration_s: float | None = None
+    quote: str = "USD"  # what the run's source quotes in: one source and one quote per run
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything the dashboard shows, taken at one moment."""
+    """Everything the dashboard shows, taken at one moment.
+
+    A run produces one source in one quote, so its markets are (symbol, ``source.name``,
+    ``quote``) for each symbol; the candles are those of exactly these markets (the cache
+    may hold other markets of the same symbols, from another `produce`)."""
 
     source: SourceChoice
     elapsed_s: float
@@ -45,6 +50,11 @@ class Snapshot:
     current: dict[MarketKey, CandleDoc]  # market -> open 1-minute candle (Redis)
     final: dict[MarketKey, CandleDoc]  # market -> last final 1-minute candle (Redis)
     cache_status: str  # of the last poll of Redis (cryptoctl/cache/poller.py)
+    quote: str = "USD"  # the quote of the run's markets
+
+    def market(self, symbol: str) -> MarketKey:
+        """The run's market of this symbol, as the cache keys it."""
+        return symbol, self.source.name, self.quote
 
 
 @dataclass
@@ -159,9 +169,15 @@ class Pipeline:
             hint="this is a bug; CRYPTOCTL_DEBUG=1 shows the traceback",
         ) from error
 
+    def _own_market(self, market: MarketKey) -> bool:
+        _symbol, source, quote = market
+        return source == self.choice.name and quote == self.options.quote
+
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
-        cached = self._candles.poll([s.upper() for s in self.options.symbols], now)
+        cached = self._candles.poll(
+            [s.upper() for s in self.options.symbols], now, keep=self._own_market
+        )
         return Snapshot(
             source=self.choice,
             elapsed_s=now - self._started,
@@ -170,4 +186,5 @@ class Pipeline:
             current=cached.current,
             final=cached.final,
             cache_status=cached.status,
+            quote=self.options.quote,
         )

@@ -64,10 +64,17 @@ def _final_cells(doc: CandleDoc | None) -> list[Text | str]:
     return [bucket, fmt.price(c), Text(f"{change:+.2f}%", style=fmt.direction_style(o, c)), n]
 
 
+def market_title(snap: Snapshot) -> str:
+    """``market · binance · USDT``: the run's one source and quote, said once for every row."""
+    return f"market · {snap.source.name} · {snap.quote}"
+
+
 def market_table(snap: Snapshot, symbols: Sequence[str], *, width: int = FULL_WIDTH) -> Table:
+    """A row per market of the run (one per symbol: one source and quote per run), its
+    candles those of that market."""
     columns = _current_columns(width)
-    table = Table(header_style="bold", title="market", title_justify="left", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True)
+    table = Table(header_style="bold", title=market_title(snap), title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("symbol", no_wrap=True, min_width=4)
     table.add_column("price", justify="right", no_wrap=True)
     table.add_column("1m now", no_wrap=True)
@@ -78,12 +85,12 @@ def market_table(snap: Snapshot, symbols: Sequence[str], *, width: int = FULL_WI
         table.add_column(name, justify="right", no_wrap=True)
     prices = snap.producer.last_price
     for symbol in sorted(set(symbols) | set(prices)):
-        price = prices.get(symbol)
+        price, market = prices.get(symbol), snap.market(symbol)
         table.add_row(
             symbol,
             Text(fmt.price(price), style="bold") if price is not None else Text("—", style="dim"),
-            *_current_cells(snap.current.get(symbol), columns),
-            *_final_cells(snap.final.get(symbol)),
+            *_current_cells(snap.current.get(market), columns),
+            *_final_cells(snap.final.get(market)),
         )
     return table
 

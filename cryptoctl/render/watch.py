@@ -1,4 +1,4 @@
-"""The ``watch`` display: a table per symbol, a footer of totals, and the exit summary.
+"""The ``watch`` display: a row per market, a footer of totals, and the exit summary.
 
 Pure: a WatchState, ``now`` (wall-clock seconds) and the terminal width in, Rich
 renderables out.
@@ -7,6 +7,7 @@ renderables out.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from rich.cells import cell_len
 from rich.console import Group, JustifyMethod, RenderableType
@@ -14,10 +15,11 @@ from rich.table import Table
 from rich.text import Text
 
 from cryptoctl.cache import poller
+from cryptoctl.cache.client import MarketKey
 from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.render import numbers as fmt
 from cryptoctl.render.sparkline import sparkline
-from cryptoctl.watch.state import SymbolState, WatchState
+from cryptoctl.watch.state import MarketState, WatchState
 
 FLASH_S = 1.0  # how long a price stays green/red after it moved
 STALE_S = 30.0  # rows not updated for this long are dimmed
@@ -34,7 +36,7 @@ def _signed(value: float | None) -> Text:
     return Text(fmt.pct(value), style=style)
 
 
-def price_text(sym: SymbolState, now: float) -> Text:
+def price_text(sym: MarketState, now: float) -> Text:
     """The last price, flashing green/red right after an up/down move."""
     arrow = {1: "▲", -1: "▼"}.get(sym.direction, " ")
     flashing = sym.moved_at is not None and now - sym.moved_at < FLASH_S and sym.direction
@@ -50,7 +52,7 @@ def candle_minute(candle: CandleDoc) -> int:
 def candle_text(candle: CandleDoc | None, last_ts: int, *, full: bool = True) -> Text:
     """The aggregator's 1-minute candle: ``14:05 O 1.00 H 1.20 L 0.90 C 1.10 · 12`` (UTC).
 
-    ``last_ts`` is the event time of the symbol's latest tick. A candle of an earlier
+    ``last_ts`` is the event time of the market's latest tick. A candle of an earlier
     minute (the aggregator stopped or lags) is not the current one: it is dimmed and
     marked ``(stale)``. ``full=False`` leaves out open, high and low.
     """
@@ -71,36 +73,42 @@ def candle_text(candle: CandleDoc | None, last_ts: int, *, full: bool = True) ->
 
 
 Cell = Text | str
-_CellOf = Callable[[SymbolState, WatchState, float], Cell]
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What every cell of one redraw may need besides its own market."""
+
+    state: WatchState
+    labels: Mapping[MarketKey, str]
+    now: float
+
+    def candle(self, m: MarketState) -> CandleDoc | None:
+        return self.state.candles.get(m.market)  # the candle of this market, not the symbol
+
+
+_CellOf = Callable[[MarketState, _Frame], Cell]
 
 # Every column: header, justification, and how a row's cell is made.
 _COLUMNS: dict[str, tuple[str, JustifyMethod, _CellOf]] = {
-    "symbol": ("symbol", "left", lambda sym, st, now: sym.symbol),
-    "price": ("price", "right", lambda sym, st, now: price_text(sym, now)),
-    "chg": ("chg", "right", lambda sym, st, now: _signed(sym.change_pct)),
-    "24h": ("24h", "right", lambda sym, st, now: _signed(sym.change_24h_pct)),
-    "high": ("high", "right", lambda sym, st, now: fmt.price(sym.high)),
-    "low": ("low", "right", lambda sym, st, now: fmt.price(sym.low)),
-    "ticks": ("ticks", "right", lambda sym, st, now: str(sym.ticks)),
-    "t/s": ("t/s", "right", lambda sym, st, now: fmt.rate(sym.rate(now))),
-    "age": ("age", "right", lambda sym, st, now: fmt.age(sym.age(now))),
-    "recent": (
-        "recent", "left", lambda sym, st, now: Text(sparkline(sym.recent, SPARK_WIDTH), style="cyan")
-    ),
-    "1m": (
-        "1m candle", "left",
-        lambda sym, st, now: candle_text(st.candles.get(sym.symbol), sym.last_ts, full=False),
-    ),
-    "1m full": (
-        "1m candle", "left",
-        lambda sym, st, now: candle_text(st.candles.get(sym.symbol), sym.last_ts, full=True),
-    ),
+    "market": ("market", "left", lambda m, f: f.labels[m.market]),
+    "price": ("price", "right", lambda m, f: price_text(m, f.now)),
+    "chg": ("chg", "right", lambda m, f: _signed(m.change_pct)),
+    "24h": ("24h", "right", lambda m, f: _signed(m.change_24h_pct)),
+    "high": ("high", "right", lambda m, f: fmt.price(m.high)),
+    "low": ("low", "right", lambda m, f: fmt.price(m.low)),
+    "ticks": ("ticks", "right", lambda m, f: str(m.ticks)),
+    "t/s": ("t/s", "right", lambda m, f: fmt.rate(m.rate(f.now))),
+    "age": ("age", "right", lambda m, f: fmt.age(m.age(f.now))),
+    "recent": ("recent", "left", lambda m, f: Text(sparkline(m.recent, SPARK_WIDTH), style="cyan")),
+    "1m": ("1m candle", "left", lambda m, f: candle_text(f.candle(m), m.last_ts, full=False)),
+    "1m full": ("1m candle", "left", lambda m, f: candle_text(f.candle(m), m.last_ts, full=True)),
 }  # fmt: skip
 
 # Left to right as on screen. "1m full" is "1m" with open, high and low: one or the other.
-DISPLAY_ORDER = ("symbol", "price", "chg", "24h", "high", "low", "ticks", "t/s", "age", "recent",
+DISPLAY_ORDER = ("market", "price", "chg", "24h", "high", "low", "ticks", "t/s", "age", "recent",
                  "1m", "1m full")
-ALWAYS = ("symbol", "price")
+ALWAYS = ("market", "price")
 # Added while they fit, most useful first; on a narrow terminal the last ones go first.
 OPTIONAL: tuple[tuple[str, ...], ...] = (
     ("chg",), ("1m",), ("age",), ("high", "low"), ("24h",), ("t/s",), ("ticks",), ("recent",),
@@ -119,7 +127,7 @@ def _table_width(widths: Sequence[int]) -> int:
 
 
 def choose_columns(natural: Mapping[str, int], width: int) -> list[str]:
-    """The columns shown at ``width``: always symbol and price, then OPTIONAL groups in
+    """The columns shown at ``width``: always market and price, then OPTIONAL groups in
     order while the table still fits (the first group that does not fit ends the list)."""
     chosen = list(ALWAYS)
     for group in OPTIONAL:
@@ -135,10 +143,11 @@ def _plain_len(cell: Cell) -> int:
 
 
 def watch_table(state: WatchState, now: float, *, width: int = FULL_WIDTH) -> Table:
-    """One row per symbol with as many columns as fit in ``width``; symbol and price are
-    always whole (never cut to ``…``): lesser columns are left out first."""
-    symbols = state.ordered()
-    rows = [{name: cell(sym, state, now) for name, (_, _, cell) in _COLUMNS.items()} for sym in symbols]
+    """One row per market with as many columns as fit in ``width``; the market's name and
+    price are always whole (never cut to ``…``): lesser columns are left out first."""
+    markets = state.ordered()
+    frame = _Frame(state, state.labels(), now)
+    rows = [{name: cell(m, frame) for name, (_, _, cell) in _COLUMNS.items()} for m in markets]
     natural = {
         name: max([cell_len(header), _RESERVE.get(name, 0), *(_plain_len(row[name]) for row in rows)])
         for name, (header, _, _) in _COLUMNS.items()
@@ -148,8 +157,8 @@ def watch_table(state: WatchState, now: float, *, width: int = FULL_WIDTH) -> Ta
     for name in columns:
         header, justify, _ = _COLUMNS[name]
         table.add_column(header, justify=justify, no_wrap=True, min_width=natural[name])
-    for sym, row in zip(symbols, rows, strict=True):
-        table.add_row(*(row[n] for n in columns), style="dim" if sym.age(now) >= STALE_S else None)
+    for m, row in zip(markets, rows, strict=True):
+        table.add_row(*(row[n] for n in columns), style="dim" if m.age(now) >= STALE_S else None)
     return table
 
 
@@ -158,7 +167,7 @@ def footer(state: WatchState, now: float) -> Text:
     rate = state.ticks / elapsed if elapsed > 0 else 0.0
     text = Text()
     text.append(f"{state.ticks} ticks", style="bold")
-    text.append(f" · {len(state.symbols)} symbols · {fmt.rate(rate)}/s · {fmt.age(elapsed)}")
+    text.append(f" · {_markets(state)} · {fmt.rate(rate)}/s · {fmt.age(elapsed)}")
     style = "bold red" if state.invalid else "dim"
     text.append(f" · invalid {state.invalid}", style=style)
     sources = ", ".join(f"{name} {count}" for name, count in sorted(state.sources.items()))
@@ -174,7 +183,7 @@ def watch_view(
     parts: list[RenderableType] = []
     if title:
         parts.append(Text(title, style="bold"))
-    if state.symbols:
+    if state.markets:
         parts.append(watch_table(state, now, width=width))
     else:
         parts.append(Text("waiting for ticks…", style="dim"))
@@ -190,12 +199,25 @@ def summary(state: WatchState, now: float) -> Text:
     text = Text()
     text.append("watch summary: ", style="bold")
     text.append(
-        f"{state.ticks} ticks from {len(state.symbols)} symbols in {fmt.age(elapsed)}, "
+        f"{state.ticks} ticks from {_markets(state)} in {fmt.age(elapsed)}, "
         f"{state.invalid} invalid"
     )
-    for sym in state.ordered():
+    labels = state.labels()
+    pad = max([6, *(len(label) for label in labels.values())])
+    for m in state.ordered():
         text.append(
-            f"\n  {sym.symbol:<6} last {fmt.price(sym.last_price)} ({fmt.pct(sym.change_pct)})"
-            f"  high {fmt.price(sym.high)}  low {fmt.price(sym.low)}  ticks {sym.ticks}"
+            f"\n  {labels[m.market]:<{pad}} last {fmt.price(m.last_price)} ({fmt.pct(m.change_pct)})"
+            f"  high {fmt.price(m.high)}  low {fmt.price(m.low)}  ticks {m.ticks}"
         )
     return text
+
+
+def _markets(state: WatchState) -> str:
+    """``3 markets``, or ``3 markets of 2 symbols`` where a symbol trades in several."""
+    markets, symbols = len(state.markets), len(state.symbols())
+    text = _count(markets, "market")
+    return text if markets == symbols else f"{text} of {_count(symbols, 'symbol')}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

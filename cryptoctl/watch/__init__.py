@@ -1,1 +1,1 @@
-"""``cryptoctl watch``: ticks read straight from the topic's partitions, as per-symbol state."""
+"""``cryptoctl watch``: ticks read straight from the topic's partitions, as per-market state."""

@@ -20,7 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from cryptoctl.errors import InvalidTick, ServiceUnavailable, TopicMissing
+from cryptoctl.exchanges.trade import parse_gap
 from cryptoctl.kafka.clients import consumer_config, kafka_reason, new_client
 from cryptoctl.settings import Settings
 from cryptoctl.tick import Tick, decode_tick
@@ -39,19 +42,31 @@ def tail_offset(count: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """One message read: a tick, or the reason it is not one."""
+    """One message read: a tick, a feed's gap record, or the reason it is neither."""
 
     partition: int
     offset: int
     tick: Tick | None
     invalid: str | None = None
     raw: bytes | None = None
+    gap: bool = False  # a gap record (cryptoctl/exchanges/trade.py): no tick, not invalid
+
+
+def _is_gap(value: bytes | None) -> bool:
+    """Whether a message that is no tick is an exchange feed's gap record (only asked of
+    messages that failed as ticks, so valid ticks are parsed once)."""
+    try:
+        return value is not None and parse_gap(orjson.loads(value)) is not None
+    except orjson.JSONDecodeError:
+        return False
 
 
 def decode(partition: int, offset: int, value: bytes | None) -> Received:
     try:
         return Received(partition, offset, decode_tick(value))
     except InvalidTick as exc:
+        if _is_gap(value):
+            return Received(partition, offset, None, gap=True)
         return Received(partition, offset, None, invalid=exc.reason, raw=value)
 
 

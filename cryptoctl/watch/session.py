@@ -40,14 +40,16 @@ def run_watch(
         for item in read(consumer, stop, deadline=deadline):
             now = clock()
             if item is not None:
-                if item.tick is None:
+                if item.gap:
+                    state.gaps += 1  # a feed's record of missing trades: nothing to show
+                elif item.tick is None:
                     state.reject(item.invalid or "invalid")
                 elif state.apply(item.tick, now) and on_tick is not None:
                     on_tick(item.tick)
             if now - last_refresh >= refresh_s:
                 last_refresh = now
                 if candles is not None:
-                    found = candles.poll(state.symbols, now)
+                    found = candles.poll(state.symbols(), now, keep=state.wants)
                     state.candles, state.cache_status = found.current, found.status
                 if on_refresh is not None:
                     on_refresh()

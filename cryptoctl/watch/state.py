@@ -1,4 +1,7 @@
-"""Per-symbol state of a watch session. Pure: every update is given the time ``now``.
+"""Per-market state of a watch session. Pure: every update is given the time ``now``.
+
+A market is (symbol, source, quote), keyed as the cache keys it (:data:`MarketKey`):
+Binance BTC/USDT and Coinbase BTC/USD are two rows with two sets of numbers.
 
 ``now`` is wall-clock seconds (``time.time()``) of when the watch saw the message, so the
 age and ticks/s columns measure what the watcher sees, whatever the ticks' event times.
@@ -21,8 +24,9 @@ RATE_WINDOW_S = 10.0  # ticks/s is measured over this many recent seconds
 
 
 @dataclass
-class SymbolState:
+class MarketState:
     symbol: str
+    source: str
     quote: str
     first_price: float
     last_price: float
@@ -35,14 +39,14 @@ class SymbolState:
     direction: int = 0  # +1 up, -1 down, 0 unchanged: the last tick against the one before
     moved_at: float | None = None  # when the price last moved (for the flash)
     change_24h_pct: float | None = None
-    sources: set[str] = field(default_factory=set)
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
     recent_seen: deque[float] = field(default_factory=deque)
 
     @classmethod
-    def first(cls, tick: Tick, now: float) -> SymbolState:
+    def first(cls, tick: Tick, now: float) -> MarketState:
         state = cls(
             symbol=tick.symbol,
+            source=tick.source,
             quote=tick.quote,
             first_price=tick.price,
             last_price=tick.price,
@@ -52,7 +56,6 @@ class SymbolState:
             last_seen=now,
             last_ts=tick.ts,
             change_24h_pct=_change_24h(tick.extra),
-            sources={tick.source},
         )
         state.recent.append(tick.price)
         state.recent_seen.append(now)
@@ -73,7 +76,6 @@ class SymbolState:
         change = _change_24h(tick.extra)
         if change is not None:
             self.change_24h_pct = change
-        self.sources.add(tick.source)
         self.recent.append(tick.price)
         self.recent_seen.append(now)
         self._trim(now)
@@ -83,8 +85,12 @@ class SymbolState:
             self.recent_seen.popleft()
 
     @property
+    def market(self) -> MarketKey:
+        return self.symbol, self.source, self.quote
+
+    @property
     def change_pct(self) -> float:
-        """Change since the watch first saw this symbol, in percent."""
+        """Change since the watch first saw this market, in percent."""
         return (self.last_price / self.first_price - 1.0) * 100.0
 
     def age(self, now: float) -> float:
@@ -104,41 +110,61 @@ def _change_24h(extra: Mapping[str, Any] | None) -> float | None:
     return float(value)
 
 
+def market_of(tick: Tick) -> MarketKey:
+    return tick.symbol, tick.source, tick.quote
+
+
 @dataclass
 class WatchState:
-    """Everything the watch display shows: symbols, totals, invalid count, sources."""
+    """Everything the watch display shows: markets, totals, invalid count, sources."""
 
     started: float
     symbols_filter: frozenset[str] | None = None
-    symbols: dict[str, SymbolState] = field(default_factory=dict)
+    source_filter: str | None = None  # lower case: sources are matched regardless of case
+    quote_filter: str | None = None  # upper case, as ticks carry it
+    markets: dict[MarketKey, MarketState] = field(default_factory=dict)
     ticks: int = 0
     invalid: int = 0
     filtered_out: int = 0
+    gaps: int = 0  # gap records of exchange feeds: not ticks, not invalid, not shown
     sources: Counter[str] = field(default_factory=Counter)
-    # The aggregator's current 1-minute candle per symbol, from Redis, when available.
+    # The aggregator's current 1-minute candle per market, from Redis, when available.
     candles: dict[MarketKey, CandleDoc] = field(default_factory=dict)
     cache_status: str = NOT_CHECKED  # of the last poll (cryptoctl/cache/poller.py)
 
     @classmethod
-    def create(cls, now: float, symbols: Iterable[str] | None = None) -> WatchState:
+    def create(
+        cls, now: float, symbols: Iterable[str] | None = None, *, source: str | None = None,
+        quote: str | None = None,
+    ) -> WatchState:
         wanted = frozenset(s.upper() for s in symbols) if symbols else None
-        return cls(started=now, symbols_filter=wanted)
+        return cls(
+            started=now, symbols_filter=wanted, source_filter=source.lower() if source else None,
+            quote_filter=quote.upper() if quote else None,
+        )
 
-    def wants(self, symbol: str) -> bool:
-        return self.symbols_filter is None or symbol in self.symbols_filter
+    def wants(self, market: MarketKey) -> bool:
+        """Whether the filters (--symbol, --source, --quote) let this market through."""
+        symbol, source, quote = market
+        return (
+            (self.symbols_filter is None or symbol in self.symbols_filter)
+            and (self.source_filter is None or source.lower() == self.source_filter)
+            and (self.quote_filter is None or quote == self.quote_filter)
+        )
 
     def apply(self, tick: Tick, now: float) -> bool:
-        """Count a valid tick; False when the symbol filter leaves it out."""
-        if not self.wants(tick.symbol):
-            self.filtered_out += 1
-            return False
-        self.ticks += 1
-        self.sources[tick.source] += 1
-        current = self.symbols.get(tick.symbol)
+        """Count a valid tick; False when the filters leave its market out."""
+        market = market_of(tick)
+        current = self.markets.get(market)
         if current is None:
-            self.symbols[tick.symbol] = SymbolState.first(tick, now)
+            if not self.wants(market):
+                self.filtered_out += 1
+                return False
+            self.markets[market] = MarketState.first(tick, now)
         else:
             current.apply(tick, now)
+        self.ticks += 1
+        self.sources[tick.source] += 1
         return True
 
     def reject(self, reason: str) -> None:
@@ -147,5 +173,22 @@ class WatchState:
     def elapsed(self, now: float) -> float:
         return max(0.0, now - self.started)
 
-    def ordered(self) -> list[SymbolState]:
-        return [self.symbols[name] for name in sorted(self.symbols)]
+    def symbols(self) -> list[str]:
+        """The symbols of the markets seen, sorted (what the candle poller asks for)."""
+        return sorted({m[0] for m in self.markets})
+
+    def ordered(self) -> list[MarketState]:
+        """Markets by symbol, then source and quote: one symbol's markets side by side."""
+        return [self.markets[m] for m in sorted(self.markets)]
+
+    def labels(self) -> dict[MarketKey, str]:
+        """Each row's name: ``BTC`` for a symbol seen in one market only, else the whole
+        market, ``BTC/USDT binance``, so two markets of one symbol are told apart."""
+        per_symbol = Counter(m[0] for m in self.markets)
+        return {m: m[0] if per_symbol[m[0]] == 1 else market_label(m) for m in self.markets}
+
+
+def market_label(market: MarketKey) -> str:
+    """``BTC/USDT binance``: symbol and quote as a pair, then where it trades."""
+    symbol, source, quote = market
+    return f"{symbol}/{quote} {source}"

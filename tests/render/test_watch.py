@@ -22,6 +22,7 @@ from cryptoctl.tick import Tick
 from cryptoctl.watch.state import WatchState
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+SYNTH = "synthetic", "USD"
 BASE = {"BTC": 67000.0, "ETH": 3400.0, "SOL": 150.0, "DOGE": 0.1234}
 LAST = {"BTC": "67,009.75", "ETH": "3,409.75", "SOL": "159.75", "DOGE": "0.5134"}
 
@@ -36,8 +37,8 @@ def busy_state() -> WatchState:
             state.apply(Tick(sym, round(base + i * step, 4), T0 + 90_000 + i, "synthetic", T0, extra=extra),
                         i * 0.1)  # fmt: skip
     state.candles = {
-        "BTC": candle(T0 + 60_000, 67000.0, 67012.5, 66990.25, 67009.75, trades=1234),
-        "ETH": candle(T0, 3400.0, 3410.0, 3399.0, 3405.0, trades=7),  # a minute behind: stale
+        ("BTC", *SYNTH): candle(T0 + 60_000, 67000.0, 67012.5, 66990.25, 67009.75, trades=1234),
+        ("ETH", *SYNTH): candle(T0, 3400.0, 3410.0, 3399.0, 3405.0, trades=7),  # a minute behind
     }
     return state
 
@@ -58,7 +59,7 @@ def row(text: str, symbol: str) -> str:
 
 
 def header(text: str) -> list[str]:
-    line = next(line for line in text.splitlines() if "symbol" in line)
+    line = next(line for line in text.splitlines() if "market" in line)
     return [cell.strip() for cell in re.split(r"[┃│]", line) if cell.strip()]
 
 
@@ -74,18 +75,18 @@ def test_every_row_names_its_symbol_and_shows_the_whole_price(width: int) -> Non
 
 
 def test_lesser_columns_go_first_on_a_narrow_terminal() -> None:
-    assert header(screen(80)) == ["symbol", "price", "chg", "age", "1m candle"]
+    assert header(screen(80)) == ["market", "price", "chg", "age", "1m candle"]
     assert "67,009.75" in row(screen(80), "BTC") and "-12.50%" not in screen(80)
     wide = header(screen(120))
-    assert wide[:6] == ["symbol", "price", "chg", "24h", "high", "low"] and "1m candle" in wide
+    assert wide[:6] == ["market", "price", "chg", "24h", "high", "low"] and "1m candle" in wide
     assert "│ 67,009.75 │ 67,000.00 │" in row(screen(120), "BTC")  # session high and low
     widest = screen(220)
-    assert header(widest) == ["symbol", "price", "chg", "24h", "high", "low", "ticks", "t/s", "age",
+    assert header(widest) == ["market", "price", "chg", "24h", "high", "low", "ticks", "t/s", "age",
                               "recent", "1m candle"]  # fmt: skip
     assert "00:01 O 67,000.00 H 67,012.50 L 66,990.25 C 67,009.75 · 1234" in row(widest, "BTC")
 
 
-_NATURAL = {"symbol": 6, "price": 11, "chg": 7, "24h": 7, "high": 9, "low": 9, "ticks": 6, "t/s": 5,
+_NATURAL = {"market": 6, "price": 11, "chg": 7, "24h": 7, "high": 9, "low": 9, "ticks": 6, "t/s": 5,
             "age": 5, "recent": 24, "1m": 22, "1m full": 58}  # fmt: skip
 
 
@@ -97,7 +98,7 @@ def _with_short_candle(columns: list[str]) -> set[str]:
 @given(st.integers(0, 300), st.integers(0, 300))
 def test_a_wider_terminal_never_shows_fewer_columns(a: int, b: int) -> None:
     narrow, wide = choose_columns(_NATURAL, min(a, b)), choose_columns(_NATURAL, max(a, b))
-    assert narrow[:2] == ["symbol", "price"]
+    assert narrow[:2] == ["market", "price"]
     assert _with_short_candle(narrow) <= _with_short_candle(wide)
     assert not {"1m", "1m full"} <= set(wide)
     # What is left out is always the end of OPTIONAL: never a more useful column first.
@@ -128,3 +129,55 @@ def test_stale_candle_in_the_table_is_dimmed_at_every_width() -> None:
         assert STALE_MARK not in row(text, "BTC")
     styled = next(line for line in screen(120, styles=True).splitlines() if "ETH" in line)
     assert re.search(r"\x1b\[2m00:00 \(stale\)", styled), styled
+
+
+# --- two markets of one symbol ------------------------------------------------------
+
+# Binance BTC/USDT and Coinbase BTC/USD, each with its own current candle; ETH on Coinbase.
+BTC_BINANCE, BTC_COINBASE = ("BTC", "binance", "USDT"), ("BTC", "coinbase", "USD")
+MARKET_LAST = {"BTC/USDT binance": "67,009.75", "BTC/USD coinbase": "67,109.75", "ETH": "3,409.75"}
+
+
+def two_markets_state() -> WatchState:
+    state = WatchState.create(0.0)
+    for i in range(40):
+        for sym, source, quote, base in (("BTC", "binance", "USDT", 67000.0),
+                                         ("BTC", "coinbase", "USD", 67100.0),
+                                         ("ETH", "coinbase", "USD", 3400.0)):  # fmt: skip
+            state.apply(Tick(sym, base + i * 0.25, T0 + 90_000 + i, source, T0, quote), i * 0.1)
+    state.candles = {
+        BTC_BINANCE: candle(T0 + 60_000, 67000.0, 67012.5, 66990.25, 67009.75, trades=11),
+        BTC_COINBASE: candle(T0 + 60_000, 67100.0, 67112.5, 67090.25, 67105.5, trades=22),
+        # ETH's candle of another market of the same symbol: never shown in ETH's row.
+        ("ETH", "binance", "USDT"): candle(T0 + 60_000, 1.0, 1.0, 1.0, 1.0, trades=99),
+    }
+    return state
+
+
+def two_markets_screen(width: int) -> str:
+    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
+    console.print(watch_view(two_markets_state(), 4.0, title="cryptoctl watch", width=width))
+    return console.export_text()
+
+
+@pytest.mark.parametrize("width", [80, 120, 160])
+def test_two_markets_of_one_symbol_are_two_whole_rows_with_their_own_candle(width: int) -> None:
+    text = two_markets_screen(width)
+    for label, price in MARKET_LAST.items():
+        line = row(text, re.escape(label))
+        assert re.match(rf"│ {re.escape(label)}\s+│\s+{re.escape(price)} ", line), line
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert all(len(line) <= width for line in table) and not any("…" in ln for ln in table)
+    assert "1m candle" in header(text)
+    assert "00:01 C 67,009.75 · 11" in row(text, "BTC/USDT binance")
+    assert "00:01 C 67,105.50 · 22" in row(text, "BTC/USD coinbase")
+    assert "—" in row(text, "ETH") and "99" not in row(text, "ETH")
+    assert "120 ticks · 3 markets of 2 symbols" in text
+    assert "sources: binance 40, coinbase 80" in " ".join(text.split())  # the footer wraps
+
+
+def test_two_markets_at_120_columns_show_high_and_low_per_market() -> None:
+    text = two_markets_screen(120)
+    assert header(text)[:6] == ["market", "price", "chg", "24h", "high", "low"]
+    assert "│ 67,109.75 │ 67,100.00 │" in row(text, "BTC/USD coinbase")
+    assert "│ 67,009.75 │ 67,000.00 │" in row(text, "BTC/USDT binance")

@@ -26,6 +26,7 @@ from tests.helpers import stack_env
 from tests.watch.pty_terminal import PtyCommand
 
 BUCKET = 1_793_491_200_000
+BTC = ("BTC", "synthetic", "USD")  # the run's market of BTC: (symbol, source, quote)
 # A market row with a price and a current 1-minute candle from Redis (HH:MM then numbers).
 PRICED_ROW = re.compile(r"BTC\s+[\d,]+\.\d+\s+\d\d:\d\d\s+[\d,]+\.\d+")
 
@@ -65,7 +66,7 @@ def snapshot(**over: Any) -> Snapshot:
     values: dict[str, Any] = {
         "source": SourceChoice("synthetic", "CoinGecko cannot be reached (x); using the synthetic"),
         "elapsed_s": 12.0, "producer": producer, "aggregator": aggregator,
-        "current": {"BTC": candle}, "final": {"BTC": candle._replace(bucket_ms=BUCKET - 60_000)},
+        "current": {BTC: candle}, "final": {BTC: candle._replace(bucket_ms=BUCKET - 60_000)},
         "cache_status": "ok",
     }  # fmt: skip
     return Snapshot(**(values | over))
@@ -78,6 +79,7 @@ def test_dashboard_renders_prices_candles_and_health() -> None:
     )
     text = console.export_text()
     assert "source synthetic" in text
+    assert "market · synthetic · USD" in text  # the run's one source and quote, said once
     assert "CoinGecko" not in text  # `run` said it once above the dashboard, not each frame
     btc = next(line for line in text.splitlines() if line.strip().startswith("BTC"))
     assert "67,012.50" in btc and "00:00" in btc and "23:59" in btc and "67,100.00" in btc
@@ -113,6 +115,37 @@ def test_dashboard_never_cuts_a_price_short(width: int) -> None:
     assert "…" not in btc
     assert btc.split()[:3] == ["BTC", "67,012.50", "00:00"]
     assert ("67,100.00" in btc) is (width >= 118)  # high only where it fits
+
+
+def exchange_snapshot() -> Snapshot:
+    """A run of Binance BTC/USDT while the cache also holds Coinbase BTC/USD (another
+    `produce`) and a Binance BTC/USD: only the run's market is its row."""
+    base = snapshot()
+    doc = base.current[BTC]
+    run_market, coinbase, other_quote = ("BTC", "binance", "USDT"), ("BTC", "coinbase", "USD"), (
+        "BTC", "binance", "USD")
+    return replace(
+        base, source=SourceChoice("binance"), quote="USDT",
+        current={run_market: doc._replace(close=67012.5, trades=9),
+                 coinbase: doc._replace(close=11111.0, trades=77),
+                 other_quote: doc._replace(close=22222.0, trades=88)},
+        final={coinbase: doc._replace(close=33333.0)},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_dashboard_rows_are_the_runs_markets_with_their_own_candles(width: int) -> None:
+    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
+    console.print(dashboard(exchange_snapshot(), symbols=["BTC", "ETH"], topic="t", width=width))
+    text = console.export_text()
+    assert "market · binance · USDT" in text
+    btc = next(line for line in text.splitlines() if line.strip().startswith("BTC"))
+    assert btc.split()[:3] == ["BTC", "67,012.50", "00:00"] and btc.split()[-2:] == ["9", "—"]
+    for other in ("11,111.00", "22,222.00", "33,333.00", "77", "88"):
+        assert other not in text  # another market's candle is never shown as the run's
+    eth = next(line for line in text.splitlines() if line.strip().startswith("ETH"))
+    assert eth.split() == ["ETH", "3,400.25", "—", "—"]
+    assert all(len(line) <= width for line in text.splitlines())
 
 
 def stored(settings: Settings) -> tuple[int, int]:
