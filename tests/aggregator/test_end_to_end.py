@@ -112,7 +112,8 @@ def test_a_candle_closed_by_the_idle_watermark_says_closed_in_redis(settings, cl
     # (delay 1 s) without any new tick, 60 s before it would turn final.
     result = cli("aggregate", "--until-idle", "4s", "--delay", "1s", "--lateness", "60s")
     assert result.exit_code == 0, result.stderr
-    doc = json.loads(redis_client(settings).get(Keys(settings.redis_prefix).candle_current(("BTC", "synthetic", "USD"))))
+    key = Keys(settings.redis_prefix).candle_current(("BTC", "synthetic", "USD"))
+    doc = json.loads(redis_client(settings).get(key))
     assert doc["bucket_ms"] == BASE
     assert doc["state"] == "closed"
 

@@ -59,7 +59,9 @@ def test_from_candle_names_the_state() -> None:
     c.final = True
     doc = CandleDoc.from_candle(c, closed=True)
     assert (doc.state, doc.final, doc.avg, doc.vwap) == ("final", True, 1.25, None)
-    assert (doc.source, doc.quote) == (None, None)
+    assert (doc.source, doc.quote) == ("", "USD")  # the candle's market (a Candle's defaults)
+    c.source, c.quote = "binance", "USDT"
+    assert CandleDoc.from_candle(c, closed=True)[-2:] == ("binance", "USDT")
 
 
 def test_a_document_of_an_older_release_reads_without_source_and_quote() -> None:

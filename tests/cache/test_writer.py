@@ -18,15 +18,17 @@ def test_the_writer_writes_what_the_reader_reads(settings):
     w = CacheWriter(settings)
     w.start()
     doc = CandleDoc("ETH", T0, 10.0, 12.0, 9.0, 11.0, 2.0, 3, 10.5, 10.75, T0 + 1, T0 + 59_000,
-                    "open", False)
+                    "open", False, "binance", "USDT")
+    eth = ("ETH", "binance", "USDT")
     w.submit_candles([doc])
     wait_for("write", lambda: w.pending() == 0 and w.writes > 0, 10)
     w.close()
     client = redis_client(settings)
-    assert current_candles(client, keys, ["ETH"]) == {"ETH": doc}
-    assert latest_docs(client, keys) == [LatestDoc("ETH", 11.0, T0 + 59_000)]
+    assert current_candles(client, keys, ["ETH"]) == {eth: doc}
+    assert latest_docs(client, keys) == [LatestDoc("ETH", 11.0, T0 + 59_000, "binance", "USDT")]
+    assert client.smembers(keys.markets) == {"ETH:USDT:binance"}
     # The stored text keeps the documented field names, in the documented order.
-    assert list(json.loads(client.get(keys.candle_current("ETH")))) == [
+    assert list(json.loads(client.get(keys.candle_current(eth)))) == [
         "symbol", "bucket_ms", "open", "high", "low", "close", "volume", "trades", "avg", "vwap",
         "open_ts", "close_ts", "state", "final", "source", "quote",
     ]
@@ -36,7 +38,8 @@ def test_an_older_candle_never_overwrites_a_newer_one(settings):
     keys = Keys(settings.redis_prefix)
     w = CacheWriter(settings)
     w.start()
-    base = CandleDoc("BTC", T0, 1.0, 1.0, 1.0, 1.0, 0.0, 1, 1.0, None, T0, T0, "open", False)
+    base = CandleDoc("BTC", T0, 1.0, 1.0, 1.0, 1.0, 0.0, 1, 1.0, None, T0, T0, "open", False,
+                     "synthetic", "USD")
     w.submit_candles([base._replace(bucket_ms=T0 + 120_000, trades=5, close_ts=T0 + 120_500)])
     wait_for("write", lambda: w.pending() == 0 and w.writes > 0, 10)
     # Each reaches Redis on its own (no merging in the writer): the Lua check refuses both.
@@ -45,5 +48,5 @@ def test_an_older_candle_never_overwrites_a_newer_one(settings):
     w.submit_candles([base._replace(bucket_ms=T0 + 120_000, trades=4, close_ts=T0 + 120_400)])
     wait_for("write", lambda: w.pending() == 0 and w.writes >= 3, 10)
     w.close()
-    current = json.loads(redis_client(settings).get(keys.candle_current("BTC")))
+    current = json.loads(redis_client(settings).get(keys.candle_current(("BTC", "synthetic", "USD"))))
     assert (current["bucket_ms"], current["trades"]) == (T0 + 120_000, 5)
