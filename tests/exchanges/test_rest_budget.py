@@ -191,12 +191,25 @@ def test_binance_budget_slows_down_before_6000_a_minute() -> None:
 def test_request_rate_limit_is_a_sliding_window(
     httpserver: HTTPServer, script: Callable[..., Script]
 ) -> None:
+    # On the budget's own clock (a fake one that sleeping moves): timing on a loaded
+    # machine cannot make it fail or pass. The server sees every request.
+    now = [1_000.0]
+    sent: list[float] = []
+    budget = ExchangeBudget(
+        RateLimit(requests=4, window_s=0.5), clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+    )
     served = script(OK)
-    rest = client(httpserver, RateLimit(requests=4, window_s=0.5))
+    rest = client(httpserver, RateLimit())
+    rest.budget = budget
     for _ in range(10):
         rest.get("/x")
-    gaps = [later - earlier for earlier, later in zip(served.times, served.times[4:], strict=False)]
-    assert min(gaps) >= 0.45  # 4 in any 0.5 s (the server's clock reads a little after ours)
+        sent.append(now[0])
+        now[0] += 0.01  # each request takes 10 ms
+    gaps = [later - earlier for earlier, later in zip(sent, sent[4:], strict=False)]
+    assert min(gaps) >= 0.5 - 1e-9  # never 5 in a 0.5 s window
+    assert max(gaps) < 0.6  # and not held back longer than needed
+    assert len(served.times) == 10
 
 
 def test_kraken_rate_limit_in_a_200_body_is_retried(
