@@ -68,7 +68,7 @@ class Settings:
     # from the config file's [kafka] table.
     kafka_config: Mapping[str, str] = field(default_factory=dict)
     # Where each value came from: "default", "file", "env" or "flag" (for `cryptoctl config`).
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def dlq(self) -> str:
@@ -77,8 +77,8 @@ class Settings:
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with some values replaced (flags resolved after the first load)."""
         given = {k: v for k, v in values.items() if v is not None}
-        srcs = dict(self.sources) | dict.fromkeys(given, "flag")
-        return replace(self, **_coerce_all(given), sources=srcs)
+        origins = dict(self.origins) | dict.fromkeys(given, "flag")
+        return replace(self, **_coerce_all(given), origins=origins)
 
 
 # name -> environment variables, first set wins
@@ -154,7 +154,7 @@ def _read_config_file(path: Path, explicit: bool) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    known = {f.name for f in fields(Settings)} - {"sources"}
+    known = {f.name for f in fields(Settings)} - {"origins"}
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")
@@ -178,19 +178,19 @@ def load_settings(
     explicit = config_path is not None or bool(env.get("CRYPTOCTL_CONFIG"))
     path = config_path or Path(env.get("CRYPTOCTL_CONFIG") or default_config_path())
     values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    origins: dict[str, str] = {}
     for name, value in _read_config_file(path, explicit).items():
-        values[name], sources[name] = value, "file"
+        values[name], origins[name] = value, "file"
     for name, names in ENV_VARS.items():
         for var in names:
             if env.get(var):
-                values[name], sources[name] = env[var], "env"
+                values[name], origins[name] = env[var], "env"
                 break
     for name, value in (flags or {}).items():
         if value is not None:
-            values[name], sources[name] = value, "flag"
+            values[name], origins[name] = value, "flag"
     settings = Settings(**_coerce_all(values))
-    return replace(settings, sources=sources)
+    return replace(settings, origins=origins)
 
 
 # What a password looks like in text: a URL's user:password@, a URL query's password=...,
@@ -211,7 +211,7 @@ def display_settings(settings: Settings) -> dict[str, Any]:
     """The resolved settings as plain values, passwords and keys masked."""
     out: dict[str, Any] = {}
     for f in fields(Settings):
-        if f.name == "sources":
+        if f.name == "origins":
             continue
         value = getattr(settings, f.name)
         if f.name in _SECRET_FIELDS and value:

@@ -144,7 +144,7 @@ def configuration_text() -> str:
 
 
 @pytest.mark.parametrize(
-    "name", [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
+    "name", [f.name for f in dataclasses.fields(Settings) if f.name != "origins"]
 )
 def test_every_setting_is_documented(name: str) -> None:
     assert f"`{name}`" in configuration_text()
@@ -175,7 +175,7 @@ def test_config_file_examples_load(tmp_path: Path) -> None:
         path = tmp_path / f"example{i}.toml"
         path.write_text(block)
         settings = load_settings(environ={}, config_path=path)
-        assert set(settings.sources.values()) == {"file"}
+        assert set(settings.origins.values()) == {"file"}
 
 
 # --- links -------------------------------------------------------------------------------

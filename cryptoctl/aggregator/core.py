@@ -38,7 +38,7 @@ from cryptoctl.windows import NO_WATERMARK, PartitionWindows
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message, TopicPartition
 
-log = logging.getLogger("cryptoctl.aggregator")
+log = logging.getLogger(__name__)
 
 # Flush early once caught up (the last batch was not full), but not more often than this:
 # it keeps the produce -> Redis latency low at low rates without flushing per message.

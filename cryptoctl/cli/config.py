@@ -25,7 +25,7 @@ def config(
         return
     from cryptoctl.render.config import settings_table
 
-    st.out.print(settings_table(values, settings.sources))
+    st.out.print(settings_table(values, settings.origins))
 
 
 def register(app: typer.Typer) -> None:

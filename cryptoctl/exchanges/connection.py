@@ -31,7 +31,7 @@ from cryptoctl.exchanges.trade import Market
 from cryptoctl.exchanges.wire import Control, ExchangeWire, Garbage, TradeEvent
 from cryptoctl.sources.base import StopFlag
 
-log = logging.getLogger("cryptoctl.exchanges")
+log = logging.getLogger(__name__)
 
 
 class Connected(NamedTuple):

@@ -23,7 +23,7 @@ from cryptoctl.kafka.clients import new_client, producer_config
 from cryptoctl.settings import Settings
 from cryptoctl.tick import ValidTick
 
-log = logging.getLogger("cryptoctl.producer")
+log = logging.getLogger(__name__)
 _ERROR_LOG_EVERY_S = 10.0
 
 

@@ -24,7 +24,7 @@ from cryptoctl.settings import Settings
 from cryptoctl.sources.base import FeedSource, FeedStats, MarkerSource, Source
 from cryptoctl.tick import ValidTick
 
-log = logging.getLogger("cryptoctl.producer")
+log = logging.getLogger(__name__)
 _IDLE_SLICE_S = 0.1  # while a source waits, delivery reports are served this often
 _RATE_SAMPLE_S = 0.5
 

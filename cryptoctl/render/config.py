@@ -12,10 +12,10 @@ from typing import Any
 from rich.table import Table
 
 
-def settings_table(values: Mapping[str, Any], sources: Mapping[str, str]) -> Table:
+def settings_table(values: Mapping[str, Any], origins: Mapping[str, str]) -> Table:
     table = Table(box=None)
     for col in ("setting", "value", "from"):
         table.add_column(col)
     for name, value in values.items():
-        table.add_row(name, str(value), sources.get(name, "default"))
+        table.add_row(name, str(value), origins.get(name, "default"))
     return table

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from cryptoctl.tick import MAX_TS_MS, MAX_VALUE, MIN_TS_MS, ValidTick, is_code
 
-log = logging.getLogger("cryptoctl.producer")
+log = logging.getLogger(__name__)
 
 
 class StopFlag(Protocol):

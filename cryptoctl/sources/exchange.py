@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from cryptoctl.exchanges.wire import ExchangeWire
     from cryptoctl.settings import Settings
 
-log = logging.getLogger("cryptoctl.producer")
+log = logging.getLogger(__name__)
 
 EXCHANGES = ("binance", "coinbase", "kraken")
 _HISTORY_CLASS = {"binance": "BinanceHistory", "coinbase": "CoinbaseHistory", "kraken": "KrakenHistory"}

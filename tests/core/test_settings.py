@@ -25,7 +25,7 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
     assert s.group == "env-group"
     assert s.redis_prefix == "file:"
     assert s.db_schema == "public"
-    assert s.sources == {
+    assert s.origins == {
         "topic": "flag", "group": "env", "redis_prefix": "file",
     }
 
