@@ -95,10 +95,13 @@ def final_candles(
 
 
 def latest_prices_with_fallback(
-    settings: Settings, symbols: Iterable[str] | None = None
+    settings: Settings, symbols: Iterable[str] | None = None, *,
+    source: str | None = None, quote: str | None = None,
 ) -> tuple[list[LatestPrice], str | None]:
-    """Latest prices from Redis; from PostgreSQL (``v_latest_prices``) when Redis is down
-    or has none. Returns the prices and a note saying why the fallback was used."""
+    """Latest prices per market, of these symbols, source and quote (any when None), by
+    symbol, source, quote: from Redis; from PostgreSQL (``v_latest_prices``) when Redis is
+    down or has none of them. Returns the prices and a note saying why the fallback was used.
+    The source matches without regard to case, as in PostgreSQL."""
     import redis as redis_mod
 
     from cryptoctl.cache.client import redis_address, redis_client
@@ -107,10 +110,15 @@ def latest_prices_with_fallback(
     wanted = list(symbols) if symbols else None
     try:
         client = redis_client(settings)
-        prices = latest_prices(client, Keys(settings.redis_prefix), wanted)
+        cached = latest_prices(client, Keys(settings.redis_prefix), wanted, quote=quote)
+        prices = sorted(
+            (p for p in cached if source is None or (p.source or "").lower() == source.lower()),
+            key=lambda p: (p.symbol, p.source or "", p.quote or ""),
+        )
         note = None if prices else "no latest prices in Redis"
     except (redis_mod.RedisError, OSError) as exc:
         prices, note = [], f"Redis is not reachable at {redis_address(settings)} ({exc})"
     if prices:
         return prices, None
-    return load_latest_prices(settings, wanted), f"{note}; read PostgreSQL v_latest_prices"
+    found = load_latest_prices(settings, wanted, source=source, quote=quote)
+    return found, f"{note}; read PostgreSQL v_latest_prices"

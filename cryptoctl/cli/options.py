@@ -100,6 +100,46 @@ def symbols_option(default: list[str] | None, help: str) -> Any:
 FILTER_SYMBOLS_HELP = "Only these symbols (repeatable, or comma-separated: BTC,ETH)."
 
 
+# --- markets: (source, symbol, quote) ----------------------------------------------
+
+
+def parse_quote_value(value: str | None) -> str | None:
+    """Typer callback: a quote currency, upper-case (``usdt`` -> ``USDT``)."""
+    if value is None:
+        return None
+    from cryptoctl.tick import is_code
+
+    quote = value.strip().upper()
+    if not is_code(quote):
+        raise typer.BadParameter(f"{value!r} is no currency code (e.g. USD, USDT)")
+    return quote
+
+
+def parse_market_source(value: str | None) -> str | None:
+    if value is None:
+        return None
+    source = value.strip()
+    if not source:
+        raise typer.BadParameter("must not be empty (e.g. binance, coinbase, coingecko)")
+    return source
+
+
+def market_source_option() -> Any:
+    """``--source binance``: only the markets of this source (matched without regard to case)."""
+    return typer.Option(
+        None, "--source", callback=parse_market_source, metavar="SOURCE",
+        help="Only markets of this source (binance, coinbase, kraken, coingecko, synthetic, ...).",
+    )  # fmt: skip
+
+
+def quote_option() -> Any:
+    """``--quote USDT``: only the markets quoted in this currency."""
+    return typer.Option(
+        None, "--quote", callback=parse_quote_value, metavar="QUOTE",
+        help="Only markets quoted in this currency (USD, USDT, EUR, ...).",
+    )  # fmt: skip
+
+
 # --- formats, source, topic --------------------------------------------------------
 
 

@@ -11,7 +11,14 @@ from typing import Any
 import typer
 
 from cryptoctl.cli.context import state
-from cryptoctl.cli.options import FILTER_SYMBOLS_HELP, OutputFormat, format_option, symbols_option
+from cryptoctl.cli.options import (
+    FILTER_SYMBOLS_HELP,
+    OutputFormat,
+    format_option,
+    market_source_option,
+    quote_option,
+    symbols_option,
+)
 from cryptoctl.errors import UsageError
 
 
@@ -76,9 +83,17 @@ def emit(
         out.print(table(rows))
 
 
+def selection(symbols: Sequence[str] | None, source: str | None, quote: str | None) -> str:
+    """The markets asked for, in words: ``BTC from binance in USDT``, ``any symbol``."""
+    which = ", ".join(symbols) if symbols else "any symbol"
+    return which + (f" from {source}" if source else "") + (f" in {quote}" if quote else "")
+
+
 def candles(
     ctx: typer.Context,
     symbols: list[str] | None = filter_symbols_option(),
+    source: str | None = market_source_option(),
+    quote: str | None = quote_option(),
     since: str = typer.Option(
         "1h", "--since", help="Start: a duration back from now (1h, 30m) or ISO-8601 UTC."
     ),
@@ -87,14 +102,19 @@ def candles(
         Interval.m1, "--interval", "-i", help="Candle width, rolled up from 1-minute candles."
     ),
     fmt: OutputFormat = output_format_option(),
-    chart: bool = typer.Option(False, "--chart", help="Draw a candlestick chart per symbol."),
+    chart: bool = typer.Option(
+        False, "--chart", help="Draw a candlestick chart per symbol (one market each: see --source)."
+    ),
     height: int = typer.Option(15, "--height", min=4, max=60, help="Chart height in rows."),
 ) -> None:
-    """Stored OHLC candles of any interval (1m, 5m, 15m, 1h, 4h, 1d), UTC-aligned.
+    """Stored OHLC candles of any interval (1m, 5m, 15m, 1h, 4h, 1d), UTC-aligned, per market.
 
-    Larger intervals are rolled up in SQL from the 1-minute candles. `--since` is rounded
-    down to the interval so the first candle is whole. An open (not yet final) candle is
-    marked in the table and has `"final": false` in JSON/CSV.
+    A market is (source, symbol, quote): Binance BTC/USDT and Coinbase BTC/USD have candles
+    of their own; `--source`/`--quote` pick among them. Larger intervals are rolled up in
+    SQL from the 1-minute candles. `--since` is rounded down to the interval so the first
+    candle is whole. An open (not yet final) candle is marked ● in the table and has
+    `"final": false` in JSON/CSV; one the exchange feed missed trades of is marked ! and has
+    `"complete": false`.
     """
     from cryptoctl.db.queries import load_candles
     from cryptoctl.render.serialize import CANDLE_FIELDS, candle_record
@@ -102,41 +122,59 @@ def candles(
     st = state(ctx)
     now_ms = int(time.time() * 1000)
     start, end = time_range(since, until, now_ms)
-    rows = load_candles(st.settings(), interval=interval.value, since_ms=start, until_ms=end, symbols=symbols)
+    rows = load_candles(
+        st.settings(), interval=interval.value, since_ms=start, until_ms=end, symbols=symbols,
+        source=source, quote=quote,
+    )  # fmt: skip
     if not rows:
-        _say_empty(ctx, symbols, start, end)
+        _say_empty(ctx, selection(symbols, source, quote), start, end)
         if fmt is OutputFormat.table:
             return
     if chart and fmt is OutputFormat.table:
         _print_charts(ctx, rows, interval.value, height)
         return
-    table = partial(_candles_table, interval=interval.value, width=st.out.width)
+    table = partial(_candles_tables, interval=interval.value, width=st.out.width)
     emit(fmt, rows, record=candle_record, fields=CANDLE_FIELDS, table=table, ctx=ctx)
 
 
-def _candles_table(rows: Sequence[Any], interval: str, width: int) -> Any:
-    from cryptoctl.render.tables import candles_table
+def _candles_tables(rows: Sequence[Any], interval: str, width: int) -> Any:
+    from cryptoctl.render.tables import candles_tables
 
-    return candles_table(rows, title=f"{interval} candles", width=width)
+    return candles_tables(rows, interval=interval, width=width)
 
 
-def _say_empty(ctx: typer.Context, symbols: list[str] | None, start: int, end: int) -> None:
+def _say_empty(ctx: typer.Context, which: str, start: int, end: int) -> None:
     from cryptoctl.durations import iso_utc
 
-    which = ", ".join(symbols) if symbols else "any symbol"
     state(ctx).err.print(
         f"no candles for {which} between {iso_utc(start)} and {iso_utc(end)} "
         "[dim](is the aggregator running? `cryptoctl run` starts the whole pipeline)[/]"
     )
 
 
+def chart_markets(rows: Sequence[Any]) -> list[Any]:
+    """The market of each symbol's chart, by symbol; a usage error naming the markets when
+    a symbol has several (a chart draws one market)."""
+    markets = sorted({c.market for c in rows})
+    for symbol in sorted({m.symbol for m in markets}):
+        mine = [m for m in markets if m.symbol == symbol]
+        if len(mine) > 1:
+            raise UsageError(
+                f"--chart draws one market at a time, and {symbol} has {len(mine)} here: "
+                + ", ".join(str(m) for m in mine),
+                hint=f"pick one with --source/--quote, e.g. --source {mine[0].source}"
+                f" --quote {mine[0].quote}",
+            )
+    return markets
+
+
 def _print_charts(ctx: typer.Context, rows: Sequence[Any], interval: str, height: int) -> None:
     from cryptoctl.render.chart import candle_chart
 
     out = state(ctx).out
-    for sym in sorted({c.symbol for c in rows}):
-        mine = [c for c in rows if c.symbol == sym]
-        title = f"{sym} · {interval} · {len(mine)} candles"
+    for market in chart_markets(rows):
+        mine = [c for c in rows if c.market == market]
+        title = f"{market} · {interval} · {len(mine)} candles"
         out.print(candle_chart(mine, width=out.width, height=height, title=title))
         out.print()
 
@@ -144,41 +182,53 @@ def _print_charts(ctx: typer.Context, rows: Sequence[Any], interval: str, height
 def prices(
     ctx: typer.Context,
     symbols: list[str] | None = filter_symbols_option(),
+    source: str | None = market_source_option(),
+    quote: str | None = quote_option(),
     fmt: OutputFormat = output_format_option(),
 ) -> None:
-    """Latest price per symbol: from Redis, or PostgreSQL (v_latest_prices) as a fallback."""
+    """Latest price per market: from Redis, or PostgreSQL (v_latest_prices) as a fallback."""
     from cryptoctl.cache.reader import latest_prices_with_fallback
     from cryptoctl.render.serialize import PRICE_FIELDS, price_record
     from cryptoctl.render.tables import prices_table
 
     st = state(ctx)
-    rows, note = latest_prices_with_fallback(st.settings(), symbols)
+    rows, note = latest_prices_with_fallback(st.settings(), symbols, source=source, quote=quote)
     if note:
         st.err.print(f"[dim]{note}[/]")
     if not rows:
-        st.err.print("no prices yet [dim](start the pipeline with `cryptoctl run`)[/]")
+        st.err.print(
+            f"no prices yet for {selection(symbols, source, quote)}"
+            " [dim](start the pipeline with `cryptoctl run`)[/]"
+        )
         if fmt is OutputFormat.table:
             return
-    emit(fmt, rows, record=price_record, fields=PRICE_FIELDS, table=prices_table, ctx=ctx)
+    table = partial(prices_table, width=st.out.width)
+    emit(fmt, rows, record=price_record, fields=PRICE_FIELDS, table=table, ctx=ctx)
 
 
 def stats(
     ctx: typer.Context,
     symbols: list[str] | None = filter_symbols_option(),
+    source: str | None = market_source_option(),
+    quote: str | None = quote_option(),
     fmt: OutputFormat = output_format_option(),
 ) -> None:
-    """24-hour open/high/low/last/change/volume per symbol (view v_price_stats_24h)."""
+    """24-hour open/high/low/last/change/volume per market (view v_price_stats_24h)."""
     from cryptoctl.db.queries import load_stats_24h
     from cryptoctl.render.serialize import STATS_FIELDS, stats_record
     from cryptoctl.render.tables import stats_table
 
     st = state(ctx)
-    rows = load_stats_24h(st.settings(), symbols)
+    rows = load_stats_24h(st.settings(), symbols, source=source, quote=quote)
     if not rows:
-        st.err.print("no candles in the last 24 hours [dim](`cryptoctl run` starts the pipeline)[/]")
+        st.err.print(
+            f"no candles for {selection(symbols, source, quote)} in the last 24 hours"
+            " [dim](`cryptoctl run` starts the pipeline)[/]"
+        )
         if fmt is OutputFormat.table:
             return
-    emit(fmt, rows, record=stats_record, fields=STATS_FIELDS, table=stats_table, ctx=ctx)
+    table = partial(stats_table, width=st.out.width)
+    emit(fmt, rows, record=stats_record, fields=STATS_FIELDS, table=table, ctx=ctx)
 
 
 def register(app: typer.Typer) -> None:

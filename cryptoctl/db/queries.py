@@ -1,10 +1,14 @@
 """Read-side SQL: candles rolled up from 1-minute candles, latest prices, 24h statistics.
 
-Every query is parameterised. The roll-up SQL is one template whose only difference
-between plain PostgreSQL and TimescaleDB is the bucket function (``date_bin`` or
-``time_bucket``), both given the same UTC origin, so both paths give identical buckets.
-``time_bucket`` is called qualified by the extension's schema, which need not be on the
-search_path (that holds cryptoctl's schema only).
+Every read is keyed by the market (source, symbol, quote): Binance BTC/USDT and Coinbase
+BTC/USD are two markets with two sets of candles, two latest prices, two rows of stats.
+Filters (symbols, source, quote) are all optional. Every query is parameterised.
+
+The roll-up SQL is one template whose only difference between plain PostgreSQL and
+TimescaleDB is the bucket function (``date_bin`` or ``time_bucket``), both given the same
+UTC origin, so both paths give identical buckets. ``time_bucket`` is called qualified by
+the extension's schema, which need not be on the search_path (that holds cryptoctl's
+schema only).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from weakref import WeakKeyDictionary
 
 from cryptoctl.durations import datetime_ms, ms_datetime
@@ -42,9 +46,24 @@ ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 BucketFunction = Literal["date_bin", "time_bucket"]
 
 
-@dataclass(frozen=True, slots=True)
-class Candle:
+class Market(NamedTuple):
+    """A market, in the order markets are listed: by symbol, then source, then quote."""
+
     symbol: str
+    source: str
+    quote: str
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.symbol}/{self.quote}"
+
+
+@dataclass(frozen=True, slots=True)
+class CandleRow:
+    """One stored candle of one market as read back (1m, or rolled up from 1m in SQL)."""
+
+    source: str
+    symbol: str
+    quote: str
     interval: str
     bucket_ms: int  # window start, epoch ms UTC
     open: float
@@ -56,6 +75,11 @@ class Candle:
     avg: float | None
     vwap: float | None  # None when volume is 0
     final: bool
+    complete: bool = True  # False: a recorded feed gap (feed_gaps) touches one of its minutes
+
+    @property
+    def market(self) -> Market:
+        return Market(self.symbol, self.source, self.quote)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +94,9 @@ class LatestPrice:
 
 @dataclass(frozen=True, slots=True)
 class Stats24h:
+    source: str
     symbol: str
+    quote: str
     open: float
     high: float
     low: float
@@ -118,10 +144,24 @@ def bucket_expression(function: BucketFunction, ext_schema: str | None = None) -
     raise ValueError(f"unknown bucket function {function!r}")
 
 
-# open of the first 1m candle, close of the last (ties broken by the event time of the
-# open/close tick), max/min, sums; avg and VWAP re-weighted from the stored sums.
+# Per market: open of the first 1m candle, close of the last (ties broken by the event time
+# of the open/close tick), max/min, sums; avg and VWAP re-weighted from the stored sums.
+# A 1m candle is incomplete when a feed gap of its market overlaps its minute (the missing
+# trades lie between after_time and before_time); a rolled-up one when any minute is.
 _ROLLUP = """
-SELECT symbol,
+WITH minutes AS (
+    SELECT c.*,
+           NOT EXISTS (SELECT 1 FROM feed_gaps g
+                       WHERE g.source = c.source AND g.symbol = c.symbol AND g.quote = c.quote
+                         AND g.after_time < c.bucket + interval '1 minute'
+                         AND g.before_time >= c.bucket) AS complete
+    FROM price_aggregates_1m c
+    WHERE c.bucket >= %(start)s AND c.bucket < %(end)s
+      AND (%(symbols)s::text[] IS NULL OR c.symbol = ANY(%(symbols)s::text[]))
+      AND (%(source)s::text IS NULL OR lower(c.source) = lower(%(source)s::text))
+      AND (%(quote)s::text IS NULL OR c.quote = %(quote)s::text)
+)
+SELECT source, symbol, quote,
        {bucket} AS rollup_bucket,
        (array_agg(open ORDER BY bucket ASC, open_time ASC))[1]     AS open,
        max(high)                                                  AS high,
@@ -131,12 +171,11 @@ SELECT symbol,
        sum(trades)                                                AS trades,
        sum(price_sum) / nullif(sum(trades), 0)                    AS avg,
        CASE WHEN sum(volume) > 0 THEN sum(pv_sum) / sum(volume) END AS vwap,
-       bool_and(final)                                            AS final
-FROM price_aggregates_1m
-WHERE bucket >= %(start)s AND bucket < %(end)s
-  AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
-GROUP BY symbol, rollup_bucket
-ORDER BY rollup_bucket, symbol
+       bool_and(final)                                            AS final,
+       bool_and(complete)                                         AS complete
+FROM minutes
+GROUP BY source, symbol, quote, rollup_bucket
+ORDER BY rollup_bucket, symbol, source, quote
 """
 
 
@@ -146,8 +185,25 @@ def rollup_sql(function: BucketFunction, ext_schema: str | None = None) -> sql.C
     return sql.SQL(_ROLLUP).format(bucket=bucket_expression(function, ext_schema))
 
 
+def market_params(
+    symbols: Sequence[str] | None, source: str | None, quote: str | None
+) -> dict[str, Any]:
+    """The market filter of every read: symbols and quote upper-case (as stored), the
+    source matched without regard to case; None means any."""
+    return {
+        "symbols": [s.upper() for s in symbols] if symbols else None,
+        "source": source or None,
+        "quote": quote.upper() if quote else None,
+    }
+
+
 def rollup_params(
-    interval: str, since_ms: int, until_ms: int, symbols: Sequence[str] | None
+    interval: str,
+    since_ms: int,
+    until_ms: int,
+    symbols: Sequence[str] | None,
+    source: str | None = None,
+    quote: str | None = None,
 ) -> dict[str, Any]:
     width = interval_ms(interval)
     start, end = bucket_range(since_ms, until_ms, width)
@@ -156,14 +212,16 @@ def rollup_params(
         "origin": ORIGIN,
         "start": ms_datetime(start),
         "end": ms_datetime(end),
-        "symbols": [s.upper() for s in symbols] if symbols else None,
-    }
+    } | market_params(symbols, source, quote)
 
 
-def _candle(row: Sequence[Any], interval: str) -> Candle:
-    symbol, bucket, open_, high, low, close, volume, trades, avg, vwap, final = row
-    return Candle(
+def _candle(row: Sequence[Any], interval: str) -> CandleRow:
+    (source, symbol, quote, bucket, open_, high, low, close, volume, trades, avg, vwap, final,
+     complete) = row
+    return CandleRow(
+        source=source,
         symbol=symbol,
+        quote=quote,
         interval=interval,
         bucket_ms=datetime_ms(bucket),
         open=open_,
@@ -175,6 +233,7 @@ def _candle(row: Sequence[Any], interval: str) -> Candle:
         avg=avg,
         vwap=vwap,
         final=bool(final),
+        complete=bool(complete),
     )
 
 
@@ -197,58 +256,77 @@ def fetch_candles(
     since_ms: int,
     until_ms: int,
     symbols: Sequence[str] | None = None,
+    source: str | None = None,
+    quote: str | None = None,
     function: BucketFunction | None = None,
-) -> list[Candle]:
-    """Candles of ``interval`` starting in [since, until), oldest first, then by symbol.
+) -> list[CandleRow]:
+    """Candles of ``interval`` starting in [since, until), per market: oldest first, then
+    by symbol, source and quote.
 
     ``function`` defaults to ``time_bucket`` when TimescaleDB is installed, else ``date_bin``.
     """
     ext_schema = _timescale_schema(conn)
     if function is None:
         function = "time_bucket" if ext_schema is not None else "date_bin"
-    params = rollup_params(interval, since_ms, until_ms, symbols)
+    params = rollup_params(interval, since_ms, until_ms, symbols, source, quote)
     rows = conn.execute(rollup_sql(function, ext_schema), params).fetchall()
     return [_candle(row, interval) for row in rows]
 
 
-_LATEST = """
-SELECT symbol, price, time FROM v_latest_prices
+_MARKET_FILTER = """
 WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
-ORDER BY symbol
+  AND (%(source)s::text IS NULL OR lower(source) = lower(%(source)s::text))
+  AND (%(quote)s::text IS NULL OR quote = %(quote)s::text)
+ORDER BY symbol, source, quote
 """
+
+_LATEST = "SELECT source, symbol, quote, price, time FROM v_latest_prices" + _MARKET_FILTER
 
 
 def fetch_latest_prices(
-    conn: psycopg.Connection[Any], symbols: Sequence[str] | None = None
+    conn: psycopg.Connection[Any],
+    symbols: Sequence[str] | None = None,
+    *,
+    source: str | None = None,
+    quote: str | None = None,
 ) -> list[LatestPrice]:
-    params = {"symbols": [s.upper() for s in symbols] if symbols else None}
-    rows = conn.execute(_LATEST, params).fetchall()
-    return [LatestPrice(sym, price, datetime_ms(time), "postgres") for sym, price, time in rows]
+    """The latest price of each market (its newest candle's close), by market."""
+    rows = conn.execute(_LATEST, market_params(symbols, source, quote)).fetchall()
+    return [
+        LatestPrice(sym, price, datetime_ms(time), "postgres", source=src, quote=quo)
+        for src, sym, quo, price, time in rows
+    ]
 
 
-_STATS = """
-SELECT symbol, open, high, low, last, change_pct, volume, trades, first_bucket, last_bucket
-FROM v_price_stats_24h
-WHERE (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
-ORDER BY symbol
-"""
+_STATS = (
+    "SELECT source, symbol, quote, open, high, low, last, change_pct, volume, trades,"
+    " first_bucket, last_bucket FROM v_price_stats_24h" + _MARKET_FILTER
+)
 
 
-def fetch_stats_24h(conn: psycopg.Connection[Any], symbols: Sequence[str] | None = None) -> list[Stats24h]:
-    params = {"symbols": [s.upper() for s in symbols] if symbols else None}
-    rows = conn.execute(_STATS, params).fetchall()
+def fetch_stats_24h(
+    conn: psycopg.Connection[Any],
+    symbols: Sequence[str] | None = None,
+    *,
+    source: str | None = None,
+    quote: str | None = None,
+) -> list[Stats24h]:
+    """24-hour statistics of each market with candles in the last 24 hours, by market."""
+    rows = conn.execute(_STATS, market_params(symbols, source, quote)).fetchall()
     return [
         Stats24h(
-            symbol=r[0],
-            open=r[1],
-            high=r[2],
-            low=r[3],
-            last=r[4],
-            change_pct=r[5],
-            volume=float(r[6]),
-            trades=int(r[7]),
-            first_bucket_ms=datetime_ms(r[8]),
-            last_bucket_ms=datetime_ms(r[9]),
+            source=r[0],
+            symbol=r[1],
+            quote=r[2],
+            open=r[3],
+            high=r[4],
+            low=r[5],
+            last=r[6],
+            change_pct=r[7],
+            volume=float(r[8]),
+            trades=int(r[9]),
+            first_bucket_ms=datetime_ms(r[10]),
+            last_bucket_ms=datetime_ms(r[11]),
         )
         for r in rows
     ]
@@ -261,26 +339,43 @@ def load_candles(
     since_ms: int,
     until_ms: int,
     symbols: Sequence[str] | None = None,
-) -> list[Candle]:
+    source: str | None = None,
+    quote: str | None = None,
+) -> list[CandleRow]:
     """Connect with ``settings`` and fetch candles (see :func:`fetch_candles`)."""
     from cryptoctl.db.connection import session
 
     with session(settings, "reading candles") as conn:
-        return fetch_candles(conn, interval=interval, since_ms=since_ms, until_ms=until_ms, symbols=symbols)
+        return fetch_candles(
+            conn, interval=interval, since_ms=since_ms, until_ms=until_ms, symbols=symbols,
+            source=source, quote=quote,
+        )  # fmt: skip
 
 
-def load_latest_prices(settings: Settings, symbols: Sequence[str] | None = None) -> list[LatestPrice]:
+def load_latest_prices(
+    settings: Settings,
+    symbols: Sequence[str] | None = None,
+    *,
+    source: str | None = None,
+    quote: str | None = None,
+) -> list[LatestPrice]:
     from cryptoctl.db.connection import session
 
     with session(settings, "reading latest prices") as conn:
-        return fetch_latest_prices(conn, symbols)
+        return fetch_latest_prices(conn, symbols, source=source, quote=quote)
 
 
-def load_stats_24h(settings: Settings, symbols: Sequence[str] | None = None) -> list[Stats24h]:
+def load_stats_24h(
+    settings: Settings,
+    symbols: Sequence[str] | None = None,
+    *,
+    source: str | None = None,
+    quote: str | None = None,
+) -> list[Stats24h]:
     from cryptoctl.db.connection import session
 
     with session(settings, "reading 24h statistics") as conn:
-        return fetch_stats_24h(conn, symbols)
+        return fetch_stats_24h(conn, symbols, source=source, quote=quote)
 
 
 def stored_candle_counts(settings: Settings) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from itertools import pairwise
 
 from rich.text import Text
 
-from cryptoctl.db.queries import Candle
+from cryptoctl.db.queries import CandleRow
 from cryptoctl.render import numbers as fmt
 
 BODY = "█"
@@ -49,7 +49,7 @@ class Layout:
         return index * self.slot + self.lead + self.body // 2
 
 
-def fit(candles: Sequence[Candle], plot_width: int) -> tuple[list[Candle], int]:
+def fit(candles: Sequence[CandleRow], plot_width: int) -> tuple[list[CandleRow], int]:
     """The newest candles that fit, and the columns per candle (the width shared out)."""
     plot_width = max(1, plot_width)
     shown = list(candles)[-plot_width:]
@@ -63,7 +63,7 @@ def _row(price: float, top: float, bottom: float, height: int) -> int:
     return round((top - price) / (top - bottom) * (height - 1))
 
 
-def _slot(candle: Candle, layout: Layout, row: int, top: float, bottom: float, height: int) -> str:
+def _slot(candle: CandleRow, layout: Layout, row: int, top: float, bottom: float, height: int) -> str:
     """One row of one candle's slot: blanks, then the body (or the wick in its middle)."""
     body_top = _row(max(candle.open, candle.close), top, bottom, height)
     body_bottom = _row(min(candle.open, candle.close), top, bottom, height)
@@ -78,7 +78,7 @@ def _slot(candle: Candle, layout: Layout, row: int, top: float, bottom: float, h
     return " " * layout.lead + body + " " * (layout.slot - layout.lead - layout.body)
 
 
-def _style(candle: Candle) -> str:
+def _style(candle: CandleRow) -> str:
     colour = "green" if candle.close >= candle.open else "red"
     return colour if candle.final else f"dim {colour}"
 
@@ -114,7 +114,7 @@ def _time(ms: int) -> str:
     return fmt.utc_minute(ms)[11:]  # 14:05
 
 
-def _forms(shown: Sequence[Candle]) -> list[tuple[Form, Form]]:
+def _forms(shown: Sequence[CandleRow]) -> list[tuple[Form, Form]]:
     """(first label, other labels) formats, most telling first. The date is said once
     when all candles are on one day; daily candles have no time of day."""
     stamps = [c.bucket_ms for c in shown]
@@ -150,7 +150,7 @@ def _place(texts: list[str], centres: list[int], limit: int) -> dict[int, int] |
     return {0: start(0)} if last == 0 else None
 
 
-def _time_axis(shown: Sequence[Candle], layout: Layout, room: int) -> tuple[str, str]:
+def _time_axis(shown: Sequence[CandleRow], layout: Layout, room: int) -> tuple[str, str]:
     """The axis line with a ``┬`` under each labelled candle, and the label line."""
     plot = len(shown) * layout.slot
     centres = [layout.centre(i) for i in range(len(shown))]
@@ -183,14 +183,14 @@ def _time_axis(shown: Sequence[Candle], layout: Layout, room: int) -> tuple[str,
 
 
 def candle_chart(
-    candles: Sequence[Candle], *, width: int, height: int = 15, title: str | None = None
+    candles: Sequence[CandleRow], *, width: int, height: int = 15, title: str | None = None
 ) -> Text:
     """The chart as Rich Text: ``height`` plot rows, a volume row and a time axis, at most
     ``width`` wide."""
     if not candles:
         return Text("no candles")
 
-    def gutter_of(rows: Sequence[Candle]) -> tuple[dict[int, str], str, int]:
+    def gutter_of(rows: Sequence[CandleRow]) -> tuple[dict[int, str], str, int]:
         labels = _labels(max(c.high for c in rows), min(c.low for c in rows), height)
         most = max(c.volume for c in rows)
         volume = f"vol {fmt.quantity(most)}" if most > 0 else ""

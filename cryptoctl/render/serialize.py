@@ -6,6 +6,7 @@ exact form (``2.2e-05``). Sums and ratios (volume, avg, vwap, change_pct) are ro
 is ``30.909869``), far below anything the inputs can have. A number that is not finite
 (NaN, infinity) is never written: it is ``null`` in JSON and an empty field in CSV, like
 ``None``. Booleans are ``true``/``false`` in both; times are ISO-8601 UTC with a ``Z``.
+Every row names its market first: ``symbol``, ``quote``, ``source``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from cryptoctl.db.queries import Candle, LatestPrice, Stats24h
+from cryptoctl.db.queries import CandleRow, LatestPrice, Stats24h
 from cryptoctl.durations import iso_utc
 
 Record = Mapping[str, Any]
 
 CANDLE_FIELDS = (
     "symbol",
+    "quote",
+    "source",
     "interval",
     "bucket",
     "open",
@@ -35,10 +38,13 @@ CANDLE_FIELDS = (
     "avg",
     "vwap",
     "final",
+    "complete",
 )
-PRICE_FIELDS = ("symbol", "price", "time", "source", "from")
+PRICE_FIELDS = ("symbol", "quote", "source", "price", "time", "from")
 STATS_FIELDS = (
     "symbol",
+    "quote",
+    "source",
     "open",
     "high",
     "low",
@@ -70,9 +76,11 @@ def exact(value: float | None) -> float | None:
     return value
 
 
-def candle_record(c: Candle) -> dict[str, Any]:
+def candle_record(c: CandleRow) -> dict[str, Any]:
     return {
         "symbol": c.symbol,
+        "quote": c.quote,
+        "source": c.source,
         "interval": c.interval,
         "bucket": iso_utc(c.bucket_ms),
         "open": exact(c.open),
@@ -84,15 +92,17 @@ def candle_record(c: Candle) -> dict[str, Any]:
         "avg": measured(c.avg),
         "vwap": measured(c.vwap),
         "final": c.final,
+        "complete": c.complete,
     }
 
 
 def price_record(p: LatestPrice) -> dict[str, Any]:
     return {
         "symbol": p.symbol,
+        "quote": p.quote,
+        "source": p.source,
         "price": exact(p.price),
         "time": iso_utc(p.time_ms) if p.time_ms is not None else None,
-        "source": p.source,
         "from": p.origin,
     }
 
@@ -100,6 +110,8 @@ def price_record(p: LatestPrice) -> dict[str, Any]:
 def stats_record(s: Stats24h) -> dict[str, Any]:
     return {
         "symbol": s.symbol,
+        "quote": s.quote,
+        "source": s.source,
         "open": exact(s.open),
         "high": exact(s.high),
         "low": exact(s.low),

@@ -29,7 +29,18 @@ from cryptoctl.db.queries import INTERVALS, fetch_candles
 from cryptoctl.settings import Settings
 from cryptoctl.stack import binaries, local
 from tests.conftest import free_port, state_home
-from tests.query.test_rollup import DAY0, WindowTick, check_rollup, ticks_strategy
+from tests.query.test_rollup import (
+    BINANCE_BTC,
+    DAY0,
+    TWO_DAYS,
+    Filters,
+    Gap,
+    WindowTick,
+    check_rollup,
+    filters_strategy,
+    gaps_strategy,
+    ticks_strategy,
+)
 
 STANDIN = Path(__file__).parent / "timescaledb_standin"
 EXT_SCHEMA = "tsdb_ext"
@@ -146,13 +157,17 @@ def rollup_conn(timescale_pg: Settings) -> Iterator[psycopg.Connection[Any]]:
     ticks=ticks_strategy,
     finals=st.lists(st.booleans(), max_size=60),
     interval=st.sampled_from(list(INTERVALS)),
-    only=st.sampled_from([None, ["BTC"], ["ETH", "BTC"]]),
+    filters=filters_strategy,
+    gaps=gaps_strategy,
 )
 def test_rollup_over_time_bucket_equals_brute_force_and_date_bin(
-    rollup_conn: Any, ticks: list[WindowTick], finals: list[bool], interval: str, only: list[str] | None
+    rollup_conn: Any, ticks: list[WindowTick], finals: list[bool], interval: str, filters: Filters,
+    gaps: list[Gap],
 ) -> None:
-    check_rollup(rollup_conn, ticks, finals, interval, only, "time_bucket")
-    window = {"interval": interval, "since_ms": DAY0, "until_ms": DAY0 + 2 * 86_400_000, "symbols": only}
+    check_rollup(rollup_conn, ticks, finals, interval, filters, "time_bucket", gaps)
+    symbols, source, quote = filters
+    window = {"interval": interval, "since_ms": DAY0, "until_ms": DAY0 + TWO_DAYS, "symbols": symbols,
+              "source": source, "quote": quote}
     chosen = fetch_candles(rollup_conn, **window)  # picks time_bucket: the extension is there
     assert chosen == fetch_candles(rollup_conn, function="date_bin", **window)
 
@@ -175,9 +190,10 @@ def test_extension_schema_name_is_quoted(timescale_pg: Settings) -> None:
     apply_schema(settings)
     assert [t[1] for t in hypertables_of(settings, "crypto_q", ext_schema)] == [
         "raw_price_data", "price_aggregates_1m", "late_ticks"]
-    ticks: list[WindowTick] = [("BTC", m * 60_000 + 3_000, 100.0 + m, 0.5) for m in range(30)]
+    ticks: list[WindowTick] = [(BINANCE_BTC, m * 60_000 + 3_000, 100.0 + m, 0.5) for m in range(30)]
+    gaps: list[Gap] = [(BINANCE_BTC, 3_000 + 16 * 60_000, 3_000 + 17 * 60_000)]
     with connect(settings, autocommit=True) as conn:
-        check_rollup(conn, ticks, [True] * 30, "15m", None, "time_bucket")
+        check_rollup(conn, ticks, [True] * 30, "15m", (None, None, None), "time_bucket", gaps)
 
 
 def test_schema_creates_the_extension_outside_cryptoctls_schema(timescale_pg: Settings) -> None:

@@ -1,8 +1,10 @@
 """Roll-ups: an N-minute candle from SQL equals aggregating its ticks directly.
 
-1-minute candles are built from generated ticks with a small reference, stored in a fresh
-schema, rolled up by the SQL of ``cryptoctl candles``, and compared with a brute-force
-aggregation of the same ticks into N-minute buckets.
+1-minute candles are built from generated ticks of several markets (three of them BTC:
+binance BTC/USDT, coinbase BTC/USD, coingecko BTC/USD) with a small reference, stored in
+a fresh schema with generated feed gaps, rolled up by the SQL of ``cryptoctl candles``,
+and compared with a brute-force aggregation of the same ticks into N-minute buckets per
+market, the complete flag with a brute-force reading of the gaps.
 """
 
 from __future__ import annotations
@@ -35,13 +37,23 @@ def dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-# (symbol, ts, price, qty) in arrival order
-# A tick as the windows take it: (symbol, ts, price, qty).
-WindowTick = tuple[str, int, float, float | None]
+# A market as stored: (source, symbol, quote).
+MarketTuple = tuple[str, str, str]
+BINANCE_BTC: MarketTuple = ("binance", "BTC", "USDT")
+COINBASE_BTC: MarketTuple = ("coinbase", "BTC", "USD")
+COINGECKO_BTC: MarketTuple = ("coingecko", "BTC", "USD")
+COINBASE_ETH: MarketTuple = ("coinbase", "ETH", "USD")
+MARKETS = [BINANCE_BTC, COINBASE_BTC, COINGECKO_BTC, COINBASE_ETH]
+TWO_DAYS = 2 * 86_400_000
+
+# A tick as the windows take it, in arrival order: (market, ts, price, qty).
+WindowTick = tuple[MarketTuple, int, float, float | None]
+# A recorded feed gap: (market, after_ms, before_ms), the times of the trades around it.
+Gap = tuple[MarketTuple, int, int]
 
 ticks_strategy = st.lists(
     st.tuples(
-        st.sampled_from(["BTC", "ETH"]),
+        st.sampled_from(MARKETS),
         st.integers(0, 2 * 86_400_000 - 1),  # two days, so 1d and 4h buckets have several
         st.floats(0.5, 1000.0, allow_nan=False, allow_infinity=False).map(lambda p: round(p, 4)),
         st.one_of(st.none(), st.floats(0.0, 5.0).map(lambda q: round(q, 3))),
@@ -50,13 +62,51 @@ ticks_strategy = st.lists(
     max_size=60,
 )
 
+gaps_strategy = st.lists(
+    st.tuples(st.sampled_from(MARKETS), st.integers(0, TWO_DAYS - 1), st.integers(0, 10 * MINUTE_MS)).map(
+        lambda g: (g[0], g[1], min(TWO_DAYS - 1, g[1] + g[2]))
+    ),
+    max_size=3,
+)
 
-def aggregate(ticks: Sequence[WindowTick], width_ms: int) -> dict[tuple[str, int], dict[str, Any]]:
-    """Brute force: OHLC of ticks grouped by (symbol, floor(ts / width)).
+# Market filters of `candles`: (symbols, source, quote); the source matched without regard
+# to case, the quote given in any case.
+filters_strategy = st.sampled_from(
+    [
+        (None, None, None),
+        (["BTC"], None, None),
+        (["ETH", "BTC"], None, None),
+        (["BTC"], "Coinbase", None),
+        (None, None, "usd"),
+        (["BTC"], "binance", "USDT"),
+        (None, "coingecko", "USDT"),  # no such market
+    ]
+)
+Filters = tuple[list[str] | None, str | None, str | None]
+
+
+def selected(market: MarketTuple, filters: Filters) -> bool:
+    symbols, source, quote = filters
+    return (
+        (not symbols or market[1] in symbols)
+        and (source is None or market[0] == source.lower())
+        and (quote is None or market[2] == quote.upper())
+    )
+
+
+def minute_complete(market: MarketTuple, minute_ms: int, gaps: Iterable[Gap]) -> bool:
+    """Brute force: no gap of the market has its missing trades in [minute, minute + 1m]."""
+    return not any(
+        g[0] == market and g[1] < minute_ms + MINUTE_MS and g[2] >= minute_ms for g in gaps
+    )
+
+
+def aggregate(ticks: Sequence[WindowTick], width_ms: int) -> dict[tuple[MarketTuple, int], dict[str, Any]]:
+    """Brute force: OHLC of ticks grouped by (market, floor(ts / width)).
 
     open = earliest ts (ties: first in arrival order); close = latest ts (ties: last).
     """
-    groups: dict[tuple[str, int], list[tuple[int, WindowTick]]] = defaultdict(list)
+    groups: dict[tuple[MarketTuple, int], list[tuple[int, WindowTick]]] = defaultdict(list)
     for order, t in enumerate(ticks):
         groups[(t[0], t[1] - t[1] % width_ms)].append((order, t))
     out = {}
@@ -79,9 +129,12 @@ def aggregate(ticks: Sequence[WindowTick], width_ms: int) -> dict[tuple[str, int
     return out
 
 
-def store_minutes(conn: Any, ticks: Sequence[WindowTick], finals: Iterable[bool]) -> dict:
-    """1-minute candles of the ticks, inserted with full state; returns final per candle."""
-    ts_of: dict[tuple[str, int], list[tuple[int, WindowTick]]] = defaultdict(list)
+def store_minutes(
+    conn: Any, ticks: Sequence[WindowTick], finals: Iterable[bool], gaps: Sequence[Gap] = ()
+) -> dict:
+    """1-minute candles of the ticks, inserted with full state, and the feed gaps; returns
+    final per candle."""
+    ts_of: dict[tuple[MarketTuple, int], list[tuple[int, WindowTick]]] = defaultdict(list)
     for order, t in enumerate(ticks):
         ts_of[(t[0], t[1] - t[1] % MINUTE_MS)].append((order, t))
     minutes = aggregate(ticks, MINUTE_MS)
@@ -95,7 +148,7 @@ def store_minutes(conn: Any, ticks: Sequence[WindowTick], finals: Iterable[bool]
         pv_sum = sum(t[2] * (t[3] or 0.0) for _, t in items)
         rows.append(
             (
-                key[0],
+                *key[0],
                 dt(DAY0 + key[1]),
                 c["open"],
                 c["high"],
@@ -113,12 +166,18 @@ def store_minutes(conn: Any, ticks: Sequence[WindowTick], finals: Iterable[bool]
             )
         )
     conn.execute("DELETE FROM price_aggregates_1m")
+    conn.execute("DELETE FROM feed_gaps")
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO price_aggregates_1m (symbol, bucket, open, high, low, close, volume,"
-            " trades, price_sum, pv_sum, avg_price, vwap, open_time, close_time, final)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO price_aggregates_1m (source, symbol, quote, bucket, open, high, low,"
+            " close, volume, trades, price_sum, pv_sum, avg_price, vwap, open_time, close_time,"
+            " final) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             rows,
+        )
+        cur.executemany(
+            "INSERT INTO feed_gaps (source, symbol, quote, first_trade_id, last_trade_id,"
+            " after_time, before_time, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, 'test')",
+            [(*m, 10 * i + 1, 10 * i + 5, dt(DAY0 + a), dt(DAY0 + b)) for i, (m, a, b) in enumerate(gaps)],
         )
     return {key: final_of.get(key, True) for key in minutes}
 
@@ -134,23 +193,29 @@ def check_rollup(
     ticks: Sequence[WindowTick],
     finals: list[bool],
     interval: str,
-    symbols: list[str] | None,
+    filters: Filters,
     function: Any,
+    gaps: Sequence[Gap] = (),
 ) -> None:
-    final_minutes = store_minutes(conn, ticks, finals)
+    final_minutes = store_minutes(conn, ticks, finals, gaps)
     width = INTERVALS[interval]
+    symbols, source, quote = filters
     got = fetch_candles(
         conn,
         interval=interval,
         since_ms=DAY0,
-        until_ms=DAY0 + 2 * 86_400_000,
+        until_ms=DAY0 + TWO_DAYS,
         symbols=symbols,
+        source=source,
+        quote=quote,
         function=function,
     )
-    wanted = {k: v for k, v in aggregate(ticks, width).items() if not symbols or k[0] in symbols}
-    assert [(c.symbol, c.bucket_ms - DAY0) for c in got] == sorted(wanted, key=lambda k: (k[1], k[0]))
+    wanted = {k: v for k, v in aggregate(ticks, width).items() if selected(k[0], filters)}
+    order = sorted(wanted, key=lambda k: (k[1], k[0][1], k[0][0], k[0][2]))  # bucket, symbol, source, quote
+    assert [((c.source, c.symbol, c.quote), c.bucket_ms - DAY0) for c in got] == order
     for c in got:
-        ref = wanted[(c.symbol, c.bucket_ms - DAY0)]
+        market = (c.source, c.symbol, c.quote)
+        ref = wanted[(market, c.bucket_ms - DAY0)]
         assert (c.open, c.close, c.high, c.low, c.trades) == (
             ref["open"],
             ref["close"],
@@ -161,10 +226,10 @@ def check_rollup(
         assert close(c.volume, ref["volume"]) and close(c.avg, ref["avg"])
         assert close(c.vwap, ref["vwap"]), (c.vwap, ref["vwap"])
         assert c.interval == interval and c.bucket_ms % width == 0  # UTC-aligned
-        minutes = [
-            f for (s, m), f in final_minutes.items() if s == c.symbol and m - m % width == c.bucket_ms - DAY0
-        ]
-        assert c.final == all(minutes)
+        start = c.bucket_ms - DAY0
+        minutes = {m: f for (mk, m), f in final_minutes.items() if mk == market and m - m % width == start}
+        assert c.final == all(minutes.values())
+        assert c.complete == all(minute_complete(market, m, gaps) for m in minutes)
 
 
 @pytest.fixture
@@ -187,25 +252,63 @@ def bucket_functions(conn: Any) -> list[str]:
     ticks=ticks_strategy,
     finals=st.lists(st.booleans(), max_size=60),
     interval=st.sampled_from(list(INTERVALS)),
-    only=st.sampled_from([None, ["BTC"], ["ETH", "BTC"]]),
+    filters=filters_strategy,
+    gaps=gaps_strategy,
 )
 def test_rollup_equals_direct_aggregation(
-    conn: Any, ticks: list[WindowTick], finals: list[bool], interval: str, only: list[str] | None
+    conn: Any, ticks: list[WindowTick], finals: list[bool], interval: str, filters: Filters,
+    gaps: list[Gap],
 ) -> None:
     for function in bucket_functions(conn):
-        check_rollup(conn, ticks, finals, interval, only, function)
+        check_rollup(conn, ticks, finals, interval, filters, function, gaps)
 
 
 def test_ties_on_open_and_close_time_use_the_candle_order(conn: Any) -> None:
     # Two ticks at the same ms: open is the first, close the last (arrival order).
     ticks: list[WindowTick] = [
-        ("BTC", 5_000, 10.0, 1.0),
-        ("BTC", 5_000, 11.0, 1.0),
-        ("BTC", 61_000, 12.0, None),
-        ("BTC", 61_000, 9.0, None),
+        (BINANCE_BTC, 5_000, 10.0, 1.0),
+        (BINANCE_BTC, 5_000, 11.0, 1.0),
+        (BINANCE_BTC, 61_000, 12.0, None),
+        (BINANCE_BTC, 61_000, 9.0, None),
     ]
     for function in bucket_functions(conn):
-        check_rollup(conn, ticks, [True, False], "5m", None, function)
+        check_rollup(conn, ticks, [True, False], "5m", (None, None, None), function)
+
+
+def test_three_markets_of_one_symbol_are_three_candle_sets(conn: Any) -> None:
+    # The same minute in three BTC markets: three candles, never one merged candle.
+    ticks: list[WindowTick] = [
+        (COINGECKO_BTC, 1_000, 100.0, None),
+        (BINANCE_BTC, 2_000, 101.0, 1.0),
+        (COINBASE_BTC, 3_000, 99.0, 2.0),
+        (BINANCE_BTC, 4_000, 103.0, 1.0),
+    ]
+    store_minutes(conn, ticks, [True] * 3)
+    got = fetch_candles(conn, interval="1m", since_ms=DAY0, until_ms=DAY0 + MINUTE_MS, symbols=["BTC"])
+    assert [(c.source, c.quote, c.open, c.close, c.trades) for c in got] == [
+        ("binance", "USDT", 101.0, 103.0, 2),
+        ("coinbase", "USD", 99.0, 99.0, 1),
+        ("coingecko", "USD", 100.0, 100.0, 1),
+    ]
+
+
+def test_a_gap_marks_its_minutes_and_their_rollup_incomplete(conn: Any) -> None:
+    # binance trades at 00:00:30 and 00:02:10 with ids missing between: minutes 0, 1 and 2
+    # of binance are incomplete (minute 1 has no candle: no trade came); coinbase is not.
+    ticks: list[WindowTick] = [
+        (BINANCE_BTC, m * MINUTE_MS + 30_000, 100.0 + m, 1.0) for m in (0, 2, 3, 7)
+    ] + [(COINBASE_BTC, m * MINUTE_MS + 30_000, 200.0, 1.0) for m in (0, 2)]
+    gaps: list[Gap] = [(BINANCE_BTC, 30_000, 2 * MINUTE_MS + 10_000)]
+    store_minutes(conn, ticks, [True] * 6, gaps)
+    window = {"since_ms": DAY0, "until_ms": DAY0 + 10 * MINUTE_MS}
+    minutes = fetch_candles(conn, interval="1m", source="binance", **window)
+    assert [((c.bucket_ms - DAY0) // MINUTE_MS, c.complete) for c in minutes] == [
+        (0, False), (2, False), (3, True), (7, True)]
+    rolled = fetch_candles(conn, interval="5m", **window)
+    assert [(c.source, (c.bucket_ms - DAY0) // MINUTE_MS, c.complete) for c in rolled] == [
+        ("binance", 0, False), ("coinbase", 0, True), ("binance", 5, True)]
+    for function in bucket_functions(conn):
+        check_rollup(conn, ticks, [True] * 6, "5m", (None, None, None), function, gaps)
 
 
 def test_sql_paths_differ_only_in_bucket_function() -> None:

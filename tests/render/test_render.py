@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 from rich.console import Console
 
-from cryptoctl.db.queries import Candle, LatestPrice, Stats24h
+from cryptoctl.db.queries import CandleRow, LatestPrice, Stats24h
 from cryptoctl.render import numbers as fmt
 from cryptoctl.render.chart import BODY, WICK, candle_chart, fit
 from cryptoctl.render.serialize import (
@@ -22,7 +22,14 @@ from cryptoctl.render.serialize import (
 )
 from cryptoctl.render.sparkline import sparkline
 from cryptoctl.render.stack import short_address, status_view
-from cryptoctl.render.tables import OPEN_MARK, candles_table, prices_table, stats_table
+from cryptoctl.render.tables import (
+    INCOMPLETE_MARK,
+    OPEN_MARK,
+    candles_table,
+    candles_tables,
+    prices_table,
+    stats_table,
+)
 from cryptoctl.stack.status import (
     ServiceStatus,
     StackStatus,
@@ -45,8 +52,11 @@ def styled(renderable: object, width: int = 120) -> str:
     return console.export_text(styles=True)
 
 
-def candle(minute: int, o: float, h: float, low: float, c: float, *, final: bool = True) -> Candle:
-    return Candle("BTC", "1m", T0 + minute * 60_000, o, h, low, c, 2.0, 3, o, None, final)
+def candle(
+    minute: int, o: float, h: float, low: float, c: float, *, final: bool = True, complete: bool = True,
+    market: tuple[str, str, str] = ("binance", "BTC", "USDT"),
+) -> CandleRow:
+    return CandleRow(*market, "1m", T0 + minute * 60_000, o, h, low, c, 2.0, 3, o, None, final, complete)
 
 
 def test_price_format_scales_with_magnitude() -> None:
@@ -80,53 +90,59 @@ def test_sparkline() -> None:
 
 
 def test_json_exact() -> None:
-    rows = [candle(0, 10.0, 12.0, 9.5, 11.0), candle(1, 11.0, 11.5, 10.0, 10.5, final=False)]
+    rows = [candle(0, 10.0, 12.0, 9.5, 11.0), candle(1, 11.0, 11.5, 10.0, 10.5, final=False, complete=False)]
     assert to_json(candle_record(c) for c in rows) == (
         "[\n"
-        '  {\n    "symbol": "BTC",\n    "interval": "1m",\n    "bucket": "2026-11-01T00:00:00Z",\n'
+        '  {\n    "symbol": "BTC",\n    "quote": "USDT",\n    "source": "binance",\n'
+        '    "interval": "1m",\n    "bucket": "2026-11-01T00:00:00Z",\n'
         '    "open": 10.0,\n    "high": 12.0,\n    "low": 9.5,\n    "close": 11.0,\n'
         '    "volume": 2.0,\n    "trades": 3,\n    "avg": 10.0,\n    "vwap": null,\n'
-        '    "final": true\n  },\n'
-        '  {\n    "symbol": "BTC",\n    "interval": "1m",\n    "bucket": "2026-11-01T00:01:00Z",\n'
+        '    "final": true,\n    "complete": true\n  },\n'
+        '  {\n    "symbol": "BTC",\n    "quote": "USDT",\n    "source": "binance",\n'
+        '    "interval": "1m",\n    "bucket": "2026-11-01T00:01:00Z",\n'
         '    "open": 11.0,\n    "high": 11.5,\n    "low": 10.0,\n    "close": 10.5,\n'
         '    "volume": 2.0,\n    "trades": 3,\n    "avg": 11.0,\n    "vwap": null,\n'
-        '    "final": false\n  }\n'
+        '    "final": false,\n    "complete": false\n  }\n'
         "]\n"
     )
     assert to_json([]) == "[]\n"
 
 
 def test_csv_exact() -> None:
-    rows = [candle(0, 10.0, 12.0, 9.5, 11.0)]
+    rows = [candle(0, 10.0, 12.0, 9.5, 11.0), candle(1, 10.0, 12.0, 9.5, 11.0, complete=False)]
     assert to_csv((candle_record(c) for c in rows), CANDLE_FIELDS) == (
-        "symbol,interval,bucket,open,high,low,close,volume,trades,avg,vwap,final\n"
-        "BTC,1m,2026-11-01T00:00:00Z,10.0,12.0,9.5,11.0,2.0,3,10.0,,true\n"
+        "symbol,quote,source,interval,bucket,open,high,low,close,volume,trades,avg,vwap,final,complete\n"
+        "BTC,USDT,binance,1m,2026-11-01T00:00:00Z,10.0,12.0,9.5,11.0,2.0,3,10.0,,true,true\n"
+        "BTC,USDT,binance,1m,2026-11-01T00:01:00Z,10.0,12.0,9.5,11.0,2.0,3,10.0,,true,false\n"
     )
     assert to_csv([], ("a", "b")) == "a,b\n"
 
 
 def test_price_and_stats_records() -> None:
-    assert price_record(LatestPrice("ETH", 3400.5, T0 + 1500, "redis")) == {
+    assert price_record(LatestPrice("ETH", 3400.5, T0 + 1500, "redis", "coinbase", "USD")) == {
         "symbol": "ETH",
+        "quote": "USD",
+        "source": "coinbase",
         "price": 3400.5,
         "time": "2026-11-01T00:00:01.500Z",
-        "source": None,
         "from": "redis",
     }
-    s = Stats24h("ETH", 1.0, 2.0, 0.5, 1.5, 50.0, 3.0, 7, T0, T0 + 60_000)
-    assert stats_record(s)["first_bucket"] == "2026-11-01T00:00:00Z"
-    assert stats_record(s)["last_bucket"] == "2026-11-01T00:01:00Z"
+    s = Stats24h("kraken", "ETH", "EUR", 1.0, 2.0, 0.5, 1.5, 50.0, 3.0, 7, T0, T0 + 60_000)
+    record = stats_record(s)
+    assert (record["symbol"], record["quote"], record["source"]) == ("ETH", "EUR", "kraken")
+    assert list(record)[:3] == ["symbol", "quote", "source"]
+    assert record["first_bucket"] == "2026-11-01T00:00:00Z"
+    assert record["last_bucket"] == "2026-11-01T00:01:00Z"
 
 
 def test_candles_table_colours_rows_and_marks_open_candle() -> None:
     rows = [candle(0, 10.0, 12.0, 9.5, 11.0), candle(1, 11.0, 11.5, 10.0, 10.5, final=False)]
     text = text_of(candles_table(rows, title="1m candles"))
-    assert text.startswith("BTC 1m candles")  # one symbol: in the title, not a column
+    assert text.startswith("binance BTC/USDT · 1m candles")  # the market: in the title
     lines = [line for line in text.splitlines() if "2026-11-01" in line]
     assert "2026-11-01 00:00" in lines[0] and "+10.00%" in lines[0]
     assert lines[0].rstrip().endswith("—")  # vwap is null: no volume
     assert lines[1].rstrip().endswith(OPEN_MARK) and "-4.55%" in lines[1]
-    assert f"{OPEN_MARK} = open candle" in text
     coloured = styled(candles_table(rows)).splitlines()
     up = next(line for line in coloured if "00:00" in line)
     down = next(line for line in coloured if "00:01" in line)
@@ -134,24 +150,81 @@ def test_candles_table_colours_rows_and_marks_open_candle() -> None:
     assert "\x1b[31m" in down  # red
 
 
+def test_candles_table_is_one_market() -> None:
+    rows = [candle(0, 1.0, 1.0, 1.0, 1.0), candle(0, 1.0, 1.0, 1.0, 1.0, market=("coinbase", "BTC", "USD"))]
+    with pytest.raises(ValueError, match="2 markets"):
+        candles_table(rows)
+
+
+BINANCE, COINBASE = ("binance", "BTC", "USDT"), ("coinbase", "BTC", "USD")
+COINGECKO = ("coingecko", "BTC", "USD")
+
+
+def test_candles_tables_one_section_per_market_with_the_legend() -> None:
+    rows = [  # as the query gives them: by bucket, then market
+        candle(0, 67012.35, 67112.35, 66912.35, 67050.0, market=BINANCE),
+        candle(0, 67000.0, 67100.0, 66900.0, 67040.0, market=COINBASE, complete=False),
+        candle(0, 67020.0, 67020.0, 67020.0, 67020.0, market=COINGECKO),
+        candle(1, 67050.0, 67060.0, 67000.0, 67001.0, market=BINANCE, final=False),
+    ]
+    text = text_of(candles_tables(rows, interval="1m", width=80), width=80)
+    titles = [line.rstrip() for line in text.splitlines() if "· 1m candles" in line]
+    assert titles == ["binance BTC/USDT · 1m candles", "coinbase BTC/USD · 1m candles",
+                      "coingecko BTC/USD · 1m candles"]
+    sections = text.split("· 1m candles")
+    assert sections[1].count("11-01 00:0") == 2  # binance: both its minutes, only its own
+    assert sections[2].count("11-01 00:0") == 1 and "67,040.00" in sections[2]
+    coinbase_row = next(line for line in sections[2].splitlines() if "67,040.00" in line)
+    assert coinbase_row.rstrip().endswith(INCOMPLETE_MARK)
+    assert [line.rstrip() for line in text.rstrip().splitlines()[-2:]] == [
+        f"{OPEN_MARK} = open candle, still updating",
+        f"{INCOMPLETE_MARK} = incomplete: the exchange feed missed trades of it (feed_gaps)",
+    ]
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    complete = text_of(candles_tables(rows[:1] + rows[2:3], interval="5m"))
+    assert "= open candle" not in complete and "incomplete" not in complete
+
+
 def test_candles_table_fits_80_columns() -> None:
     rows = [
-        Candle("BTC", "1m", T0, 67012.35, 67112.35, 66912.35, 67050.0, 1.0, 12, 1.0, 1.0, False),
-        Candle("ETH", "1m", T0, 3400.0, 3401.0, 3399.0, 3398.0, 0.0, 1, 1.0, None, True),
+        CandleRow("binance", "BTC", "USDT", "1m", T0, 67012.35, 67112.35, 66912.35, 67050.0, 1.0, 12, 1.0,
+                  1.0, False, False),
+        CandleRow("binance", "BTC", "USDT", "1m", T0 + 60_000, 3400.0, 3401.0, 3399.0, 3398.0, 0.0, 12345,
+                  1.0, None, True),
     ]
     text = text_of(candles_table(rows, width=80), width=80)
-    btc = next(line for line in text.splitlines() if "BTC" in line)
-    assert "11-01 00:00" in btc and "67,050.00" in btc and "+0.06%" in btc
-    assert btc.rstrip().endswith(OPEN_MARK) and "…" not in text
+    btc = next(line for line in text.splitlines() if "67,050.00" in line)
+    assert "11-01 00:00" in btc and "+0.06%" in btc and " 12 " in btc
+    assert btc.rstrip().endswith(OPEN_MARK + INCOMPLETE_MARK) and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
     wide = text_of(candles_table(rows, width=140), width=140)
     assert "volume" in wide and "vwap" in wide and "2026-11-01 00:00" in wide
 
 
 def test_prices_and_stats_tables() -> None:
-    prices = text_of(prices_table([LatestPrice("BTC", 67000.0, T0, "postgres", "synthetic")]))
+    prices = text_of(prices_table([LatestPrice("BTC", 67000.0, T0, "postgres", "synthetic", "USD")]))
     assert "67,000.00" in prices and "2026-11-01 00:00:00" in prices and "postgres" in prices
-    stats = text_of(stats_table([Stats24h("SOL", 100.0, 120.0, 90.0, 110.0, 10.0, 5.0, 9, T0, T0)]))
-    assert "SOL" in stats and "+10.00%" in stats and "120.00" in stats
+    assert prices.splitlines()[1].split("┃")[1:4] == [" symbol ", " quote ", " source    "]
+    stats = text_of(stats_table([Stats24h("coinbase", "SOL", "USD", 100.0, 120.0, 90.0, 110.0, 10.0, 5.0, 9,
+                                          T0, T0)]))
+    row = next(line for line in stats.splitlines() if "SOL" in line)
+    assert row.split()[:3] == ["SOL", "USD", "coinbase"] and "+10.00%" in row and "120.00" in row
+
+
+def test_prices_table_fits_80_columns_with_its_markets() -> None:
+    prices = [
+        LatestPrice("BTC", 100_012.35, T0, "postgres", "binance", "USDT"),
+        LatestPrice("BTC", 100_001.5, T0, "postgres", "coinbase", "USD"),
+        LatestPrice("BTC", 100_000.0, T0, "postgres", "coingecko", "USD"),
+    ]
+    text = text_of(prices_table(prices, width=80), width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    rows = [line.replace("│", " ").split() for line in text.splitlines() if "BTC" in line]
+    assert [r[:4] for r in rows] == [["BTC", "USDT", "binance", "100,012.35"],
+                                     ["BTC", "USD", "coinbase", "100,001.50"],
+                                     ["BTC", "USD", "coingecko", "100,000.00"]]
+    narrow = text_of(prices_table(prices, width=50), width=50)
+    assert "100,012.35" in narrow and "…" not in narrow and "time" not in narrow
 
 
 def test_chart_draws_bodies_wicks_axis() -> None:
@@ -191,13 +264,13 @@ def test_chart_axis_shows_dates_when_they_fit() -> None:
     assert last.split()[:2] == ["2026-11-01", "00:00"] and last.split()[-1] == "00:29"
 
 
-def _walk(n: int, step_ms: int = 60_000) -> list[Candle]:
+def _walk(n: int, step_ms: int = 60_000) -> list[CandleRow]:
     """n candles of a price walk with varying volume; the newest one still open."""
     out, price = [], 100.0
     for i in range(n):
         close = price + (3 if i % 3 else -4) * (1 + i % 5) / 10
-        out.append(Candle("BTC", "1m", T0 + i * step_ms, price, max(price, close) + 0.5,
-                          min(price, close) - 0.5, close, float(1 + i % 7), 3, price, None, i < n - 1))
+        out.append(CandleRow("binance", "BTC", "USDT", "1m", T0 + i * step_ms, price, max(price, close) + 0.5,
+                             min(price, close) - 0.5, close, float(1 + i % 7), 3, price, None, i < n - 1))
         price = close
     return out
 
@@ -257,12 +330,17 @@ def test_chart_on_a_narrow_terminal_keeps_labels_inside() -> None:
 
 
 def test_stats_table_fits_an_80_column_terminal_without_losing_the_symbol() -> None:
-    rows = [Stats24h(sym, 65000.63, 65011.59, 64996.5, 65010.23, 0.0148, 412.1227, 334, T0, T0)
-            for sym in ("BTC", "DOGE")]
-    text = text_of(stats_table(rows), width=80)
+    rows = [Stats24h(src, sym, quote, 65000.63, 65011.59, 64996.5, 65010.23, 0.0148, 412.1227, 334, T0, T0)
+            for src, sym, quote in (("binance", "BTC", "USDT"), ("coingecko", "BTC", "USD"),
+                                    ("coinbase", "DOGE", "USD"))]
+    text = text_of(stats_table(rows, width=80), width=80)
     lines = [line for line in text.splitlines() if "65,010.23" in line]
-    assert [line.split()[0] for line in lines] == ["BTC", "DOGE"]
-    assert "65,000.63" in lines[0] and "+0.01%" in lines[0] and "…" not in text
+    assert [line.split()[:3] for line in lines] == [
+        ["BTC", "USDT", "binance"], ["BTC", "USD", "coingecko"], ["DOGE", "USD", "coinbase"]]
+    assert "65,011.59" in lines[0] and "+0.01%" in lines[0] and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    wide = text_of(stats_table(rows, width=120), width=120)
+    assert "65,000.63" in wide and "trades" in wide and "412.1227" in wide
 
 
 def _status() -> StackStatus:
@@ -339,8 +417,8 @@ def test_no_chart_line_is_wider_than_the_terminal() -> None:
         base = 10 ** rng.uniform(-9, 7)
         prices = [base * 10 ** rng.uniform(-3, 3) if rng.random() < 0.3
                   else base * (1 + rng.random()) for _ in range(n)]
-        rows = [Candle("BTC", "1m", T0 + i * 60_000, p, p * 1.01, p * 0.99, p,
-                       rng.random() * 10 ** rng.uniform(-3, 9), 3, p, None, True)
+        rows = [CandleRow("binance", "BTC", "USDT", "1m", T0 + i * 60_000, p, p * 1.01, p * 0.99, p,
+                          rng.random() * 10 ** rng.uniform(-3, 9), 3, p, None, True)
                 for i, p in enumerate(prices)]
         text = text_of(candle_chart(rows, width=width, height=6), width=1000)
         assert max(len(line.rstrip()) for line in text.splitlines()) <= width, (n, width)

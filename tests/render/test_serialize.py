@@ -11,7 +11,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cryptoctl.db.queries import Candle, LatestPrice, Stats24h
+from cryptoctl.db.queries import CandleRow, LatestPrice, Stats24h
 from cryptoctl.render.serialize import (
     CANDLE_FIELDS,
     PRICE_FIELDS,
@@ -29,9 +29,9 @@ T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 QTY_MICROS = st.integers(min_value=1, max_value=1_000_000_000)
 
 
-def candle_with(volume: float, avg: float | None = 1.0, vwap: float | None = 1.0) -> Candle:
-    return Candle("BTC", "5m", T0, 65001.27, 65013.43, 64922.09, 64937.68, volume, 376, avg,
-                  vwap, False)
+def candle_with(volume: float, avg: float | None = 1.0, vwap: float | None = 1.0) -> CandleRow:
+    return CandleRow("binance", "BTC", "USDT", "5m", T0, 65001.27, 65013.43, 64922.09, 64937.68, volume,
+                     376, avg, vwap, False)
 
 
 def test_the_sum_from_the_usage_docs_prints_without_noise() -> None:
@@ -64,9 +64,9 @@ def test_rounding_round_trips_within_12_significant_digits(value: float) -> None
 
 
 def test_prices_keep_all_their_digits() -> None:
-    tiny = price_record(LatestPrice("PEPE", 0.00002200, T0, "redis"))
+    tiny = price_record(LatestPrice("PEPE", 0.00002200, T0, "redis", "binance", "USDT"))
     assert json.loads(to_json([tiny]))[0]["price"] == 0.000022
-    assert to_csv([tiny], PRICE_FIELDS).splitlines()[1].startswith("PEPE,2.2e-05,")
+    assert to_csv([tiny], PRICE_FIELDS).splitlines()[1].startswith("PEPE,USDT,binance,2.2e-05,")
     precise = 67012.123456789012  # more digits than a sum is printed with
     assert json.loads(to_json([price_record(LatestPrice("BTC", precise, T0, "redis"))]))[0][
         "price"
@@ -75,7 +75,8 @@ def test_prices_keep_all_their_digits() -> None:
 
 def test_nan_and_infinity_are_null_in_json_and_empty_in_csv() -> None:
     nan, inf = float("nan"), float("inf")
-    record = candle_record(Candle("BTC", "1m", T0, nan, inf, -inf, 1.0, nan, 1, inf, nan, True))
+    record = candle_record(
+        CandleRow("binance", "BTC", "USDT", "1m", T0, nan, inf, -inf, 1.0, nan, 1, inf, nan, True))
     text = to_json([record])
     assert "NaN" not in text and "Infinity" not in text
     parsed = json.loads(text)[0]
@@ -83,8 +84,8 @@ def test_nan_and_infinity_are_null_in_json_and_empty_in_csv() -> None:
         assert parsed[name] is None, name
     assert parsed["close"] == 1.0
     row = to_csv([record], CANDLE_FIELDS).splitlines()[1]
-    assert row == "BTC,1m,2026-11-01T00:00:00Z,,,,1.0,,1,,,true"
-    stats = stats_record(Stats24h("ETH", 1.0, 2.0, 0.5, nan, inf, nan, 7, T0, T0))
+    assert row == "BTC,USDT,binance,1m,2026-11-01T00:00:00Z,,,,1.0,,1,,,true,true"
+    stats = stats_record(Stats24h("coinbase", "ETH", "USD", 1.0, 2.0, 0.5, nan, inf, nan, 7, T0, T0))
     assert json.loads(to_json([stats]))[0]["change_pct"] is None
     assert to_csv([stats], STATS_FIELDS).count(",,") == 2
     # Records built elsewhere (or raw dicts) are cleaned too.
