@@ -1,9 +1,11 @@
 """The aggregator's per-tick cost alone: ``Aggregator._process`` over in-memory messages.
 
-    .venv/bin/python bench/bench_process.py [--ticks 100000] [--repeat 7] [--store]
+    .venv/bin/python bench/bench_process.py [--ticks 100000] [--repeat 7] [--store] [--trades]
 
 No broker, no database: messages are plain objects with the confluent-kafka Message
-methods the loop calls, values are real tick JSON (5 symbols, event time in order). It
+methods the loop calls, values are real tick JSON (5 symbols, event time in order; with
+--trades, exchange trades with consecutive trade ids and a taker side, 1 % of them sent
+twice: the per-market exactly-once check and the trade-id tie rule run on each). It
 prints the best and the median nanoseconds per tick over --repeat runs. For an A/B of two
 checkouts, run this file with each checkout's interpreter, alternating:
 
@@ -56,16 +58,22 @@ class FakeMessage:
         return "bench"
 
 
-def messages(n: int) -> list[Any]:
+def messages(n: int, *, trades: bool = False) -> list[Any]:
     rng = random.Random(1)
-    out = []
+    out: list[Any] = []
     for i in range(n):
         sym, ts = SYMBOLS[i % len(SYMBOLS)], BASE_TS + i * 3
-        value = orjson.dumps({"v": 1, "symbol": sym, "quote": "USD",
-                              "price": round(100 + rng.random(), 4),
-                              "qty": round(rng.random(), 4), "ts": ts, "source": "synthetic",
-                              "recv_ts": ts})
-        out.append(FakeMessage(value, sym.encode(), i))
+        tick: dict[str, Any] = {"v": 1, "symbol": sym, "quote": "USD",
+                                "price": round(100 + rng.random(), 4),
+                                "qty": round(rng.random(), 4), "ts": ts, "source": "synthetic",
+                                "recv_ts": ts}
+        if trades:
+            tick |= {"source": "binance", "quote": "USDT", "trade_id": 1_000 + i // len(SYMBOLS),
+                     "side": "buy" if i % 2 else "sell"}
+            if i > 100 and rng.random() < 0.01:  # a re-sent trade: counted once
+                out.append(FakeMessage(out[-len(SYMBOLS)]._value, sym.encode(), i))
+                continue
+        out.append(FakeMessage(orjson.dumps(tick), sym.encode(), i))
     return out
 
 
@@ -74,8 +82,9 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--store", action="store_true", help="buffer raw ticks as `aggregate` does")
+    ap.add_argument("--trades", action="store_true", help="exchange trades with trade ids")
     args = ap.parse_args()
-    msgs = messages(args.ticks)
+    msgs = messages(args.ticks, trades=args.trades)
     runs = []
     for _ in range(args.repeat):
         agg = Aggregator(load_settings(environ={}), AggregatorOptions(store_ticks=args.store))
@@ -86,7 +95,8 @@ def main() -> None:
         runs.append(time.perf_counter() - t0)
     per_tick = [r / len(msgs) * 1e9 for r in runs]
     print(f"ns/tick best {min(per_tick):,.0f} median {statistics.median(per_tick):,.0f}"
-          f" ({args.ticks:,} ticks, {args.repeat} runs, store={args.store})")
+          f" ({args.ticks:,} ticks, {args.repeat} runs, store={args.store},"
+          f" trades={args.trades})")
 
 
 if __name__ == "__main__":
