@@ -69,7 +69,7 @@ def test_0_ok(settings: Settings) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["candles", "--nosuch"], "error: No such option: --nosuch — see `cryptoctl candles --help`"),
+        (["candles", "--xyzzy"], "error: No such option: --xyzzy — see `cryptoctl candles --help`"),
         (["config", "--format", "csv"], "'csv' is not one of 'table', 'json'"),
         (["status", "--format", "csv"], "'csv' is not one of 'table', 'json'"),
     ],

@@ -106,8 +106,11 @@ def test_sink_and_views(pg15: Settings) -> None:
 def test_rollup_on_date_bin(pg15: Settings) -> None:
     settings = replace(pg15, db_schema="pg15_rollup")
     apply_schema(settings)
-    ticks = [("BTC", m * 60_000 + s * 7_000, 100.0 + (m * 7 + s) % 13, 0.1 * s or None)
+    btc, eth = ("synthetic", "BTC", "USD"), ("synthetic", "ETH", "USD")
+    ticks = [(btc, m * 60_000 + s * 7_000, 100.0 + (m * 7 + s) % 13, 0.1 * s or None)
              for m in range(12) for s in range(4)]
-    ticks += [("ETH", m * 60_000 + 1_000, 50.0 + m, None) for m in range(0, 12, 3)]
+    ticks += [(eth, m * 60_000 + 1_000, 50.0 + m, None) for m in range(0, 12, 3)]
+    ticks += [(("binance", "BTC", "USDT"), m * 60_000 + 2_000, 90.0 + m, 1.0) for m in range(6)]
     with connect(settings, autocommit=True) as conn:
-        check_rollup(conn, ticks, [True] * 11 + [False], "5m", None, "date_bin")
+        check_rollup(conn, ticks, [True] * 11 + [False], "5m", (None, None, None), "date_bin",
+                     gaps=[(btc, 3 * 60_000 + 500, 4 * 60_000 + 10)])
