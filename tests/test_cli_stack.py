@@ -177,3 +177,32 @@ def test_an_unexpected_error_is_one_line_without_secrets(cli, monkeypatch) -> No
     ]
     monkeypatch.setenv("CRYPTOCTL_DEBUG", "1")
     assert isinstance(cli("config").exception, RuntimeError)
+
+
+def test_status_shows_the_feed_gaps_recorded(cli, settings: Settings, monkeypatch) -> None:
+    from cryptoctl.db.connection import connect
+
+    with connect(settings) as conn:
+        for i in range(12):
+            conn.execute(
+                "INSERT INTO feed_gaps (source, symbol, quote, first_trade_id, last_trade_id,"
+                " after_time, before_time, reason) VALUES ('binance', 'BTC', 'USDT', %s, %s,"
+                " '2026-01-01T00:00:00Z'::timestamptz + make_interval(mins => %s),"
+                " '2026-01-01T00:00:05Z'::timestamptz + make_interval(mins => %s),"
+                " 'not in the exchange''s REST history')",
+                (100 * i + 1, 100 * i + 7, i, i),
+            )
+        conn.commit()
+    data = json.loads(cli("status", "--format", "json").stdout)
+    assert data["gaps_total"] == 12 and len(data["gaps"]) == 10
+    assert data["gaps"][0] == {
+        "market": "binance BTC/USDT", "first_id": 1101, "last_id": 1107,
+        "after": "2026-01-01T00:11:00Z", "before": "2026-01-01T00:11:05Z",
+        "reason": "not in the exchange's REST history",
+    }
+    monkeypatch.setenv("COLUMNS", "80")
+    text = cli("status").stdout
+    assert "feed gaps" in text and "newest 10 of 12" in text
+    row = next(line for line in text.splitlines() if line.startswith("binance BTC/USDT"))
+    assert "1101-1107" in row and "01-01 00:11:00 - 00:11:05" in row
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80

@@ -62,6 +62,27 @@ def ensure_database(conn: psycopg.Connection[Any], name: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+_GAPS = """
+SELECT source, symbol, quote, first_trade_id, last_trade_id,
+       (extract(epoch FROM after_time) * 1000)::bigint,
+       (extract(epoch FROM before_time) * 1000)::bigint, reason, count(*) OVER ()
+  FROM feed_gaps
+ ORDER BY before_time DESC, id DESC
+ LIMIT %s
+"""
+
+
+def feed_gaps(conn: psycopg.Connection[Any], limit: int = 10) -> tuple[int, list[tuple[Any, ...]]]:
+    """(how many gaps exchange feeds recorded, the newest ``limit`` of them as rows of
+    source, symbol, quote, first id, last id, after ms, before ms, reason). A schema without
+    the table (an older release's) has none."""
+    exists = conn.execute("SELECT to_regclass('feed_gaps')").fetchone()
+    if not exists or exists[0] is None:
+        return 0, []
+    rows = conn.execute(_GAPS, (limit,)).fetchall()
+    return (int(rows[0][8]) if rows else 0), [tuple(r[:8]) for r in rows]
+
+
 def table_rows(conn: psycopg.Connection[Any], names: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
     """(table, rows) of each of ``names`` (default: schema.sql's tables) that exists on the
     connection's search_path, in the order given."""

@@ -118,5 +118,20 @@ def status_view(status: StackStatus, width: int = STATUS_WIDE) -> RenderableType
         for table in status.tables:
             tables.add_row(table.name, f"{table.rows:,}")
         parts += [Text(), tables]
+    if status.gaps:
+        shown = len(status.gaps)
+        more = f" (newest {shown} of {status.gaps_total:,})" if status.gaps_total > shown else ""
+        gaps = _table(f"feed gaps: trades an exchange feed could not fetch{more}")
+        gaps.add_column("market", no_wrap=True)
+        gaps.add_column("trade ids", no_wrap=True)
+        gaps.add_column("between (UTC)", no_wrap=True)
+        if wide:
+            gaps.add_column("reason", overflow="fold")
+        for g in status.gaps:
+            ids = str(g.first_id) if g.first_id == g.last_id else f"{g.first_id}-{g.last_id}"
+            between = f"{g.after[5:19].replace('T', ' ')} - {g.before[11:19]}"
+            cells = [g.market, ids, between, *([g.reason] if wide else [])]
+            gaps.add_row(*cells)
+        parts += [Text(), gaps]
     return Group(*parts)
 

@@ -41,12 +41,26 @@ class TableStatus:
 
 
 @dataclass(frozen=True)
+class GapStatus:
+    """A gap an exchange feed recorded: trades it knows it missed and could not fetch."""
+
+    market: str  # "binance BTC/USDT"
+    first_id: int
+    last_id: int
+    after: str  # ISO-8601 UTC: the trades around the gap
+    before: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class StackStatus:
     services: list[ServiceStatus]
     topics: list[TopicStatus] = field(default_factory=list)
     tables: list[TableStatus] = field(default_factory=list)
     home: str = ""
     cluster_id: str | None = None
+    gaps: list[GapStatus] = field(default_factory=list)  # the newest few
+    gaps_total: int = 0
 
     @property
     def all_up(self) -> bool:
@@ -89,15 +103,19 @@ def _probe_kafka(settings: Settings) -> tuple[ServiceStatus, list[TopicStatus], 
     return ServiceStatus("kafka", True, settings.kafka_bootstrap, version, rtt), topics, info.cluster_id
 
 
-def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus]]:
+_Gaps = tuple[int, list[GapStatus]]
+
+
+def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus], _Gaps]:
     from cryptoctl.db.connection import connect, database_errors, db_address, timescale_available
-    from cryptoctl.db.status import server_version, table_rows
+    from cryptoctl.db.status import feed_gaps, server_version, table_rows
+    from cryptoctl.durations import iso_utc
 
     address = db_address(settings)
     try:
         conn, rtt = _timed(lambda: connect(settings, autocommit=True, timeout=3))
     except ServiceUnavailable as exc:
-        return ServiceStatus("postgres", False, address, detail=exc.detail), []
+        return ServiceStatus("postgres", False, address, detail=exc.detail), [], (0, [])
     with database_errors(settings, "reading server and table status"), conn:
         reported = server_version(conn)
         # "16.4 (Ubuntu 16.4-1.pgdg22.04+1)": the build after the number says little here
@@ -105,7 +123,12 @@ def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus
         if timescale_available(conn):
             version += " + TimescaleDB"
         tables = [TableStatus(name, rows) for name, rows in table_rows(conn)]
-    return ServiceStatus("postgres", True, address, version, rtt), tables
+        total, rows = feed_gaps(conn)
+        gaps = [
+            GapStatus(f"{src} {sym}/{quote}", first, last, iso_utc(after), iso_utc(before), why)
+            for src, sym, quote, first, last, after, before, why in rows
+        ]
+    return ServiceStatus("postgres", True, address, version, rtt), tables, (total, gaps)
 
 
 def _probe_redis(settings: Settings) -> ServiceStatus:
@@ -128,7 +151,7 @@ def stack_status(settings: Settings) -> StackStatus:
 
     records = running_records(settings)
     kafka, topics, cluster_id = _probe_kafka(settings)
-    postgres, tables = _probe_postgres(settings)
+    postgres, tables, (gaps_total, gaps) = _probe_postgres(settings)
     redis = _probe_redis(settings)
     services = []
     for status in (kafka, postgres, redis):
@@ -136,4 +159,6 @@ def stack_status(settings: Settings) -> StackStatus:
         services.append(
             ServiceStatus(**{**status.__dict__, "pid": record.pid if record else None})
         )
-    return StackStatus(services, topics, tables, str(settings.home), cluster_id)
+    return StackStatus(
+        services, topics, tables, str(settings.home), cluster_id, gaps, gaps_total
+    )
