@@ -9,6 +9,7 @@ import typer
 
 from cryptoctl.cli.context import CliState, state
 from cryptoctl.cli.options import duration_option, source_option, stop_after_option, symbols_option
+from cryptoctl.sources.spec import default_shown
 
 if TYPE_CHECKING:
     from cryptoctl.cli.live import LiveRun
@@ -18,6 +19,9 @@ REFRESH_S = 0.5
 
 
 class RunSource(enum.StrEnum):
+    binance = "binance"
+    coinbase = "coinbase"
+    kraken = "kraken"
     coingecko = "coingecko"
     synthetic = "synthetic"
 
@@ -26,10 +30,25 @@ def run(
     ctx: typer.Context,
     source: RunSource | None = source_option(
         None,
-        "coingecko or synthetic. Default: CoinGecko, or the synthetic market when "
-        "CoinGecko cannot be reached. Given explicitly: no fallback.",
+        "binance, coinbase or kraken (live trades), coingecko or synthetic. Default: Binance "
+        "trades, or the synthetic market when Binance cannot be reached. Given explicitly: "
+        "no check, no fallback.",
     ),
     symbols: list[str] = symbols_option(["BTC,ETH,SOL"], "Symbols, comma-separated or repeated."),
+    quote: str | None = typer.Option(
+        None, "--quote", metavar="ASSET",
+        help=f"Exchanges: the quote asset of every market (BTC/USDT). {default_shown('quote')}",
+    ),
+    ws_url: str | None = typer.Option(
+        None, "--ws-url", metavar="URL",
+        help="Exchanges: WebSocket base URL (env CRYPTOCTL_BINANCE_WS_URL, and so on for coinbase "
+        "and kraken) [default: the exchange's own].",
+    ),
+    rest_url: str | None = typer.Option(
+        None, "--rest-url", metavar="URL",
+        help="Exchanges: REST base URL (env CRYPTOCTL_BINANCE_REST_URL, and so on for coinbase "
+        "and kraken; the default's check pings it) [default: the exchange's own].",
+    ),
     interval: int = duration_option("10s", "--interval", help="CoinGecko poll interval."),
     rate: float = typer.Option(10.0, "--rate", min=0.1, help="Synthetic ticks per second."),
     duration: int | None = stop_after_option("Stop after this long."),
@@ -37,23 +56,30 @@ def run(
     """Run the whole pipeline with a live dashboard: stack, producer, aggregator.
 
     Brings up the local stack if it is not running (broker, PostgreSQL, Redis; no Docker),
-    makes sure the topic and schema exist, then produces prices and aggregates them into
-    candles in this one process. Ctrl-C stops producer and aggregator cleanly; the stack
+    makes sure the topic and schema exist, then produces prices (by default Binance's live
+    BTC, ETH and SOL trades, no key needed) and aggregates them into candles in this one
+    process. Ctrl-C stops producer and aggregator cleanly; the stack
     keeps running (`cryptoctl down` stops it).
     """
     from cryptoctl.pipeline.runner import Pipeline, RunOptions
-    from cryptoctl.sources.spec import SourceSpec, build_source, choose_source
+    from cryptoctl.sources.spec import build_source, choose_source, run_quote, run_spec
     from cryptoctl.stack.local import up
 
     st = state(ctx)
     settings = st.settings()
     _start_stack(st, settings, up)
-    choice = choose_source(settings, source.value if source else None)
+    choice = choose_source(settings, source.value if source else None, rest_url=rest_url)
     if choice.note:
         st.err.print(f"[yellow]{choice.note}[/]")
-    spec = SourceSpec(choice.kind, symbols=tuple(symbols), interval_ms=interval, rate=rate)
-    options = RunOptions(symbols=symbols, duration_s=duration / 1000 if duration is not None else None)
-    pipeline = Pipeline(settings, build_source(settings, spec.own_options_only()), choice, options)
+    spec = run_spec(
+        choice, tuple(symbols), interval_ms=interval, rate=rate, quote=quote, ws_url=ws_url,
+        rest_url=rest_url,
+    )  # fmt: skip
+    options = RunOptions(
+        symbols=symbols, duration_s=duration / 1000 if duration is not None else None,
+        quote=run_quote(spec),
+    )  # fmt: skip
+    pipeline = Pipeline(settings, build_source(settings, spec), choice, options)
     _live(st, pipeline).run(pipeline.run, in_thread=True)
     pipeline.raise_failure()
     _summary(st, pipeline)

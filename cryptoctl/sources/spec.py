@@ -1,7 +1,7 @@
 """Which source to produce from, with its options, and the one builder of a Source.
 
 `produce` fills a :class:`SourceSpec` from its flags; `run` from its flags after
-:func:`choose_source` (CoinGecko when it answers, else the synthetic market). Both build
+:func:`choose_source` (Binance trades when Binance answers, else the synthetic market). Both build
 the source with :func:`build_source`, where every usage error is raised before producing.
 """
 
@@ -18,6 +18,7 @@ from cryptoctl.errors import UsageError
 if TYPE_CHECKING:
     from cryptoctl.settings import Settings
     from cryptoctl.sources.base import Source
+    from cryptoctl.sources.coingecko import Reachability
 
 
 class SourceKind(enum.StrEnum):
@@ -217,36 +218,90 @@ def _coingecko(settings: Settings, spec: SourceSpec) -> Source:
     return CoinGeckoSource(config)
 
 
-# --- `run`: CoinGecko when it answers, the synthetic market otherwise ---------------
+# --- `run`: Binance trades when Binance answers, the synthetic market otherwise ----------
+
+# One probe, not a chain: offline, Binance -> CoinGecko -> synthetic would wait for two
+# timeouts before the first tick, and CoinGecko (a poll every 10 s) is not a trade feed.
+DEFAULT_RUN_SOURCE = SourceKind.binance
+PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
 class SourceChoice:
-    name: str  # "coingecko" | "synthetic"
-    note: str = ""  # said to the user when CoinGecko was wanted but is not used
+    name: str  # a SourceKind value
+    note: str = ""  # said to the user when the default was wanted but is not used
 
     @property
     def kind(self) -> SourceKind:
         return SourceKind(self.name)
 
+    @property
+    def fell_back(self) -> bool:
+        return bool(self.note)
+
+
+def binance_reachable(rest_url: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> Reachability:
+    """One ``GET /api/v3/ping`` (weight 1) with a short timeout: can Binance be used now?"""
+    import httpx
+
+    from cryptoctl.sources.coingecko import Reachability
+
+    base = rest_url.rstrip("/")
+    try:
+        response = httpx.get(f"{base}/api/v3/ping", timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return Reachability(False, f"cannot reach {base}: {exc.__class__.__name__}")
+    if response.status_code == 200:
+        return Reachability(True, f"{base} answered")
+    return Reachability(False, f"{base} answered HTTP {response.status_code}{_why(response)}")
+
+
+def _why(response: Any) -> str:
+    if response.status_code == 451:  # Binance's answer in the places it does not serve
+        return ": not available from this location"
+    try:
+        message = response.json().get("msg")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {str(message)[:80]}" if message else ""
+
 
 def choose_source(
     settings: Settings,
     requested: str | None,
-    probe: Callable[[Settings], Any] | None = None,
+    probe: Callable[[str], Any] | None = None,
+    *,
+    rest_url: str | None = None,
 ) -> SourceChoice:
-    """An explicit --source is used as given; otherwise CoinGecko if it answers a ping."""
+    """An explicit --source is used as given (no probe); otherwise Binance if its REST API
+    (``rest_url``, else the settings') answers a ping, else the synthetic market."""
     if requested is not None:
         return SourceChoice(requested)
-    if probe is None:
-        from cryptoctl.sources.coingecko import coingecko_reachable
-
-        probe = coingecko_reachable
-    result = probe(settings)
+    result = (probe or binance_reachable)(rest_url or settings.binance_rest_url)
     if result.ok:
-        return SourceChoice("coingecko")
+        return SourceChoice(DEFAULT_RUN_SOURCE.value)
     return SourceChoice(
-        "synthetic",
-        f"CoinGecko cannot be reached ({result.detail}); using the synthetic market instead. "
-        "Use --source coingecko to insist, or --source synthetic to skip this check.",
+        SourceKind.synthetic.value,
+        f"Binance cannot be reached ({result.detail}); using the synthetic market instead. "
+        "Use --source binance to insist, --source coinbase or kraken for another exchange, "
+        "or --source synthetic to skip this check.",
     )
+
+
+def run_spec(choice: SourceChoice, symbols: tuple[str, ...], **given: Any) -> SourceSpec:
+    """`run`'s flags as the chosen source's spec. Its --interval and --rate always hold a
+    value, so only the chosen source's are kept; the exchange flags (--quote, --ws-url,
+    --rest-url) are dropped on a fallback (the note said so) and otherwise checked by
+    :func:`build_source`, like produce's (--quote with --source synthetic: a usage error)."""
+    exchange = {name: given.pop(name, None) for name in ("quote", "ws_url", "rest_url")}
+    spec = SourceSpec(choice.kind, symbols=symbols, **given).own_options_only()
+    return spec if choice.fell_back else replace(spec, **exchange)
+
+
+def run_quote(spec: SourceSpec) -> str:
+    """The quote of every market of a run of this spec (the exchange's default, or USD)."""
+    if not spec.kind.is_exchange:
+        return "USD"
+    from cryptoctl.sources.exchange import DEFAULT_QUOTE
+
+    return (spec.quote or DEFAULT_QUOTE[spec.kind.value]).upper()

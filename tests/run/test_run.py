@@ -6,6 +6,8 @@ import io
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,19 +18,31 @@ from cryptoctl.aggregator import AggregatorStats
 from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.cache.poller import NONE_YET, NOT_CHECKED, OK, UNAVAILABLE
 from cryptoctl.db.connection import connect
-from cryptoctl.errors import DatabaseError
+from cryptoctl.errors import DatabaseError, UsageError
 from cryptoctl.pipeline.runner import Snapshot
 from cryptoctl.producer import ProducerRun, ProducerStats
 from cryptoctl.render.dashboard import dashboard, health_table, run_summary, status_line
 from cryptoctl.settings import Settings
-from cryptoctl.sources.spec import SourceChoice, choose_source
+from cryptoctl.sources.coingecko import Reachability
+from cryptoctl.sources.spec import (
+    SourceChoice,
+    binance_reachable,
+    build_source,
+    choose_source,
+    run_quote,
+    run_spec,
+)
+from tests.fakes import FakeExchange, fake_exchange
+from tests.fakes.core import RestReply, RestRequest
 from tests.helpers import stack_env
+from tests.sources.test_exchange_feed import trade_sets
 from tests.watch.pty_terminal import PtyCommand
 
 BUCKET = 1_793_491_200_000
 BTC = ("BTC", "synthetic", "USD")  # the run's market of BTC: (symbol, source, quote)
 # A market row with a price and a current 1-minute candle from Redis (HH:MM then numbers).
 PRICED_ROW = re.compile(r"BTC\s+[\d,]+\.\d+\s+\d\d:\d\d\s+[\d,]+\.\d+")
+BINANCE_DOWN = {"CRYPTOCTL_BINANCE_REST_URL": "http://127.0.0.1:9"}  # nothing listens there
 
 
 @dataclass
@@ -37,15 +51,76 @@ class Probe:
     detail: str = ""
 
 
+def no_probe(url: str) -> Probe:
+    raise AssertionError(f"an explicit --source is not checked, but {url} was pinged")
+
+
 def test_source_choice() -> None:
     s = Settings()
-    assert choose_source(s, "synthetic", lambda _: Probe(False)) == SourceChoice("synthetic")
-    assert choose_source(s, "coingecko", lambda _: Probe(False)) == SourceChoice("coingecko")
-    assert choose_source(s, None, lambda _: Probe(True)) == SourceChoice("coingecko")
+    for explicit in ("synthetic", "coingecko", "binance", "kraken"):
+        assert choose_source(s, explicit, no_probe) == SourceChoice(explicit)
+    pinged: list[str] = []
+
+    def answers(url: str) -> Probe:
+        pinged.append(url)
+        return Probe(True)
+
+    assert choose_source(s, None, answers) == SourceChoice("binance")
+    assert choose_source(s, None, answers, rest_url="http://127.0.0.1:1") == SourceChoice("binance")
+    assert pinged == ["https://api.binance.com", "http://127.0.0.1:1"]  # --rest-url, if given
     fallback = choose_source(s, None, lambda _: Probe(False, "cannot reach it: ConnectError"))
-    assert fallback.name == "synthetic"
-    assert "CoinGecko cannot be reached (cannot reach it: ConnectError)" in fallback.note
-    assert "synthetic market instead" in fallback.note
+    assert fallback.name == "synthetic" and fallback.fell_back
+    assert fallback.note == (
+        "Binance cannot be reached (cannot reach it: ConnectError); using the synthetic market"
+        " instead. Use --source binance to insist, --source coinbase or kraken for another"
+        " exchange, or --source synthetic to skip this check."
+    )
+
+
+def test_run_spec_keeps_the_chosen_sources_flags() -> None:
+    flags = {"interval_ms": 10_000, "rate": 10.0, "quote": "usdc", "ws_url": "ws://x",
+             "rest_url": "http://x"}  # fmt: skip
+    binance = run_spec(SourceChoice("binance"), ("BTC",), **flags)
+    assert (binance.quote, binance.ws_url, binance.rest_url) == ("usdc", "ws://x", "http://x")
+    assert binance.rate is None and binance.interval_ms is None
+    assert run_quote(binance) == "USDC"
+    assert run_quote(run_spec(SourceChoice("kraken"), ("BTC",), interval_ms=1, rate=1.0)) == "USD"
+    assert run_quote(run_spec(SourceChoice("binance"), ("BTC",), interval_ms=1, rate=1.0)) == "USDT"
+    fallback = run_spec(SourceChoice("synthetic", "Binance cannot be reached"), ("BTC",), **flags)
+    assert (fallback.quote, fallback.rest_url, fallback.rate) == (None, None, 10.0)
+    assert run_quote(fallback) == "USD"
+    with pytest.raises(UsageError, match="--quote is for --source binance or coinbase or kraken"):
+        build_source(Settings(), run_spec(SourceChoice("synthetic"), ("BTC",), **flags))
+
+
+SYMBOLS = ("BTC", "ETH", "SOL")  # run's default symbols
+
+
+@contextmanager
+def fake_binance(*, ping: bool = True) -> Iterator[FakeExchange]:
+    """A fake Binance streaming BTC, ETH and SOL trades (USDT) from the first subscription.
+    With ``ping`` it also answers ``GET /api/v3/ping`` with ``{}``, as Binance does (the
+    shared fakes serve only what the feed uses, so any other path is a 404)."""
+    with fake_exchange("binance", trade_sets("binance", SYMBOLS, 3_000), live=2_500) as fx:
+        if ping:
+            serve = fx.dialect.rest
+
+            def with_ping(request: RestRequest) -> RestReply:
+                return RestReply(200, {}) if request.path == "/api/v3/ping" else serve(request)
+
+            fx.dialect.rest = with_ping  # type: ignore[method-assign]
+        yield fx
+
+
+def test_the_binance_probe_pings_the_configured_rest_url() -> None:
+    with fake_binance(ping=True) as fx:
+        assert binance_reachable(fx.rest_url) == Reachability(True, f"{fx.rest_url} answered")
+        assert fx.requests["/api/v3/ping"] == 1
+    with fake_binance(ping=False) as fx:  # a server that is not Binance's API
+        answer = binance_reachable(fx.rest_url)
+        assert answer == Reachability(False, f"{fx.rest_url} answered HTTP 404")
+    down = binance_reachable("http://127.0.0.1:9", timeout_s=0.5)
+    assert down == Reachability(False, "cannot reach http://127.0.0.1:9: ConnectError")
 
 
 def snapshot(**over: Any) -> Snapshot:
@@ -64,7 +139,7 @@ def snapshot(**over: Any) -> Snapshot:
     candle = CandleDoc("BTC", BUCKET, 67000.0, 67100.0, 66900.0, 67012.5, 0.0, 9, 67000.0, None,
                        BUCKET, BUCKET + 59_000, "open", False)
     values: dict[str, Any] = {
-        "source": SourceChoice("synthetic", "CoinGecko cannot be reached (x); using the synthetic"),
+        "source": SourceChoice("synthetic", "Binance cannot be reached (x); using the synthetic"),
         "elapsed_s": 12.0, "producer": producer, "aggregator": aggregator,
         "current": {BTC: candle}, "final": {BTC: candle._replace(bucket_ms=BUCKET - 60_000)},
         "cache_status": "ok",
@@ -80,7 +155,7 @@ def test_dashboard_renders_prices_candles_and_health() -> None:
     text = console.export_text()
     assert "source synthetic" in text
     assert "market · synthetic · USD" in text  # the run's one source and quote, said once
-    assert "CoinGecko" not in text  # `run` said it once above the dashboard, not each frame
+    assert "cannot be reached" not in text  # `run` said it once above the dashboard, not each frame
     btc = next(line for line in text.splitlines() if line.strip().startswith("BTC"))
     assert "67,012.50" in btc and "00:00" in btc and "23:59" in btc and "67,100.00" in btc
     sol = next(line for line in text.splitlines() if line.strip().startswith("SOL"))
@@ -176,7 +251,7 @@ def test_run_synthetic_for_20s_stores_candles(settings: Settings) -> None:
 
 
 def test_dashboard_in_a_terminal_with_fallback_and_ctrl_c(settings: Settings) -> None:
-    env = stack_env(settings) | {"CRYPTOCTL_COINGECKO_API_URL": "http://127.0.0.1:9/api/v3"}
+    env = stack_env(settings) | BINANCE_DOWN
     term = PtyCommand(["run", "--symbols", "BTC,ETH", "--rate", "20"], env, cols=160, rows=50)
     try:
         term.wait_for(lambda s: "using the synthetic market instead" in s, timeout=30)
@@ -194,30 +269,81 @@ def test_dashboard_in_a_terminal_with_fallback_and_ctrl_c(settings: Settings) ->
     assert stored(settings)[0] >= 1
 
 
-FALLBACK = "CoinGecko cannot be reached"
+FALLBACK = "Binance cannot be reached"
+
+
+def binance_candles(settings: Settings) -> dict[str, int]:
+    """Stored 1-minute candles of each binance ?/USDT market, by symbol."""
+    with connect(settings) as conn:
+        rows = conn.execute(
+            "SELECT symbol, count(*) FROM price_aggregates_1m"
+            " WHERE source = 'binance' AND quote = 'USDT' GROUP BY symbol"
+        ).fetchall()
+    return {symbol: int(n) for symbol, n in rows}
+
+
+# An exchange feed connects only after looking for resume points on the topic (about 1 s
+# per partition, 6 here): runs of an exchange last longer than the synthetic ones.
+
+
+def test_run_binance_shows_its_markets_and_stores_their_candles(settings: Settings) -> None:
+    with fake_binance() as fx:
+        args = ["run", "--source", "binance", "--ws-url", fx.ws_url, "--rest-url", fx.rest_url,
+                "--duration", "12s"]  # fmt: skip
+        term = PtyCommand(args, stack_env(settings), cols=160, rows=50)
+        try:
+            screen = term.wait_for(
+                lambda s: "market · binance · USDT" in s and PRICED_ROW.search(s) is not None,
+                timeout=60,
+            )
+            assert "cryptoctl run · source binance" in screen
+            assert "Binance cannot be reached" not in screen
+            term.wait_for(lambda s: "pipeline stopped" in s, timeout=90)
+            assert "ticks (binance)" in term.text and "Traceback" not in term.text
+        finally:
+            term.close()
+        assert fx.requests["/api/v3/ping"] == 0  # given explicitly: no probe
+    candles = binance_candles(settings)
+    assert set(candles) == set(SYMBOLS) and candles["BTC"] >= 2, candles
+
+
+def test_the_default_is_binance_when_it_answers(settings: Settings) -> None:
+    with fake_binance() as fx:
+        env = stack_env(settings) | {
+            "CRYPTOCTL_BINANCE_REST_URL": fx.rest_url, "CRYPTOCTL_BINANCE_WS_URL": fx.ws_url,
+        }  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "cryptoctl", "run", "--symbols", "BTC", "--duration", "10s"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert fx.requests["/api/v3/ping"] == 1
+    assert result.returncode == 0, result.stderr
+    assert FALLBACK not in result.stderr and "ticks (binance)" in result.stderr
+    assert set(binance_candles(settings)) == {"BTC"}
 
 
 def test_the_fallback_is_said_once_in_a_terminal(settings: Settings) -> None:
-    env = stack_env(settings) | {"CRYPTOCTL_COINGECKO_API_URL": "http://127.0.0.1:9/api/v3"}
+    env = stack_env(settings) | BINANCE_DOWN
     term = PtyCommand(["run", "--symbols", "BTC", "--duration", "4s"], env, cols=100, rows=40)
     try:
         # Every redraw of the dashboard is in the stream: a note in it would repeat.
         term.wait_for(lambda s: "pipeline stopped" in s, timeout=90)
         assert term.text.count("cryptoctl run · source synthetic") >= 2  # several frames
         assert term.text.count(FALLBACK) == 1, term.text[-3000:]
-        assert "Use --source coingecko to insist" in term.text
+        assert "Use --source binance to insist" in term.text
     finally:
         term.close()
 
 
 def test_the_fallback_is_said_once_off_a_terminal(settings: Settings) -> None:
-    env = stack_env(settings) | {"CRYPTOCTL_COINGECKO_API_URL": "http://127.0.0.1:9/api/v3"}
+    env = stack_env(settings) | BINANCE_DOWN
     result = subprocess.run(
         [sys.executable, "-m", "cryptoctl", "run", "--symbols", "BTC", "--duration", "3s"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stderr.count(FALLBACK) == 1 and FALLBACK not in result.stdout
+    assert "Binance cannot be reached (cannot reach http://127.0.0.1:9: ConnectError)" in result.stderr
     assert "(synthetic)" in result.stderr
 
 
