@@ -12,6 +12,7 @@ partition is searched; a market found on none is new.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -89,18 +90,19 @@ def _read_range(
 
     out = _Range()
     consumer.assign([TopicPartition(settings.topic, partition, start)])
-    idle = 0
+    quiet_since = time.monotonic()
     while True:
-        messages = consumer.consume(1000, timeout=1.0)
+        # consume() waits its whole timeout unless the batch fills: a short one, so the end
+        # of a small partition is seen at once.
+        messages = consumer.consume(1000, timeout=0.05)
         if not messages:
-            idle += 1
-            if idle >= timeout:
+            if time.monotonic() - quiet_since >= timeout:
                 raise ServiceUnavailable(
                     "Kafka", settings.kafka_bootstrap,
                     f"partition {partition} of {settings.topic} sent neither data nor its end",
                 )
             continue
-        idle = 0
+        quiet_since = time.monotonic()
         for msg in messages:
             err = msg.error()
             if err is not None:
