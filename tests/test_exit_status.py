@@ -1,6 +1,6 @@
 """A test per documented exit code and cause, through the real command line (all but 1,
 an internal error or ticks the broker never acknowledged, which need a bug or a broker
-that stops answering mid-run; tests/run covers a worker's internal error).
+that stops answering mid-run; tests/pipeline/test_run.py covers a worker's internal error).
 
 Each error is one line on stderr starting with ``error:``; the codes are
 ``cryptoctl.errors.ExitCode`` and the table in docs/troubleshooting.md.

@@ -1,7 +1,7 @@
 """Options that several commands share, defined once, so a flag means one thing everywhere.
 
 Short flags: ``-s`` is always the symbols, ``-f`` the output format, ``-d`` a duration to
-stop after, ``-t`` the topic (tests/core/test_short_flags.py walks every command).
+stop after, ``-t`` the topic (tests/cli/test_short_flags.py walks every command).
 Values arrive parsed: a duration as milliseconds (int), symbols as upper-case lists; a
 bad value exits 2 with an example of a good one.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 import typer
 
-from cryptoctl.durations import parse_duration_ms
 from cryptoctl.errors import UsageError
+from cryptoctl.times import parse_duration_ms
 
 
 class OutputFormat(enum.StrEnum):

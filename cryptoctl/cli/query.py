@@ -43,7 +43,7 @@ def output_format_option() -> Any:
 
 
 def parse_time(flag: str, text: str, now_ms: int) -> int:
-    from cryptoctl.durations import parse_time_ms
+    from cryptoctl.times import parse_time_ms
 
     try:
         return parse_time_ms(text, now_ms=now_ms)
@@ -144,7 +144,7 @@ def _candles_tables(rows: Sequence[Any], interval: str, width: int) -> Any:
 
 
 def _say_empty(ctx: typer.Context, which: str, start: int, end: int) -> None:
-    from cryptoctl.durations import iso_utc
+    from cryptoctl.times import iso_utc
 
     state(ctx).err.print(
         f"no candles for {which} between {iso_utc(start)} and {iso_utc(end)} "

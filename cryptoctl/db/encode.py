@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from cryptoctl.durations import ms_datetime
 from cryptoctl.exchanges.trade import Gap
 from cryptoctl.tick import TickRow
+from cryptoctl.times import ms_datetime
 from cryptoctl.windows import Candle
 
 # A tick the windows did not accept: the tick, its offset and the watermark it was behind.

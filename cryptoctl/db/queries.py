@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from weakref import WeakKeyDictionary
 
-from cryptoctl.durations import datetime_ms, ms_datetime
+from cryptoctl.times import datetime_ms, ms_datetime
 
 if TYPE_CHECKING:
     import psycopg

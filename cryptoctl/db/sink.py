@@ -28,11 +28,11 @@ from cryptoctl.db.encode import (
     gap_row,
     late_row,
 )
-from cryptoctl.durations import ms_datetime
 from cryptoctl.errors import ConfigError, ServiceUnavailable
 from cryptoctl.exchanges.trade import Gap
 from cryptoctl.settings import Settings
 from cryptoctl.tick import TickRow
+from cryptoctl.times import ms_datetime
 from cryptoctl.windows import Candle
 
 if TYPE_CHECKING:

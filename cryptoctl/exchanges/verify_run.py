@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cryptoctl.durations import iso_utc
 from cryptoctl.errors import UsageError
 from cryptoctl.exchanges.rest import ExchangeCandle
 from cryptoctl.exchanges.trade import Market
 from cryptoctl.exchanges.verify import MINUTE_MS, Minute, MinuteCandle, compare
 from cryptoctl.exchanges.wire import ExchangeWire
+from cryptoctl.times import iso_utc
 
 SOURCES = ("binance", "coinbase", "kraken")
 # Minutes of 1-minute candles an exchange keeps (the forming one included), when limited.

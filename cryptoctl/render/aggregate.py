@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from cryptoctl.durations import format_duration_ms, iso_utc
+from cryptoctl.times import format_duration_ms, iso_utc
 
 if TYPE_CHECKING:  # annotations only: rendering a summary needs no consumer loaded
     from cryptoctl.aggregator.stats import AggregatorStats

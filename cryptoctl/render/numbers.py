@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from cryptoctl.durations import format_duration_ms
+from cryptoctl.times import format_duration_ms
 
 
 def price(value: float | None) -> str:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from cryptoctl.durations import format_duration_ms
 from cryptoctl.render import numbers as fmt
+from cryptoctl.times import format_duration_ms
 
 if TYPE_CHECKING:  # annotations only: rendering a summary needs no Kafka client loaded
     from cryptoctl.producer.loop import ProducerStats, ProducerSummary

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cryptoctl.db.queries import CandleRow, LatestPrice, Stats24h
-from cryptoctl.durations import iso_utc
+from cryptoctl.times import iso_utc
 
 Record = Mapping[str, Any]
 

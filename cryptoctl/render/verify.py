@@ -15,9 +15,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cryptoctl.durations import iso_utc
 from cryptoctl.exchanges.verify import GOOD, STATUSES, FieldDiff, Minute, counts
 from cryptoctl.exchanges.verify_run import MarketReport
+from cryptoctl.times import iso_utc
 
 SUMS = frozenset({"volume", "vwap"})
 

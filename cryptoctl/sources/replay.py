@@ -23,10 +23,10 @@ from typing import IO, Any
 
 import orjson
 
-from cryptoctl.durations import datetime_ms
 from cryptoctl.errors import DataError, InvalidTick, UsageError
 from cryptoctl.sources.base import SourceCounters, StopFlag, log, now_ms, plain_fields_ok
 from cryptoctl.tick import ValidTick, checked_tick, trusted_tick
+from cryptoctl.times import datetime_ms
 
 SOURCE = "replay"
 _BATCH = 2000

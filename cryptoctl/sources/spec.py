@@ -154,9 +154,9 @@ def _replay(spec: SourceSpec) -> Source:
 
 
 def _synthetic(spec: SourceSpec) -> Source:
-    from cryptoctl.durations import parse_time_ms
     from cryptoctl.sources.base import now_ms
     from cryptoctl.sources.synthetic import SyntheticConfig, SyntheticSource
+    from cryptoctl.times import parse_time_ms
 
     start_ms = None
     if spec.start is not None:
@@ -178,9 +178,9 @@ def _synthetic(spec: SourceSpec) -> Source:
 
 
 def _exchange(settings: Settings, spec: SourceSpec) -> Source:
-    from cryptoctl.durations import parse_time_ms
     from cryptoctl.sources.base import now_ms
     from cryptoctl.sources.exchange import ExchangeConfig, open_exchange_source
+    from cryptoctl.times import parse_time_ms
 
     since_ms = None
     if spec.since is not None:

@@ -30,7 +30,7 @@ VERSION_TIMEOUT = 10.0
 DOWN_TIMEOUT = 180.0
 LOCAL_HINT = "use the local runtime instead: cryptoctl up"
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
-# Endpoints the compose file publishes (tests/test_compose.py holds the file to these).
+# Endpoints the compose file publishes (tests/stack/test_compose.py holds the file to these).
 PUBLISHED = {e.service: e.default for e in SERVICES} | {"Kafka UI": "http://localhost:8080"}
 
 

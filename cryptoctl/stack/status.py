@@ -109,7 +109,7 @@ _Gaps = tuple[int, list[GapStatus]]
 def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus], _Gaps]:
     from cryptoctl.db.connection import connect, database_errors, db_address, timescale_available
     from cryptoctl.db.status import feed_gaps, server_version, table_rows
-    from cryptoctl.durations import iso_utc
+    from cryptoctl.times import iso_utc
 
     address = db_address(settings)
     try:

@@ -29,7 +29,7 @@ from cryptoctl.db.queries import INTERVALS, fetch_candles
 from cryptoctl.settings import Settings
 from cryptoctl.stack import binaries, local
 from tests.conftest import free_port, state_home
-from tests.query.test_rollup import (
+from tests.db.test_rollup import (
     BINANCE_BTC,
     DAY0,
     TWO_DAYS,

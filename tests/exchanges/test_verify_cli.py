@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from cryptoctl.db.connection import connect
-from cryptoctl.durations import iso_utc
 from cryptoctl.errors import ExitCode
 from cryptoctl.exchanges.rest import ExchangeCandle
 from cryptoctl.exchanges.trade import Market, Trade
 from cryptoctl.exchanges.verify import MinuteCandle, compare
 from cryptoctl.exchanges.verify_run import Plan, closed_range, plan
 from cryptoctl.settings import Settings
+from cryptoctl.times import iso_utc
 from tests.fakes import MINUTE_MS, FakeExchange, fake_exchange, reference_candles
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -22,7 +22,7 @@ from cryptoctl.stack import binaries, local
 from cryptoctl.tick import Tick
 from cryptoctl.windows import PartitionWindows
 from tests.conftest import free_port, state_home
-from tests.query.test_rollup import check_rollup
+from tests.db.test_rollup import check_rollup
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -1,4 +1,6 @@
-"""Parsing of durations (``250ms``, ``10s``, ``5m``, ``1h``, ``1d``) and points in time."""
+"""Times: points in time (epoch ms, datetimes, ISO-8601) and durations (``250ms``, ``10s``,
+``5m``, ``1h``, ``1d``), parsed and formatted. (Once `durations.py`: it is mostly about
+points in time.)"""
 
 from __future__ import annotations
 

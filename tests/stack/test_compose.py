@@ -30,7 +30,7 @@ from cryptoctl.settings import (
 )
 from cryptoctl.stack import docker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_PATH = ROOT / "compose" / "docker-compose.yml"
 REQUIRED = {"kafka", "kafka-init", "kafka-ui", "timescaledb", "redis", "pgadmin"}
 LONG_RUNNING_DATA = ("kafka", "timescaledb", "redis")

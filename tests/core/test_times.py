@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cryptoctl.durations import format_duration_ms, iso_utc, parse_duration_ms, parse_time_ms
+from cryptoctl.times import format_duration_ms, iso_utc, parse_duration_ms, parse_time_ms
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_format_duration() -> None:
 def test_datetime_ms_is_exact(ms: int) -> None:
     from datetime import timedelta
 
-    from cryptoctl.durations import datetime_ms
+    from cryptoctl.times import datetime_ms
 
     aware = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
     assert datetime_ms(aware) == ms

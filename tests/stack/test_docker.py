@@ -225,7 +225,7 @@ def test_down_failure_is_a_stack_error(fake: FakeDocker, settings: Settings) -> 
 def test_compose_file_is_found_and_packaged() -> None:
     path = docker.compose_file()
     assert path.is_file() and path.name == docker.COMPOSE_FILE_NAME
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     force = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
     assert force["compose/docker-compose.yml"] == f"cryptoctl/stack/{docker.COMPOSE_FILE_NAME}"

@@ -16,8 +16,8 @@ import pytest
 
 from cryptoctl.cache.client import Keys, market_id, redis_client
 from cryptoctl.db.connection import connect
-from cryptoctl.durations import iso_utc
 from cryptoctl.settings import Settings
+from cryptoctl.times import iso_utc
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 M = 60_000
@@ -447,7 +447,7 @@ def test_a_chart_of_several_markets_asks_for_one(cli: Any, markets: Settings) ->
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "table"])
 def test_candles_into_a_closed_pipe_exit_0_quietly(stored: Settings, fmt: str) -> None:
-    from tests.core.test_closed_pipe import into_closed_pipe
+    from tests.cli.test_closed_pipe import into_closed_pipe
     from tests.helpers import stack_env
 
     code, err = into_closed_pipe("candles", *RANGE, "--format", fmt, env=stack_env(stored))
