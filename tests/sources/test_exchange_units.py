@@ -104,4 +104,4 @@ def test_the_default_addresses_are_the_wire_modules_and_env_overrides_them() -> 
     env = {"CRYPTOCTL_COINBASE_WS_URL": "ws://127.0.0.1:1", "CRYPTOCTL_KRAKEN_REST_URL": "http://h:2"}
     settings = load_settings({}, environ=env)
     assert settings.coinbase_ws_url == "ws://127.0.0.1:1" and settings.kraken_rest_url == "http://h:2"
-    assert settings.sources["coinbase_ws_url"] == "env"
+    assert settings.origins["coinbase_ws_url"] == "env"
