@@ -42,7 +42,7 @@ from cryptoctl.sources.base import (
     now_ms,
     plain_fields_ok,
 )
-from cryptoctl.tick import Tick, ValidTick, checked_tick, is_code
+from cryptoctl.tick import Tick, TickRow, ValidTick, checked_tick, is_code
 
 if TYPE_CHECKING:
     from cryptoctl.exchanges.connection import WireConnection
@@ -64,11 +64,10 @@ _RATE_SAMPLE_S = 0.5
 MarketKey = tuple[str, str, str]
 ResumeLookup = Callable[[Sequence[MarketKey]], dict[MarketKey, tuple[int, int]]]
 
-# The Tick constructor for a trade whose numbers passed plain_fields_ok (symbol, quote and
-# source are checked once, up front): positional, in Tick's order.
-_trade_tick = cast(
-    Callable[[str, float, int, str, int, str, float, None, int, str], ValidTick], Tick
-)
+# A Tick for a trade whose numbers passed plain_fields_ok (symbol, quote and source are
+# checked once, up front): tuple.__new__ with the fields in Tick's order, a third of the
+# NamedTuple constructor's cost.
+_new_tick = cast(Callable[[type[Tick], TickRow], ValidTick], tuple.__new__)
 
 
 @dataclass(frozen=True)
@@ -370,10 +369,10 @@ class ExchangeSource:
 
     def _tick(self, market: Market, trade: Trade, recv_ts: int) -> ValidTick | None:
         if plain_fields_ok(trade.price, trade.qty, trade.ts, recv_ts):
-            return _trade_tick(
+            return _new_tick(Tick, (
                 market.symbol, trade.price, trade.ts, self.name, recv_ts, market.quote, trade.qty,
                 None, trade.trade_id, trade.side,
-            )  # fmt: skip
+            ))  # fmt: skip
         tick = Tick(
             market.symbol, trade.price, trade.ts, self.name, recv_ts, market.quote, trade.qty,
             trade_id=trade.trade_id, side=trade.side,
