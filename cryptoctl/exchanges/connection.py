@@ -12,10 +12,17 @@ keepalive's pongs do not count). It is replaced before ``wire.max_connection_s``
 after a ``Control("shutdown")``. Failed or short-lived connections are retried with
 exponential backoff and full jitter; a connection that stayed up for
 ``Backoff.healthy_s`` resets the backoff.
+
+The socket is websockets' asyncio client, on an event loop of the calling thread's own
+that runs while the loop waits for frames. Each wakeup takes every message already
+received, and :meth:`WireConnection.batches` hands them over as one list: one handoff
+per socket read instead of one ``recv`` (a coroutine, a lock, a queue) per message.
+While the caller holds a batch, nothing reads the socket: TCP holds the exchange back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -23,9 +30,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.frames import Frame, Opcode
-from websockets.sync.client import ClientConnection, connect
+from websockets.protocol import State
 
 from cryptoctl.exchanges.trade import Market
 from cryptoctl.exchanges.wire import Control, ExchangeWire, Garbage, TradeEvent
@@ -80,16 +88,95 @@ class ConnectionCounters:
     last_problem: str = ""
 
 
-class _StampedConnection(ClientConnection):
-    """A client connection that notes when the server last sent anything (a data frame or
-    a ping), which ``recv`` alone cannot tell."""
+class _FeedConnection(ClientConnection):
+    """A client connection that keeps the messages received in a list the loop takes
+    whole, and notes when the server last sent anything (a data frame or a ping), which
+    ``recv`` alone cannot tell.
 
-    last_frame_at = 0.0
+    Data frames bypass websockets' one-message-at-a-time queue; everything else (the
+    handshake's response, pongs to our keepalive) goes to it as usual, and pings and
+    closes are answered by the protocol underneath. The size limit is the protocol's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_frame_at = 0.0
+        self.inbox: list[str | bytes] = []
+        self.waiter: asyncio.Future[None] | None = None  # set while the loop waits
+        self._fragments: list[bytes] = []
+        self._text = False  # the fragmented message is text
 
     def process_event(self, event: Any) -> None:
-        if isinstance(event, Frame) and event.opcode is not Opcode.PONG:
-            self.last_frame_at = time.monotonic()
-        super().process_event(event)
+        if type(event) is not Frame:  # the handshake's response
+            super().process_event(event)
+            return
+        opcode = event.opcode
+        if opcode is Opcode.PONG:
+            super().process_event(event)
+            return
+        self.last_frame_at = time.monotonic()
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
+            self._message(event)
+
+    def _message(self, frame: Frame) -> None:
+        data: bytes = frame.data  # type: ignore[assignment]  # bytes or bytearray
+        if frame.opcode is not Opcode.CONT:
+            self._text = frame.opcode is Opcode.TEXT
+        if not frame.fin or self._fragments:  # a fragmented message (rare)
+            self._fragments.append(data)
+            if not frame.fin:
+                return
+            data = b"".join(self._fragments)
+            self._fragments = []
+        message: str | bytes = data
+        if self._text:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError:  # handed over as bytes: the wire finds it unreadable
+                message = bytes(data)
+        elif type(data) is not bytes:
+            message = bytes(data)
+        self.inbox.append(message)
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def take(self, loop: asyncio.AbstractEventLoop, timeout: float) -> list[str | bytes]:
+        """The messages received, waiting up to ``timeout`` for one when there are none.
+        ConnectionClosed once the connection is closed and every message taken."""
+        if not self.inbox and self.protocol.state is not State.CLOSED:
+            waiter = self.waiter = loop.create_future()
+            timer = loop.call_later(timeout, _done, waiter)
+            try:
+                loop.run_until_complete(waiter)
+            finally:
+                timer.cancel()
+                self.waiter = None
+        messages, self.inbox = self.inbox, []
+        if not messages and self.protocol.state is State.CLOSED:
+            raise self.protocol.close_exc
+        return messages
+
+
+def _done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
 
 
 class _Ended(Exception):
@@ -138,32 +225,44 @@ class WireConnection:
     def events(self, stop: StopFlag) -> Iterator[StreamEvent]:
         """Trades and connection events until ``stop`` is set (or the caller stops
         iterating). Never raises for network trouble: it reconnects."""
+        for batch in self.batches(stop):
+            yield from batch
+
+    def batches(self, stop: StopFlag) -> Iterator[list[StreamEvent]]:
+        """:meth:`events` in lists, in order: what one wakeup received (never empty)."""
+        loop = asyncio.new_event_loop()
+        try:
+            yield from self._connections(loop, stop)
+        finally:
+            _close_loop(loop)
+
+    def _connections(self, loop: asyncio.AbstractEventLoop, stop: StopFlag) -> Iterator[list[StreamEvent]]:
         failures = 0
         while not stop.is_set():
             url = self.wire.stream_url(self.base_url, self.markets)
             try:
-                # as a context manager, entered by hand: the session is a generator
-                opener = connect(
-                    url,
-                    open_timeout=self.open_timeout_s,
-                    close_timeout=self.close_timeout_s,
-                    proxy=self.proxy,  # type: ignore[arg-type]
-                    create_connection=_StampedConnection,
-                    max_size=2**22,
+                ws = loop.run_until_complete(
+                    connect(
+                        url,
+                        open_timeout=self.open_timeout_s,
+                        close_timeout=self.close_timeout_s,
+                        proxy=self.proxy,  # type: ignore[arg-type]
+                        create_connection=_FeedConnection,
+                        max_size=2**22,
+                    )
                 )
-                ws = opener.__enter__()
-            except (OSError, WebSocketException) as exc:
+            except (OSError, WebSocketException) as exc:  # TimeoutError is an OSError
                 failures += 1
                 self.counters.failed_connects += 1
                 self._problem(f"{self.wire.name}: connect to {url} failed: {exc!r}")
                 stop.wait(self.backoff.delay(failures, self._rng))
                 continue
-            assert isinstance(ws, _StampedConnection)
+            assert isinstance(ws, _FeedConnection)
             opened = time.monotonic()
             ended = _Ended("stopped", planned=True)
             self._announced = False
             try:
-                yield from self._session(ws, url, failures + 1, stop)
+                yield from self._session(loop, ws, url, failures + 1, stop)
             except _Ended as exc:
                 ended = exc
             except ConnectionClosed as exc:
@@ -176,11 +275,11 @@ class WireConnection:
                 self.counters.connected = False
                 if not ended.planned:  # a dead peer would hold the close handshake: do not wait
                     ws.close_timeout = min(self.close_timeout_s, 0.5)
-                opener.__exit__(None, None, None)
+                loop.run_until_complete(ws.close())
             if ended.reason != "stopped":
                 self._problem(f"{self.wire.name}: disconnected ({ended.reason})", level=logging.INFO)
             if self._announced:
-                yield Disconnected(_now_ms(), ended.reason)
+                yield [Disconnected(_now_ms(), ended.reason)]
             else:  # it broke while subscribing: a failed attempt, not a connection
                 self.counters.failed_connects += 1
                 ended.planned = ended.planned and ended.reason == "stopped"
@@ -196,18 +295,18 @@ class WireConnection:
             stop.wait(self.backoff.delay(failures, self._rng))
 
     def _session(
-        self, ws: _StampedConnection, url: str, attempt: int, stop: StopFlag
-    ) -> Iterator[StreamEvent]:
+        self, loop: asyncio.AbstractEventLoop, ws: _FeedConnection, url: str, attempt: int, stop: StopFlag
+    ) -> Iterator[list[StreamEvent]]:
         wire, counters = self.wire, self.counters
         for message in wire.subscribe(self.markets):
-            ws.send(message)
+            loop.run_until_complete(ws.send(message))
         opened = ws.last_frame_at = last_ping = time.monotonic()
         if counters.connects:
             counters.reconnects += 1
         counters.connects += 1
         counters.connected = True
         self._announced = True
-        yield Connected(_now_ms(), attempt, url)
+        yield [Connected(_now_ms(), attempt, url)]
         max_age = wire.max_connection_s
         while True:
             if stop.is_set():
@@ -222,25 +321,31 @@ class WireConnection:
             if idle >= wire.silence_s / 2 and now - last_ping >= wire.silence_s / 2:
                 ping = wire.ping()  # an idle line: ask the exchange for a sign of life
                 if ping is not None:
-                    ws.send(ping)
+                    loop.run_until_complete(ws.send(ping))
                 last_ping = now
             timeout = min(self.poll_s, wire.silence_s - idle)
             if max_age is not None:
                 timeout = min(timeout, max_age - (now - opened))
-            try:
-                frame = ws.recv(timeout=max(timeout, 0.001))
-            except TimeoutError:
+            messages = ws.take(loop, max(timeout, 0.001))
+            if not messages:
                 continue
-            counters.frames += 1
-            for event in self._parse(frame):
-                if isinstance(event, TradeEvent):
-                    counters.trades += 1
-                    yield event
-                elif isinstance(event, Garbage):
-                    counters.garbage += 1
-                    self._problem(f"{wire.name}: unreadable frame ({event.reason})", level=logging.DEBUG)
-                elif event.kind == "shutdown":
-                    raise _Ended("server shutdown", planned=True)
+            counters.frames += len(messages)
+            batch: list[StreamEvent] = []
+            for frame in messages:
+                for event in self._parse(frame):
+                    if isinstance(event, TradeEvent):
+                        batch.append(event)
+                    elif isinstance(event, Garbage):
+                        counters.garbage += 1
+                        self._problem(f"{wire.name}: unreadable frame ({event.reason})", level=logging.DEBUG)
+                    elif isinstance(event, Control) and event.kind == "shutdown":
+                        counters.trades += len(batch)
+                        if batch:
+                            yield batch
+                        raise _Ended("server shutdown", planned=True)
+            if batch:
+                counters.trades += len(batch)
+                yield batch
 
     def _parse(self, frame: str | bytes) -> list[TradeEvent | Control | Garbage]:
         try:

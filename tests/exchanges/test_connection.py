@@ -341,3 +341,34 @@ def test_stop_during_a_long_backoff_is_prompt() -> None:
     time.sleep(0.3)
     assert conn.counters.failed_connects == 1
     assert runner.close() < 1.0
+
+
+def test_batches_keep_order_and_fragmented_or_non_utf8_messages_cost_nothing_or_one_frame() -> None:
+    with fake_exchange("binance", {BTC: TRADES[:20]}, live=20, pace_s=None) as quiet:
+        conn = WireConnection(MiniBinanceWire(), [BTC], url=quiet.ws_url, proxy=None, backoff=FAST)
+        stop = threading.Event()
+        batches: queue.Queue[list[StreamEvent]] = queue.Queue()
+        thread = threading.Thread(target=lambda: [batches.put(b) for b in conn.batches(stop)], daemon=True)
+        thread.start()
+        (session,) = quiet.wait_sessions(1)
+        quiet.publish(10)
+        frame = quiet.dialect.trade_frames(session, BTC, TRADES[10])[0]
+        while len(session.sent) < 10:
+            time.sleep(0.005)
+        session.conn.send([frame[:40], frame[40:]])  # one message in two frames
+        with session.conn.protocol_mutex:  # a text frame that is not UTF-8
+            session.conn.protocol.send_text(b"\xff\xfe", fin=True)
+            session.conn.send_data()
+        quiet.publish(9)
+        seen: list[StreamEvent] = []
+        deadline = time.monotonic() + 5
+        while len([e for e in seen if isinstance(e, TradeEvent)]) < 20 and time.monotonic() < deadline:
+            batch = batches.get(timeout=5)
+            assert batch and isinstance(batch, list)
+            seen.extend(batch)
+        stop.set()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+    ids = [e.trade.trade_id for e in seen if isinstance(e, TradeEvent)]
+    assert ids == [*range(1, 12), *range(11, 20)]  # the fake then publishes #11 again
+    assert isinstance(seen[0], Connected) and conn.counters.garbage == 1 and conn.counters.reconnects == 0
