@@ -171,13 +171,13 @@ BEGIN
                      AND table_name = 'price_aggregates_1m' AND column_name = 'source') THEN
         ALTER TABLE price_aggregates_1m ADD COLUMN source text, ADD COLUMN quote text,
             ADD COLUMN open_trade_id bigint, ADD COLUMN close_trade_id bigint;
-        UPDATE price_aggregates_1m c SET
-            source = coalesce((SELECT r.source FROM raw_price_data r WHERE r.symbol = c.symbol
-                               GROUP BY r.source ORDER BY count(*) DESC, r.source LIMIT 1),
-                              'unknown'),
-            quote = coalesce((SELECT r.quote FROM raw_price_data r WHERE r.symbol = c.symbol
-                              GROUP BY r.quote ORDER BY count(*) DESC, r.quote LIMIT 1),
-                             'USD');
+        -- Each symbol's most frequent (source, quote), counted once: not per candle.
+        UPDATE price_aggregates_1m c SET source = m.source, quote = m.quote
+          FROM (SELECT DISTINCT ON (symbol) symbol, source, quote
+                  FROM raw_price_data GROUP BY symbol, source, quote
+                 ORDER BY symbol, count(*) DESC, source, quote) m
+         WHERE m.symbol = c.symbol;
+        UPDATE price_aggregates_1m SET source = 'unknown', quote = 'USD' WHERE source IS NULL;
         ALTER TABLE price_aggregates_1m ALTER COLUMN source SET NOT NULL,
             ALTER COLUMN quote SET NOT NULL;
         ALTER TABLE price_aggregates_1m DROP CONSTRAINT price_aggregates_1m_pkey;
