@@ -3,10 +3,12 @@
 -- Runs unchanged on plain PostgreSQL 15+; uses TimescaleDB hypertables when the extension
 -- is installed. Applying it twice changes nothing.
 --
--- Schema version 2 (table cryptoctl_schema): candles, raw and late ticks are keyed by the
--- market (source, symbol, quote) and carry exchange trade ids; the per-market trade
--- checkpoint and recorded feed gaps are new. A version-1 database (cryptoctl 0.1) is
--- migrated in place by the block after the tables, keeping its candles.
+-- Schema version 3 (table cryptoctl_schema). Version 2: candles, raw and late ticks are
+-- keyed by the market (source, symbol, quote) and carry exchange trade ids; the per-market
+-- trade checkpoint and recorded feed gaps. Version 3: price alerts on any market, with
+-- change-within-a-window rules, repeat, notify targets, per-market rule state and an outbox
+-- of fired events. Older databases (cryptoctl 0.1 = version 1, version 2) are migrated in
+-- place by the block after the tables, keeping their candles and rules.
 
 CREATE TABLE IF NOT EXISTS cryptoctl_schema (
     version     integer NOT NULL,
@@ -86,15 +88,79 @@ CREATE TABLE IF NOT EXISTS late_ticks (
 );
 CREATE INDEX IF NOT EXISTS late_ticks_symbol_time_idx ON late_ticks (symbol, time DESC);
 
+-- Price alert rules. A rule names a symbol and, optionally, a source and a quote (null:
+-- every market of the symbol, each firing on its own). above/below: threshold is a price;
+-- change: threshold is a percentage and window_ms the event-time window it is measured
+-- over. One-shot rules go inactive when they fire (triggered_at); repeat rules re-arm once
+-- the condition has been false again. notify: apprise / http(s) URLs to deliver events to.
 CREATE TABLE IF NOT EXISTS price_alerts (
     id            bigserial PRIMARY KEY,
     symbol        text NOT NULL,
-    condition     text NOT NULL CHECK (condition IN ('above', 'below')),
+    condition     text NOT NULL CHECK (condition IN ('above', 'below', 'change')),
     threshold     double precision NOT NULL CHECK (threshold > 0),
     active        boolean NOT NULL DEFAULT true,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    triggered_at  timestamptz
+    triggered_at  timestamptz,
+    source        text,
+    quote         text,
+    window_ms     bigint CHECK (window_ms > 0),
+    repeat        boolean NOT NULL DEFAULT false,
+    notify        text[] NOT NULL DEFAULT '{}',
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT price_alerts_window_check CHECK ((condition = 'change') = (window_ms IS NOT NULL))
 );
+
+-- Per rule and market: whether it is armed (may fire on the next tick that meets it), how
+-- often it fired and when. Written by the aggregator in the transaction of the candles and
+-- offsets of the ticks that changed it, so a replay after a crash sees the state those
+-- ticks left. window_state: the aggregator's own encoding of a change rule's window.
+CREATE TABLE IF NOT EXISTS alert_state (
+    alert_id       bigint NOT NULL REFERENCES price_alerts (id) ON DELETE CASCADE,
+    source         text NOT NULL,
+    symbol         text NOT NULL,
+    quote          text NOT NULL,
+    armed          boolean NOT NULL DEFAULT true,
+    fired          bigint NOT NULL DEFAULT 0,
+    last_fired_at  timestamptz,
+    window_state   jsonb,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (alert_id, source, symbol, quote)
+);
+
+-- Fired alerts: the outbox. One row per firing, inserted with the candles and offsets of
+-- the tick that fired it (the unique key makes a replayed tick unable to fire twice), then
+-- published and delivered after commit. alert_id has no foreign key: history outlives
+-- `alerts rm`. delivered: pending until every notify target took it (delivered_targets),
+-- failed when the retry budget ran out.
+CREATE TABLE IF NOT EXISTS alert_events (
+    id                 bigserial PRIMARY KEY,
+    alert_id           bigint NOT NULL,
+    source             text NOT NULL,
+    symbol             text NOT NULL,
+    quote              text NOT NULL,
+    condition          text NOT NULL,
+    threshold          double precision NOT NULL,
+    window_ms          bigint,
+    price              double precision NOT NULL,     -- the tick that fired it
+    reference          double precision,              -- change: the window's low or high
+    time               timestamptz NOT NULL,          -- that tick's event time
+    fired_at           timestamptz NOT NULL DEFAULT now(),
+    kafka_partition    integer NOT NULL,
+    kafka_offset       bigint NOT NULL,
+    notify             text[] NOT NULL DEFAULT '{}',
+    published          boolean NOT NULL DEFAULT false, -- sent on the Redis channel
+    delivered          text NOT NULL DEFAULT 'pending'
+                       CHECK (delivered IN ('pending', 'delivered', 'failed')),
+    delivered_targets  text[] NOT NULL DEFAULT '{}',
+    attempts           integer NOT NULL DEFAULT 0,
+    next_attempt_at    timestamptz NOT NULL DEFAULT now(),
+    last_error         text,
+    delivered_at       timestamptz,
+    UNIQUE (alert_id, source, symbol, quote, kafka_partition, kafka_offset)
+);
+CREATE INDEX IF NOT EXISTS alert_events_pending_idx
+    ON alert_events (next_attempt_at) WHERE delivered = 'pending' OR NOT published;
+CREATE INDEX IF NOT EXISTS alert_events_fired_idx ON alert_events (fired_at DESC);
 
 -- The aggregator's checkpoint: per (group, topic, partition) the next offset to read, the
 -- watermark, the owner epoch that fences stale consumers, and the broker cluster id the
@@ -158,13 +224,14 @@ CREATE TABLE IF NOT EXISTS feed_gaps (
     UNIQUE (source, symbol, quote, first_trade_id, last_trade_id)
 );
 
--- From schema version 1: market columns (candles of one symbol were one market then; the
--- source and quote its raw ticks name most, else 'unknown'/'USD'), trade ids, new views.
+-- Older databases. From schema version 1: market columns (candles of one symbol were one
+-- market then; the source and quote its raw ticks name most, else 'unknown'/'USD'), trade
+-- ids, new views. From version 2: the alert rule columns.
 DO $$
 BEGIN
-    IF (SELECT max(version) FROM cryptoctl_schema) > 2 THEN
+    IF (SELECT max(version) FROM cryptoctl_schema) > 3 THEN
         RAISE EXCEPTION 'cryptoctl: this database has schema version %, newer than this'
-            ' cryptoctl (2): upgrade cryptoctl', (SELECT max(version) FROM cryptoctl_schema);
+            ' cryptoctl (3): upgrade cryptoctl', (SELECT max(version) FROM cryptoctl_schema);
     END IF;
     IF NOT EXISTS (SELECT 1 FROM information_schema.columns
                    WHERE table_schema = current_schema()
@@ -191,8 +258,23 @@ BEGIN
         DROP VIEW IF EXISTS v_latest_prices;
         DROP VIEW IF EXISTS v_price_stats_24h;
     END IF;
-    DELETE FROM cryptoctl_schema WHERE version < 2;
-    INSERT INTO cryptoctl_schema (version) SELECT 2
+    -- From version 2 (and 1): alert rules on any market, change rules, repeat, notify.
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema()
+                     AND table_name = 'price_alerts' AND column_name = 'window_ms') THEN
+        ALTER TABLE price_alerts ADD COLUMN source text, ADD COLUMN quote text,
+            ADD COLUMN window_ms bigint CHECK (window_ms > 0),
+            ADD COLUMN repeat boolean NOT NULL DEFAULT false,
+            ADD COLUMN notify text[] NOT NULL DEFAULT '{}',
+            ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+        ALTER TABLE price_alerts DROP CONSTRAINT IF EXISTS price_alerts_condition_check;
+        ALTER TABLE price_alerts ADD CONSTRAINT price_alerts_condition_check
+            CHECK (condition IN ('above', 'below', 'change'));
+        ALTER TABLE price_alerts ADD CONSTRAINT price_alerts_window_check
+            CHECK ((condition = 'change') = (window_ms IS NOT NULL));
+    END IF;
+    DELETE FROM cryptoctl_schema WHERE version < 3;
+    INSERT INTO cryptoctl_schema (version) SELECT 3
     WHERE NOT EXISTS (SELECT 1 FROM cryptoctl_schema);
 END
 $$;
@@ -220,6 +302,31 @@ SELECT source, symbol, quote,
 FROM price_aggregates_1m
 WHERE bucket >= now() - interval '24 hours'
 GROUP BY source, symbol, quote;
+
+-- A running aggregator reloads its alert rules, and the delivery worker wakes for new
+-- events, on these notifications (sent at commit; the payload names the schema, so
+-- listeners of other schemas in one database can ignore it). Both also poll.
+CREATE OR REPLACE FUNCTION cryptoctl_alert_rules_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('cryptoctl_alert_rules', current_schema());
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER price_alerts_changed
+    AFTER INSERT OR UPDATE OR DELETE ON price_alerts
+    FOR EACH STATEMENT EXECUTE FUNCTION cryptoctl_alert_rules_changed();
+
+CREATE OR REPLACE FUNCTION cryptoctl_alert_fired() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('cryptoctl_alert_events', current_schema());
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER alert_events_fired
+    AFTER INSERT ON alert_events
+    FOR EACH STATEMENT EXECUTE FUNCTION cryptoctl_alert_fired();
 
 -- TimescaleDB, where present: hypertables on the time columns. The extension's functions
 -- live in the extension's schema, which is not on cryptoctl's search_path (only its own
