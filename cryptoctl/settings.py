@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from cryptoctl.endpoints import KAFKA, POSTGRES, REDIS, SERVICES
 from cryptoctl.errors import ConfigError
+from cryptoctl.times import parse_duration_ms
 
 DEFAULT_KAFKA_BOOTSTRAP = KAFKA.default
 DEFAULT_DATABASE_URL = POSTGRES.default
@@ -64,6 +65,10 @@ class Settings:
     coinbase_rest_url: str = EXCHANGE_URLS["coinbase"][1]
     kraken_ws_url: str = EXCHANGE_URLS["kraken"][0]
     kraken_rest_url: str = EXCHANGE_URLS["kraken"][1]
+    # Alert delivery (cryptoctl.alerts.delivery): tries per event before it is marked
+    # failed, and the first wait between tries (doubled each time, capped, with jitter).
+    alert_attempts: int = 8
+    alert_backoff: str = "5s"
     # Extra librdkafka properties for a real cluster (security.protocol, sasl.*, ...),
     # from the config file's [kafka] table.
     kafka_config: Mapping[str, str] = field(default_factory=dict)
@@ -73,6 +78,10 @@ class Settings:
     @property
     def dlq(self) -> str:
         return self.dlq_topic or f"{self.topic}.dlq"
+
+    @property
+    def alert_backoff_ms(self) -> int:
+        return parse_duration_ms(self.alert_backoff)
 
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with some values replaced (flags resolved after the first load)."""
@@ -91,6 +100,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "dlq_topic": ("CRYPTOCTL_DLQ_TOPIC",),
     "partitions": ("CRYPTOCTL_PARTITIONS",),
     "group": ("CRYPTOCTL_GROUP",),
+    "alert_attempts": ("CRYPTOCTL_ALERT_ATTEMPTS",),
+    "alert_backoff": ("CRYPTOCTL_ALERT_BACKOFF",),
     "coingecko_api_key": ("CRYPTOCTL_COINGECKO_API_KEY", "COINGECKO_API_KEY"),
     "coingecko_api_url": ("CRYPTOCTL_COINGECKO_API_URL",),
     **{
@@ -133,10 +144,26 @@ def _redis_url(value: Any) -> str:
     return url
 
 
+def _positive_duration(name: str) -> Callable[[Any], str]:
+    def conv(value: Any) -> str:
+        text = str(value)
+        try:
+            ms = parse_duration_ms(text)
+        except ValueError as exc:
+            raise ConfigError(f"setting {name}: {exc}") from None
+        if ms <= 0:
+            raise ConfigError(f"setting {name} must be longer than zero, e.g. 5s")
+        return text
+
+    return conv
+
+
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "home": lambda v: Path(v).expanduser(),
     "redis_url": _redis_url,
     "partitions": _to_int("partitions"),
+    "alert_attempts": _to_int("alert_attempts"),
+    "alert_backoff": _positive_duration("alert_backoff"),
     "kafka_config": lambda v: {str(k): str(x) for k, x in dict(v).items()},
 }
 

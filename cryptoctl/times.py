@@ -103,3 +103,18 @@ def iso_utc(ms: int) -> str:
     dt = ms_datetime(ms)
     text = dt.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
     return text.replace("+00:00", "Z")
+
+
+def duration_text(ms: int) -> str:
+    """The shortest exact form a duration flag takes: 600000 -> ``10m``, 5400000 ->
+    ``1h30m``, 1500 -> ``1500ms`` (parse_duration_ms reads each back to the same value)."""
+    if ms <= 0:
+        return "0s"
+    if ms % 1000:
+        return f"{ms}ms"
+    parts, rest = [], ms
+    for unit in ("w", "d", "h", "m", "s"):
+        count, rest = divmod(rest, _UNITS_MS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

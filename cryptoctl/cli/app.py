@@ -22,7 +22,7 @@ from cryptoctl.settings import redact
 # discovered, so a new command module needs no edit here.
 COMMAND_ORDER = [
     "run", "up", "down", "status", "produce", "watch", "aggregate",
-    "candles", "prices", "stats", "db", "config",
+    "candles", "prices", "stats", "alerts", "db", "config",
 ]
 
 
