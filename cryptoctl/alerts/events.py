@@ -4,6 +4,7 @@ of a webhook, a message on the Redis channel, a row of ``alerts history --format
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +95,7 @@ def event_json(e: AlertEvent) -> str:
     return json.dumps(event_record(e), ensure_ascii=False, allow_nan=False)
 
 
-def event_from_row(row: tuple[Any, ...]) -> AlertEvent:
+def event_from_row(row: Sequence[Any]) -> AlertEvent:
     """An AlertEvent from a row selected with :data:`EVENT_COLUMNS`."""
     return AlertEvent(*row)
 
