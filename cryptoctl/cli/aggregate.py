@@ -50,6 +50,7 @@ def aggregate(
     Ctrl-C aborts.
     """
     from cryptoctl.aggregator import Aggregator, AggregatorOptions
+    from cryptoctl.alerts.delivery import DeliveryWorker
 
     st = state(ctx)
     settings = st.settings(topic=topic, group=group)
@@ -59,7 +60,12 @@ def aggregate(
         wedged_after_ms=wedged_after or None,
     )  # fmt: skip
     aggregator = Aggregator(settings, options)
-    final = _live(st, aggregator).run(aggregator.run, in_thread=True)
+    # Fired alerts go out from a thread of their own: delivery never slows the aggregator.
+    deliverer = DeliveryWorker(settings).start()
+    try:
+        final = _live(st, aggregator).run(aggregator.run, in_thread=True)
+    finally:
+        deliverer.stop()
     _print_summary(st, final, fmt)
 
 

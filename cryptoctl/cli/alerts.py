@@ -5,19 +5,26 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import typer
 
-from cryptoctl.cli.context import state
+from cryptoctl.cli.context import CliState, state
 from cryptoctl.cli.options import (
     FILTER_SYMBOLS_HELP,
     OutputFormat,
+    WatchFormat,
+    format_option,
     market_source_option,
     quote_option,
+    stop_after_option,
     symbols_option,
 )
 from cryptoctl.cli.query import emit, output_format_option, parse_time
 from cryptoctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from cryptoctl.alerts.events import AlertEvent
 
 alerts_app = typer.Typer(
     help="Price alerts: rules the aggregator fires exactly once, and where they go.",
@@ -140,6 +147,65 @@ def history(
             return
     table = partial(history_table, width=st.out.width)
     emit(fmt, events, record=event_record, fields=EVENT_FIELDS, table=table, ctx=ctx)
+
+
+@alerts_app.command("watch")
+def watch(
+    ctx: typer.Context,
+    last: int = typer.Option(5, "--last", min=0, help="First show this many stored events (0: none)."),
+    fmt: WatchFormat = format_option(
+        WatchFormat.table, "A line per event, or jsonl: one JSON object per line."
+    ),
+    duration: int | None = stop_after_option(),
+) -> None:
+    """Alerts as they fire, one line each (a terminal bell on a TTY): the last few stored
+    events first, then the Redis channel live. Ctrl-C stops."""
+    import threading
+
+    from cryptoctl.alerts import store
+    from cryptoctl.alerts.watch import follow_events
+    from cryptoctl.cli.signals import stop_on_signals
+
+    st = state(ctx)
+    settings = st.settings()
+    stop = threading.Event()
+    show = _EventPrinter(st, fmt, bell=st.stdout_is_tty and fmt is WatchFormat.table)
+    # Subscribed before the stored events are read: an event fired in between is not lost
+    # (and not shown twice: the printer knows the ids it showed).
+    events = follow_events(settings, stop, duration_s=duration / 1000 if duration else None)
+    for event in reversed(store.history(settings, limit=last) if last else []):
+        show(event, live=False)
+    st.err.print("[dim]watching for alerts (Ctrl-C stops)…[/]")
+    with stop_on_signals(stop):
+        for event in events:
+            show(event, live=True)
+    count = show.live
+    st.err.print(f"[dim]{count} alert{'' if count == 1 else 's'} while watching[/]")
+
+
+class _EventPrinter:
+    """A line (or a JSON object) per event to stdout, each event once."""
+
+    def __init__(self, st: CliState, fmt: WatchFormat, *, bell: bool) -> None:
+        self.out, self.fmt, self.bell = st.out, fmt, bell
+        self.shown: set[int] = set()
+        self.live = 0
+
+    def __call__(self, event: AlertEvent, *, live: bool) -> None:
+        from cryptoctl.alerts.events import event_json
+        from cryptoctl.render.alerts import event_line
+
+        if event.id in self.shown:
+            return
+        self.shown.add(event.id)
+        self.live += live
+        if self.fmt is WatchFormat.jsonl:
+            self.out.file.write(event_json(event) + "\n")
+            self.out.file.flush()
+            return
+        end = "\a\n" if live and self.bell else "\n"
+        self.out.print(event_line(event), end=end, no_wrap=True, overflow="ellipsis")
+        self.out.file.flush()
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from cryptoctl.cli.options import duration_option, source_option, stop_after_opt
 from cryptoctl.sources.spec import default_shown
 
 if TYPE_CHECKING:
+    from cryptoctl.alerts.delivery import DeliveryWorker
     from cryptoctl.cli.live import LiveRun
     from cryptoctl.pipeline.runner import Pipeline
 
@@ -61,6 +62,7 @@ def run(
     process. Ctrl-C stops producer and aggregator cleanly; the stack
     keeps running (`cryptoctl down` stops it).
     """
+    from cryptoctl.alerts.delivery import DeliveryWorker
     from cryptoctl.pipeline.runner import Pipeline, RunOptions
     from cryptoctl.sources.spec import build_source, choose_source, run_quote, run_spec
     from cryptoctl.stack.local import up
@@ -80,12 +82,16 @@ def run(
         quote=run_quote(spec),
     )  # fmt: skip
     pipeline = Pipeline(settings, build_source(settings, spec), choice, options)
-    _live(st, pipeline).run(pipeline.run, in_thread=True)
+    deliverer = DeliveryWorker(settings).start()  # fired alerts, beside the aggregator
+    try:
+        _live(st, pipeline, deliverer).run(pipeline.run, in_thread=True)
+    finally:
+        deliverer.stop()
     pipeline.raise_failure()
     _summary(st, pipeline)
 
 
-def _live(st: CliState, pipeline: Pipeline) -> LiveRun[None]:
+def _live(st: CliState, pipeline: Pipeline, deliverer: DeliveryWorker) -> LiveRun[None]:
     """The dashboard on a terminal (stdout), else a status line on stderr now and then."""
     from cryptoctl.cli.live import LiveRun, Status
     from cryptoctl.render.dashboard import dashboard, status_line
@@ -93,7 +99,10 @@ def _live(st: CliState, pipeline: Pipeline) -> LiveRun[None]:
     topic, symbols = pipeline.settings.topic, pipeline.options.symbols
 
     def view() -> Any:
-        return dashboard(pipeline.snapshot(), symbols=symbols, topic=topic, width=st.out.width)
+        return dashboard(
+            pipeline.snapshot(), symbols=symbols, topic=topic, width=st.out.width,
+            alerts=deliverer.recent(),
+        )  # fmt: skip
 
     status = Status(
         view=view, line=lambda: status_line(pipeline.snapshot()), screen="stdout", transient=False,

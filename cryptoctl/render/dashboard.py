@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cryptoctl.alerts.events import AlertEvent
 from cryptoctl.cache import poller
 from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.pipeline.runner import Snapshot
@@ -140,13 +141,31 @@ def header(snap: Snapshot, topic: str) -> Text:
     return text
 
 
+ALERT_LINES = 3  # recent alerts the dashboard shows
+
+
+def alert_lines(alerts: Sequence[AlertEvent], width: int = FULL_WIDTH) -> list[Text]:
+    """A line per recent alert, newest first, cut to the width (never wrapped)."""
+    from cryptoctl.render.alerts import event_line
+
+    lines = []
+    for event in alerts[:ALERT_LINES]:
+        line = Text("alert ", style="bold yellow") + event_line(event)
+        line.truncate(width, overflow="ellipsis")
+        line.no_wrap = True
+        lines.append(line)
+    return lines
+
+
 def dashboard(
-    snap: Snapshot, *, symbols: Sequence[str], topic: str, width: int = FULL_WIDTH
-) -> RenderableType:
+    snap: Snapshot, *, symbols: Sequence[str], topic: str, width: int = FULL_WIDTH,
+    alerts: Sequence[AlertEvent] = (),
+) -> RenderableType:  # fmt: skip
     # A source note (CoinGecko unreachable) is not repeated here: `run` printed it once,
     # in full, just above the dashboard, where it stays.
     parts: list[RenderableType] = [header(snap, topic)]
     parts += [market_table(snap, symbols, width=width), health_table(snap)]
+    parts += alert_lines(alerts, width)
     problem = snap.producer.last_problem or snap.aggregator.last_error
     if problem:
         parts.append(Text(f"last problem: {problem}", style="yellow"))

@@ -133,5 +133,8 @@ def status_view(status: StackStatus, width: int = STATUS_WIDE) -> RenderableType
             cells = [g.market, ids, between, *([g.reason] if wide else [])]
             gaps.add_row(*cells)
         parts += [Text(), gaps]
+    if status.alert_deliveries_failed:
+        line = f"alerts: {status.alert_deliveries_failed:,} failed deliveries (`cryptoctl alerts history`)"
+        parts += [Text(), Text(line, style="yellow")]
     return Group(*parts)
 

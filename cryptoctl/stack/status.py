@@ -61,6 +61,7 @@ class StackStatus:
     cluster_id: str | None = None
     gaps: list[GapStatus] = field(default_factory=list)  # the newest few
     gaps_total: int = 0
+    alert_deliveries_failed: int = 0  # fired alerts whose delivery ran out of retries
 
     @property
     def all_up(self) -> bool:
@@ -146,6 +147,21 @@ def _probe_redis(settings: Settings) -> ServiceStatus:
 
 
 
+def _probe_alert_failures(settings: Settings, postgres_up: bool) -> int:
+    """Fired alerts whose delivery gave up; 0 when PostgreSQL (or the table) is not there."""
+    from cryptoctl.alerts.store import failed_deliveries
+    from cryptoctl.db.connection import session
+    from cryptoctl.errors import CryptoctlError
+
+    if not postgres_up:
+        return 0
+    try:
+        with session(settings, "counting failed alert deliveries", autocommit=True) as conn:
+            return failed_deliveries(conn)
+    except CryptoctlError:
+        return 0
+
+
 def stack_status(settings: Settings) -> StackStatus:
     from cryptoctl.stack.local import running_records
 
@@ -160,5 +176,6 @@ def stack_status(settings: Settings) -> StackStatus:
             ServiceStatus(**{**status.__dict__, "pid": record.pid if record else None})
         )
     return StackStatus(
-        services, topics, tables, str(settings.home), cluster_id, gaps, gaps_total
-    )
+        services, topics, tables, str(settings.home), cluster_id, gaps, gaps_total,
+        _probe_alert_failures(settings, postgres.up),
+    )  # fmt: skip

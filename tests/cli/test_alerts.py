@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cryptoctl.db.connection import connect
 from cryptoctl.settings import Settings
 from tests.alerts.outbox import T0, fire
 
@@ -121,3 +122,20 @@ def test_a_rule_watches_one_symbol(settings: Settings, cli: Any) -> None:
     result = cli("alerts", "add", "--symbol", "BTC,ETH", "--above", "1")
     assert result.exit_code == 2 and "give --symbol once" in result.stderr
     assert json.loads(cli("alerts", "list", "-f", "json").stdout) == []
+
+
+def test_aggregate_delivers_fired_alerts_and_status_counts_failed_ones(
+    settings: Settings, cli: Any
+) -> None:
+    from tests.alerts.outbox import event_row
+
+    pending = fire(settings, 4)
+    result = cli("aggregate", "--until-idle", "1s", "--duration", "20s")
+    assert result.exit_code == 0, result.stderr
+    assert event_row(settings, pending)["delivered"] == "delivered"  # by the worker of `aggregate`
+    failed = fire(settings, 5)
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("UPDATE alert_events SET delivered = 'failed' WHERE id = %s", (failed,))
+    status = cli("status", "--format", "json")
+    assert json.loads(status.stdout)["alert_deliveries_failed"] == 1
+    assert "alerts: 1 failed deliveries" in cli("status").stdout

@@ -382,3 +382,23 @@ def test_a_worker_error_reaches_the_one_handler_as_it_is(
     assert "hunter2" not in result.stdout + result.stderr
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(line), result.stderr
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_dashboard_shows_a_line_per_recent_alert_within_the_width(width: int) -> None:
+    from cryptoctl.alerts.events import AlertEvent
+
+    alerts = [
+        AlertEvent(10 + i, 3, "coingecko", "ETHEREUMCLASSICLONGNAME", "USDT", "change", 12.5,
+                   5_400_000, 12_345.678, 11_000.0, BUCKET, BUCKET, "delivered")
+        for i in range(4)
+    ] + [AlertEvent(5, 1, "binance", "BTC", "USDT", "above", 100_000.0, None, 100_012.5, None,
+                    BUCKET, BUCKET, "pending")]  # fmt: skip
+    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
+    console.print(dashboard(snapshot(), symbols=["BTC"], topic="t", width=width, alerts=alerts[3:]))
+    lines = [line for line in console.export_text().splitlines() if line.startswith("alert ")]
+    assert len(lines) == 2 and all(len(line) <= width for line in lines)
+    assert lines[1].startswith("alert 00:00:00  BTC/USDT binance  100,012.50  above 100000")
+    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
+    console.print(dashboard(snapshot(), symbols=["BTC"], topic="t", width=width, alerts=alerts))
+    assert sum(line.startswith("alert ") for line in console.export_text().splitlines()) == 3
