@@ -46,8 +46,9 @@ def aggregate(
     Joins the consumer group (run several to split the partitions), keeps one watermark
     per partition, writes candles, raw ticks, late ticks and offsets to PostgreSQL in one
     transaction per flush, then the latest price and candles to Redis. Invalid messages
-    go to the dead-letter topic. Ctrl-C/SIGTERM: final flush and a summary; a second
-    Ctrl-C aborts.
+    go to the dead-letter topic. Fired price alerts are delivered from the outbox by a
+    thread beside it (`cryptoctl alerts`). Ctrl-C/SIGTERM: final flush and a summary; a
+    second Ctrl-C aborts.
     """
     from cryptoctl.aggregator import Aggregator, AggregatorOptions
     from cryptoctl.alerts.delivery import DeliveryWorker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -89,6 +90,9 @@ def add(
     stored = add_rule(st.settings(), rule)
     if fmt is OutputFormat.table:
         st.err.print(f"[green]✓[/] alert {stored.id}: {stored.market} {stored.describe()}")
+        return
+    if fmt is OutputFormat.json:  # one object, so that `| jq .id` is the new rule's id
+        st.out.file.write(json.dumps(rule_record(stored), indent=2, ensure_ascii=False) + "\n")
         return
     emit(fmt, [stored], record=rule_record, fields=RULE_FIELDS, table=lambda rows: None, ctx=ctx)
 

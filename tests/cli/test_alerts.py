@@ -16,7 +16,7 @@ from tests.alerts.outbox import T0, fire
 def test_add_prints_the_rule_with_its_id_and_list_shows_it(settings: Settings, cli: Any) -> None:
     added = cli("alerts", "add", "--symbol", "btc", "--above", "100000", "--format", "json")
     assert added.exit_code == 0, added.stderr
-    [rule] = json.loads(added.stdout)
+    rule = json.loads(added.stdout)
     assert rule["id"] > 0
     assert {k: rule[k] for k in ("symbol", "source", "quote", "condition", "threshold", "window")} == {
         "symbol": "BTC", "source": None, "quote": None, "condition": "above",
@@ -41,7 +41,7 @@ def test_add_prints_the_rule_with_its_id_and_list_shows_it(settings: Settings, c
 
 
 def test_rm_removes_the_rule_and_an_unknown_id_is_a_usage_error(settings: Settings, cli: Any) -> None:
-    [rule] = json.loads(cli("alerts", "add", "-s", "ETH", "--below", "3000", "-f", "json").stdout)
+    rule = json.loads(cli("alerts", "add", "-s", "ETH", "--below", "3000", "-f", "json").stdout)
     removed = cli("alerts", "rm", str(rule["id"]))
     assert removed.exit_code == 0 and f"removed alert {rule['id']}" in removed.stderr
     assert json.loads(cli("alerts", "list", "-f", "json").stdout) == []
