@@ -40,11 +40,13 @@ POLL_S = 2.0
 HTTP_TIMEOUT_S = 5.0
 MAX_BACKOFF_MS = 300_000  # one wait between tries is at most 5 minutes
 RECENT = 8  # events kept for the dashboard
+PER_PASS = 500  # events one pass tries at most (the next pass goes on at once)
 
 _DUE = (
     f"SELECT {EVENT_COLUMNS}, published, notify, delivered_targets FROM alert_events"
     " WHERE (delivered = 'pending' OR NOT published) AND delivered <> 'failed'"
-    " AND next_attempt_at <= now() ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    " AND next_attempt_at <= now() AND id <> ALL(%s)"
+    " ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 
 
@@ -144,8 +146,8 @@ class DeliveryWorker:
             while not stop.is_set():
                 try:
                     listener = listener or self._listen()
-                    self.deliver_due()
-                    self._wait(listener, stop)
+                    if self.deliver_due() < PER_PASS:
+                        self._wait(listener, stop)
                 except Exception as exc:  # never let delivery take the process down
                     self._count(last_error=f"{type(exc).__name__}: {exc}")
                     _close(listener)
@@ -181,18 +183,21 @@ class DeliveryWorker:
     # --- one pass ------------------------------------------------------------------
 
     def deliver_due(self) -> int:
-        """Deliver every event due now, one transaction each; how many were tried."""
+        """Try each event due now once, up to PER_PASS (one transaction each); how many were
+        tried. An
+        event a try left due again (a short backoff) waits for the next pass."""
         from cryptoctl.db.connection import connect
 
-        tried = 0
+        tried: list[int] = []
         with connect(self.settings) as conn:
-            while True:
+            while len(tried) < PER_PASS:
                 with conn.transaction():
-                    row = conn.execute(_DUE).fetchone()
+                    row = conn.execute(_DUE, (tried,)).fetchone()
                     if row is None:
-                        return tried
+                        return len(tried)
                     self._deliver(conn, row)
-                tried += 1
+                tried.append(int(row[0]))
+        return len(tried)
 
     def _deliver(self, conn: psycopg.Connection[Any], row: Sequence[Any]) -> None:
         event = event_from_row(row[:-3])

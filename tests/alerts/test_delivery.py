@@ -195,3 +195,31 @@ def test_a_running_worker_wakes_on_a_new_event(fast: Settings) -> None:
         assert event_row(fast, event_id)["delivered"] == "delivered"
     finally:
         worker.stop()
+
+
+def test_redis_down_leaves_the_event_to_be_published_later_and_targets_are_not_resent(
+    fast: Settings, httpserver: HTTPServer, channel: Callable[[], list[dict[str, Any]]]
+) -> None:
+    httpserver.expect_request(HOOK).respond_with_data("ok")
+    event_id = fire(fast, 2, notify=(httpserver.url_for(HOOK),))
+    DeliveryWorker(replace(fast, redis_url="redis://127.0.0.1:1/0")).deliver_due()
+    row = event_row(fast, event_id)
+    assert (row["published"], row["delivered"], row["attempts"]) == (False, "pending", 1)
+    assert str(row["last_error"]).startswith("Redis: ConnectionError")
+    until(lambda: event_row(fast, event_id)["delivered"] == "delivered", DeliveryWorker(fast))
+    assert len(httpserver.log) == 1  # the webhook took it the first time
+    assert [e["id"] for e in channel()] == [event_id]
+
+
+def test_the_retry_settings_are_checked_when_read() -> None:
+    from cryptoctl.errors import ConfigError
+    from cryptoctl.settings import load_settings
+
+    defaults = load_settings(environ={})
+    assert (defaults.alert_attempts, defaults.alert_backoff_ms) == (8, 5_000)
+    env = {"CRYPTOCTL_ALERT_ATTEMPTS": "3", "CRYPTOCTL_ALERT_BACKOFF": "1m30s"}
+    assert load_settings(environ=env).alert_backoff_ms == 90_000
+    for bad in ({"CRYPTOCTL_ALERT_BACKOFF": "soon"}, {"CRYPTOCTL_ALERT_BACKOFF": "0s"},
+                {"CRYPTOCTL_ALERT_ATTEMPTS": "0"}):  # fmt: skip
+        with pytest.raises(ConfigError, match="alert_"):
+            load_settings(environ=bad)

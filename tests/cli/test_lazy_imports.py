@@ -31,7 +31,8 @@ def loaded_by_config(tmp_path: Path, heavy: list[str]) -> tuple[list[str], str]:
 
 
 def test_config_does_not_load_psutil_or_the_stack(tmp_path: Path) -> None:
-    heavy = ["psutil", "cryptoctl.stack.local", "cryptoctl.stack.processes", "cryptoctl.render.stack"]
+    heavy = ["psutil", "cryptoctl.stack.local", "cryptoctl.stack.processes", "cryptoctl.render.stack",
+             "apprise", "httpx"]
     loaded, out = loaded_by_config(tmp_path, heavy)
     assert loaded == []
     assert "kafka_bootstrap" in out and "setting" in out  # it did print both forms
