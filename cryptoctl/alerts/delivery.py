@@ -184,8 +184,7 @@ class DeliveryWorker:
 
     def deliver_due(self) -> int:
         """Try each event due now once, up to PER_PASS (one transaction each); how many were
-        tried. An
-        event a try left due again (a short backoff) waits for the next pass."""
+        tried. An event a try left due again (a short backoff) waits for the next pass."""
         from cryptoctl.db.connection import connect
 
         tried: list[int] = []
