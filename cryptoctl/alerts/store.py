@@ -196,7 +196,7 @@ def build_rule(
         threshold = parse_threshold(f"--{condition}", text)
     return NewRule(
         symbol=symbol, condition=condition, threshold=threshold, window_ms=window_ms,
-        source=source, quote=quote, repeat=repeat,
+        source=source.lower() if source else None, quote=quote, repeat=repeat,
         notify=tuple(check_notify_url(u) for u in notify),
     )  # fmt: skip
 

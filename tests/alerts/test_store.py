@@ -59,6 +59,7 @@ def test_build_rule_takes_exactly_one_condition_and_within_only_with_change() ->
     for kwargs in ({}, {"above": "1", "below": "2"}):
         with pytest.raises(UsageError, match="exactly one condition"):
             build_rule("BTC", **kwargs)
+    assert build_rule("ETH", below="3000", source="Binance", quote="USDT").source == "binance"
     with pytest.raises(UsageError, match="needs --within"):
         build_rule("BTC", change="5%")
     with pytest.raises(UsageError, match="with --change only"):
