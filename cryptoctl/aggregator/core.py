@@ -480,7 +480,14 @@ class Aggregator:
         last = tid - 1
         if home is None or home == partition:
             assert self._sink is not None
-            home, last = self._sink.claim_market(market, partition, tid, ts)
+            try:
+                home, last = self._sink.claim_market(market, partition, tid, ts)
+            except BaseException:
+                # The batch is half applied and its offsets moved past this trade: a flush
+                # on the way out (revoke, close) must not commit that. As for a failed flush,
+                # PostgreSQL is the checkpoint: forget everything.
+                self._states.clear()
+                raise
             self._homes[market] = home
         if home != partition:
             symbol, source, quote = market
