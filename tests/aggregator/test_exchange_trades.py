@@ -142,3 +142,29 @@ def test_ticks_counts_applied_trades_and_duplicates_count_apart(settings, cli):
     summary = json.loads(result.stdout)
     assert (summary["ticks"], summary["duplicates"], summary["invalid"]) == (12, 6, 0)
     assert scalar(settings, "SELECT sum(trades) FROM price_aggregates_1m") == 12
+
+
+def test_a_failed_market_claim_commits_nothing_of_its_batch(settings, cli):
+    """The claim of a market's home fails (here: PostgreSQL refuses the insert): the batch
+    read so far is not flushed on the way out, so a later run applies every tick once."""
+    quotes = [Tick("BTC", 50.0 + i, BASE + i, "coingecko", BASE + i) for i in range(5)]
+    produce_ticks(settings, [*quotes, trade(1, BASE + 10, 100.0)])
+    refuse = """
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+        CREATE TRIGGER refuse BEFORE INSERT ON market_trades EXECUTE FUNCTION refuse()
+    """
+    with connect(settings, autocommit=True) as conn:
+        conn.execute(refuse)
+    result = cli("aggregate", "--until-idle", "3s", "--format", "json")
+    assert result.exit_code == 6, result.stderr  # a database error, named
+    assert "claiming a market's partition failed" in result.stderr
+    assert "refused by the test" in result.stderr
+    assert committed(settings) == 0
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER refuse ON market_trades")
+    result = cli("aggregate", "--until-idle", "3s", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["ticks"] == 6
+    assert scalar(settings, "SELECT sum(trades) FROM price_aggregates_1m") == 6
+    assert scalar(settings, "SELECT count(*) FROM price_aggregates_1m WHERE source = 'binance'") == 1
