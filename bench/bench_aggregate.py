@@ -139,7 +139,7 @@ def aggregator_rate(settings: Settings, n: int, store: bool) -> dict[str, float]
     thread = threading.Thread(target=agg.run, args=(stop,), daemon=True)
     thread.start()
     t_first = None
-    while agg.stats().ticks < n:
+    while agg.stats().accounted < n:  # every message dealt with
         if t_first is None and agg.stats().ticks > 0:
             t_first = time.perf_counter()
         time.sleep(0.005)

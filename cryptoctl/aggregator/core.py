@@ -443,23 +443,21 @@ class Aggregator:
                     self._dead_letter(msg, _key_mismatch(key, symbol))
                     continue
                 keys[key] = symbol
-            ticks += 1
             if tid is not None:  # an exchange trade: applied once, whatever was re-sent
                 if type(tid) is not int:
                     tid = None
                 else:
                     seen = ps.trades.get((symbol, source, quote))
                     if seen is None:
-                        moved = self._market_moved(ps, p, (symbol, source, quote), tid, ts)
-                        if moved:
-                            self._dead_letter(msg, moved)
-                            continue
-                    elif tid <= seen[0]:
+                        seen = self._take_market(msg, ps, (symbol, source, quote), tid, ts)
+                        if seen is None:
+                            continue  # dead-lettered: the market lives on another partition
+                    if tid <= seen[0]:
                         counters.duplicates += 1
                         continue
-                    else:
-                        seen[0], seen[1], seen[2] = tid, ts, True
+                    seen[0], seen[1], seen[2] = tid, ts, True
             if add(symbol, ts, price, qty, source, quote, tid):
+                ticks += 1  # applied: duplicates, late and dead-lettered ones have their own
                 if store:
                     raw_append(row)
                     off_append(offset)
@@ -470,20 +468,36 @@ class Aggregator:
         if store:
             self._buffered += ticks
 
-    def _market_moved(
-        self, ps: PartitionState, partition: int, market: MarketKey, tid: int, ts: int
-    ) -> str:
-        """A market's first trade on this partition: why it must not be applied (it lives on
-        another partition, where its candles are), or "" after taking it on here."""
-        home = self._homes.setdefault(market, partition)
+    def _take_market(
+        self, msg: Message, ps: PartitionState, market: MarketKey, tid: int, ts: int
+    ) -> list[Any] | None:
+        """A market's first trade on this partition: the market's trade checkpoint here, or
+        None after dead-lettering the trade (the market lives on another partition, where
+        its candles are). The home is claimed in PostgreSQL, so that every aggregator
+        process of the group agrees on it; a home, once claimed, never moves."""
+        partition: int = msg.partition()  # type: ignore[assignment]  # not an error message
+        home = self._homes.get(market)
+        last = tid - 1
+        if home is None or home == partition:
+            assert self._sink is not None
+            try:
+                home, last = self._sink.claim_market(market, partition, tid, ts)
+            except BaseException:
+                # The batch is half applied and its offsets moved past this trade: a flush
+                # on the way out (revoke, close) must not commit that. As for a failed flush,
+                # PostgreSQL is the checkpoint: forget everything.
+                self._states.clear()
+                raise
+            self._homes[market] = home
         if home != partition:
             symbol, source, quote = market
-            return (
+            self._dead_letter(msg, (
                 f"market {source} {symbol}/{quote} is on partition {home}, not {partition}:"
                 " a market's trades share one partition, or its candles would be overwritten"
-            )
-        ps.trades[market] = [tid, ts, True]
-        return ""
+            ))
+            return None
+        seen = ps.trades[market] = [last, ts, False]
+        return seen
 
     def _gap_marker(self, ps: PartitionState, obj: Any) -> bool:
         """A feed's record of trades it could not fetch: stored with the next flush."""

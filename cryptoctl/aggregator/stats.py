@@ -13,8 +13,9 @@ from typing import Any
 class AggregatorStats:
     """What the aggregator has done so far. Counters are per process (since it started).
 
-    ticks: valid ticks read (applied or late); late: ticks whose window was already final
-    (recorded in late_ticks, not applied); invalid: messages sent to the dead-letter topic;
+    ticks: ticks applied to a candle; late: ticks whose window was already final
+    (recorded in late_ticks, not applied); invalid: messages sent to the dead-letter topic
+    (a trade of a market that lives on another partition too);
     candles_written: candle rows upserted (a candle is rewritten at each flush it changed in);
     candles_final: candles that became final; fenced: flushes of a partition refused because
     another consumer claimed it since; duplicates: exchange trades at or below their
@@ -50,6 +51,12 @@ class AggregatorStats:
     duplicates: int = 0  # exchange trades already applied (re-sent, re-read): not again
     gaps: int = 0  # gap records of exchange feeds stored
 
+    @property
+    def accounted(self) -> int:
+        """Messages read and dealt with: applied, late, duplicate, dead-lettered or a gap
+        record (each message is exactly one of these)."""
+        return self.ticks + self.late + self.duplicates + self.invalid + self.gaps
+
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["partitions"] = list(self.partitions)
@@ -61,7 +68,7 @@ class AggregatorStats:
 class Counters:
     """Mutable counters of the loop thread; :class:`AggregatorStats` is their snapshot."""
 
-    ticks: int = 0
+    ticks: int = 0  # applied to a candle
     late: int = 0
     invalid: int = 0
     candles_written: int = 0

@@ -127,13 +127,27 @@ _LOAD_TRADES = """
 SELECT symbol, source, quote, kafka_partition, last_trade_id FROM market_trades
  WHERE consumer_group = %s AND topic = %s
 """
+# A market's home partition is claimed once, by whichever aggregator process sees its first
+# trade first, and never moves: the flush upsert only advances the row of its own home, so a
+# stale writer (a trade read on another partition before the claim was seen) cannot move it.
+_CLAIM_MARKET = """
+INSERT INTO market_trades (consumer_group, topic, source, symbol, quote, kafka_partition,
+                           last_trade_id, last_time)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (consumer_group, topic, source, symbol, quote) DO NOTHING
+"""
+_MARKET_HOME = """
+SELECT kafka_partition, last_trade_id FROM market_trades
+ WHERE consumer_group = %s AND topic = %s AND source = %s AND symbol = %s AND quote = %s
+"""
 _TRADES = """
 INSERT INTO market_trades AS t (consumer_group, topic, source, symbol, quote, kafka_partition,
                                 last_trade_id, last_time)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (consumer_group, topic, source, symbol, quote) DO UPDATE
-   SET kafka_partition = EXCLUDED.kafka_partition, last_trade_id = EXCLUDED.last_trade_id,
-       last_time = EXCLUDED.last_time, updated_at = now()
+   SET last_trade_id = EXCLUDED.last_trade_id, last_time = EXCLUDED.last_time,
+       updated_at = now()
+ WHERE t.kafka_partition = EXCLUDED.kafka_partition
 """
 _GAPS = """
 INSERT INTO feed_gaps (source, symbol, quote, first_trade_id, last_trade_id, after_time,
@@ -346,6 +360,23 @@ class Sink:
                 trades=trades.get(p, {}), homes=homes,
             )
         return out
+
+    def claim_market(
+        self, market: MarketKey, partition: int, trade_id: int, ts: int
+    ) -> tuple[int, int]:
+        """Make ``partition`` the home of ``market`` (symbol, source, quote) unless another
+        partition is already, in a transaction of its own, at the market's first trade
+        ``trade_id`` (time ``ts``) seen by this process. Returns the home partition and
+        the newest trade id applied there (just below ``trade_id`` for a new claim)."""
+        symbol, source, quote = market
+        key = (self.group, self.topic, source, symbol, quote)
+
+        def claim(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+            conn.execute(_CLAIM_MARKET, (*key, partition, trade_id - 1, ms_datetime(ts)))
+            home, last = conn.execute(_MARKET_HOME, key).fetchone()  # type: ignore[misc]
+            return int(home), int(last)
+
+        return self._retrying("claiming a market's partition", claim)
 
     def progress(self, cluster_id: str | None) -> dict[int, int]:
         """partition -> stored next offset, for this pipeline on the broker ``cluster_id``."""

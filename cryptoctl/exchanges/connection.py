@@ -8,10 +8,11 @@ stay here.
 
 A connection is declared dead when no frame at all arrived for ``wire.silence_s``
 (data, or a server ping: both prove the exchange is still talking to us; our own
-keepalive's pongs do not count). It is replaced before ``wire.max_connection_s``, and
-after a ``Control("shutdown")``. Failed or short-lived connections are retried with
-exponential backoff and full jitter; a connection that stayed up for
-``Backoff.healthy_s`` resets the backoff.
+keepalive's pongs do not count), frames already waiting in the socket included: a
+caller that held a batch longer than that is not the exchange falling silent. It is
+replaced before ``wire.max_connection_s``, and after a ``Control("shutdown")``. Failed
+or short-lived connections are retried with exponential backoff and full jitter; a
+connection that stayed up for ``Backoff.healthy_s`` resets the backoff.
 
 The socket is websockets' asyncio client, on an event loop of the calling thread's own
 that runs while the loop waits for frames. Each wakeup takes every message already
@@ -314,7 +315,14 @@ class WireConnection:
             now = time.monotonic()
             if max_age is not None and now - opened >= max_age:
                 raise _Ended("max age", planned=True)
+            messages: list[str | bytes] = []
             idle = now - ws.last_frame_at
+            if idle >= wire.silence_s:
+                # The caller may have held the last batch for longer than that: what the
+                # exchange sent meanwhile waits unread in the socket. Read it first.
+                messages = ws.take(loop, 0.0)
+                now = time.monotonic()
+                idle = now - ws.last_frame_at
             if idle >= wire.silence_s:
                 counters.dead += 1
                 raise _Ended(f"silent for {idle:.1f} s")
@@ -326,7 +334,8 @@ class WireConnection:
             timeout = min(self.poll_s, wire.silence_s - idle)
             if max_age is not None:
                 timeout = min(timeout, max_age - (now - opened))
-            messages = ws.take(loop, max(timeout, 0.001))
+            if not messages:
+                messages = ws.take(loop, max(timeout, 0.001))
             if not messages:
                 continue
             counters.frames += len(messages)

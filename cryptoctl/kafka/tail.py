@@ -6,8 +6,11 @@ the partition's start is reached. The end of a partition is where reading stops
 (``enable.partition.eof``), not the end offset the broker reports: the local broker can
 report one producer batch short, and the newest trades are exactly the ones that matter.
 
-A market may be on any partition (the producer's partitioner is configurable), so every
-partition is searched; a market found on none is new.
+A market may be on any partition (the producer's partitioner is configurable, and a
+misconfigured one may have put a market on two), so every partition is searched for every
+market and the newest trade found wins (the highest trade id: ids grow with time per
+market); a market found on none is new. So a partition that never held a market is read
+to its start.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def last_trades(
     timeout: float = 10.0,
     progress: Callable[[int], None] | None = None,
 ) -> dict[MarketKey, tuple[int, int]]:
-    """(trade id, trade time ms) of the newest trade of each market found on the topic.
+    """(trade id, trade time ms) of the newest trade of each market found on the topic,
+    whichever partition holds it.
 
     ``progress`` is called with the number of messages read so far, now and then.
     """
@@ -50,25 +54,38 @@ def last_trades(
     read = [0]
     try:
         for partition in _partitions(consumer, settings, timeout):
-            low, high = _watermarks(consumer, settings.topic, partition, timeout)
-            end = None  # the true end: where the newest step stopped
-            start = max(low, high - step)
-            while wanted - found.keys():
-                newest = _read_range(consumer, settings, partition, start, end, timeout)
-                read[0] += newest.count
-                if progress is not None:
-                    progress(read[0])
-                for key, trade in newest.trades.items():
-                    if key in wanted and key not in found:
-                        found[key] = trade
-                end = start
-                if start <= low:
-                    break
-                start = max(low, start - step)
-            if not wanted - found.keys():
-                break
+            here = _newest_in_partition(consumer, settings, partition, wanted, step, timeout,
+                                        read, progress)
+            for key, trade in here.items():
+                if key not in found or trade > found[key]:
+                    found[key] = trade
     finally:
         consumer.close()
+    return found
+
+
+def _newest_in_partition(
+    consumer: Consumer, settings: Settings, partition: int, wanted: set[MarketKey], step: int,
+    timeout: float, read: list[int], progress: Callable[[int], None] | None,
+) -> dict[MarketKey, tuple[int, int]]:
+    """The newest trade of each wanted market in one partition, reading back from its end
+    until each is found or the partition's start is reached."""
+    found: dict[MarketKey, tuple[int, int]] = {}
+    low, high = _watermarks(consumer, settings.topic, partition, timeout)
+    end = None  # the true end: where the newest step stopped
+    start = max(low, high - step)
+    while wanted - found.keys():
+        newest = _read_range(consumer, settings, partition, start, end, timeout)
+        read[0] += newest.count
+        if progress is not None:
+            progress(read[0])
+        for key, trade in newest.trades.items():
+            if key in wanted and key not in found:
+                found[key] = trade
+        end = start
+        if start <= low:
+            break
+        start = max(low, start - step)
     return found
 
 

@@ -143,7 +143,7 @@ class Pipeline:
         deadline = time.monotonic() + CATCH_UP_S
         while (
             aggregator.alive()
-            and self.aggregator.stats().ticks + self.aggregator.stats().invalid < produced
+            and self.aggregator.stats().accounted < produced
             and time.monotonic() < deadline
         ):
             time.sleep(0.1)

@@ -3,7 +3,7 @@ producer's stats, no terminal needed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -74,12 +74,15 @@ def feed_status_line(stats: ProducerStats, feed: FeedStats, width: int = STATUS_
         alarms.append("disconnected")
     if feed.unreadable:
         alarms.append(f"unreadable {feed.unreadable:,}")
+    catch_up = _catch_up(markets)
     long_tail = [
-        f"delivered {stats.delivered:,}", f"reconnects {reconnects:,}",
+        *catch_up, f"delivered {stats.delivered:,}", f"reconnects {reconnects:,}",
         f"gaps filled {filled:,}, open {open_gaps:,}", *alarms,
     ]  # fmt: skip
+    # catching up, the reconnects give their room to the catch-up's progress
+    reconn = [] if catch_up else [f"reconn {reconnects:,}"]
     short_tail = [
-        f"sent {stats.delivered:,}", f"reconn {reconnects:,}", f"gaps {filled:,}+{open_gaps:,} open", *alarms,
+        *catch_up, f"sent {stats.delivered:,}", *reconn, f"gaps {filled:,}+{open_gaps:,} open", *alarms,
     ]  # fmt: skip
     single = len(markets) == 1
     forms: list[list[str]] = []
@@ -89,13 +92,29 @@ def feed_status_line(stats: ProducerStats, feed: FeedStats, width: int = STATUS_
     total = sum(m.trades_per_s for m in markets)
     count = f"{len(markets)} market" + ("" if single else "s")
     forms.append([f"{stats.source} {count} {total:,.0f}/s", *short_tail])
-    forms.append([f"{stats.source} {count}", f"gaps {filled:,}+{open_gaps:,} open", *alarms])
+    forms.append(  # the alarms first: a catch-up's progress may be cut short, they may not
+        [f"{stats.source} {count}", f"gaps {filled:,}+{open_gaps:,} open", *alarms, *catch_up]
+    )
     line = ""
     for parts in forms:
         line = " · ".join(parts)
         if len(line) <= width:
             return line
     return line[: width - 1] + "…"
+
+
+def _catch_up(markets: Sequence[MarketStats]) -> list[str]:
+    """While markets fetch trades over REST (a resume after an old last trade, a --since
+    history, a fill): the REST pages fetched so far and the trades still to fetch, where
+    known ("catch-up 12p 34,567 behind"); nothing when not catching up."""
+    catching = [m for m in markets if m.catching_up]
+    if not catching:
+        return []
+    pages = sum(m.rest_pages for m in catching)
+    known = [m.behind for m in catching if m.behind is not None]
+    if len(known) < len(catching):  # a --since history: where it ends is not known
+        return [f"catch-up {pages:,}p"]
+    return [f"catch-up {pages:,}p {sum(known):,} behind"]
 
 
 def stopping_line(stats: ProducerStats) -> str:
@@ -156,7 +175,7 @@ def feed_rows(feed: FeedStats, markers: int) -> list[tuple[str, str]]:
                 f"{m.trades:,} trades, {m.trades_per_s:,.0f}/s, last {last}, "
                 f"reconnects {m.reconnects:,}, gaps filled {m.gaps_filled:,} "
                 f"({m.filled_trades:,} trades), open {m.gaps_open:,}, "
-                f"duplicates dropped {m.duplicates:,}",
+                f"duplicates dropped {m.duplicates:,}, REST pages {m.rest_pages:,}",
             )
         )
         gaps.extend(m.open_gaps)

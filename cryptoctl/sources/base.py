@@ -81,6 +81,9 @@ class MarketStats:
     duplicates: int  # live trades already produced (re-sent after a reconnect), dropped
     gaps_open: int  # gaps that could not be filled (each sent as a gap marker)
     open_gaps: tuple[dict[str, Any], ...] = ()  # the gap markers, as sent
+    rest_pages: int = 0  # REST history pages fetched (--since history, resume, gap fills)
+    catching_up: bool = False  # fetching trades over REST now (a resume's catch-up, a fill)
+    behind: int | None = None  # ... trades still to fetch (None: unknown, or not catching up)
 
 
 @dataclass(frozen=True)

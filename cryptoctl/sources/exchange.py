@@ -43,6 +43,7 @@ from cryptoctl.sources.base import (
     plain_fields_ok,
 )
 from cryptoctl.tick import Tick, TickRow, ValidTick, checked_tick, is_code
+from cryptoctl.times import format_duration_ms, iso_utc
 
 if TYPE_CHECKING:
     from cryptoctl.exchanges.connection import WireConnection
@@ -132,6 +133,7 @@ class ExchangeSource:
         self.markets = list(markets)
         self._wire = wire
         self._history = history
+        self._pages = _PageCount(history)
         self._resume = resume
         self._connection = connection or _wire_connection
         self._conn: WireConnection | None = None
@@ -176,12 +178,16 @@ class ExchangeSource:
             rates = tuple((b - a) / (t1 - t0) for a, b in zip(n0, n1, strict=True))
         markets = []
         continuity = self._continuity
+        pages, fetching = self._pages.pages, dict(self._pages.fetching)
         for i, market in enumerate(self.markets):
             cont = continuity.get(market)
             if cont is None:
                 markets.append(MarketStats(str(market), 0, 0.0, None, None, 0, 0, 0, 0, 0, 0))
                 continue
             s = cont.stats
+            catching_up = market in fetching
+            until = fetching.get(market)
+            behind = max(0, until - s.last[0]) if until is not None and s.last else None
             markets.append(
                 MarketStats(
                     market=str(market),
@@ -196,6 +202,9 @@ class ExchangeSource:
                     duplicates=s.duplicates,
                     gaps_open=len(s.gaps),
                     open_gaps=tuple(gap_message(g) for g in s.gaps),
+                    rest_pages=pages.get(market, 0),
+                    catching_up=catching_up,
+                    behind=behind,
                 )
             )
         return FeedStats(
@@ -225,8 +234,12 @@ class ExchangeSource:
             if point is not None:  # only the id and the time of a resume point matter
                 last = Trade(point[0], point[1], 0.0, 0.0, "buy")
                 self._resumed[market] = point
+                log.info(
+                    "%s: resuming after trade %d of %s (%s ago), catching up over REST",
+                    market, point[0], iso_utc(point[1]), format_duration_ms(max(0, now_ms() - point[1])),
+                )  # fmt: skip
             continuity[market] = MarketContinuity(
-                market, self._history, last=last, since_ms=since if last is None else None,
+                market, self._pages, last=last, since_ms=since if last is None else None,
                 fatal=(ExchangeBanned,),
             )  # fmt: skip
             self._gaps_sent[market] = 0
@@ -398,6 +411,40 @@ class ExchangeSource:
             continuity = self._continuity
             self._samples.append((now, tuple(continuity[m].stats.produced for m in self.markets)))
             self._next_sample = now + _RATE_SAMPLE_S
+
+
+class _PageCount:
+    """The REST history as the markets' continuity sees it, counting for the status line:
+    the pages fetched per market and, while a fetch runs, the trade id it fetches up to
+    (None: up to the newest, a --since history). A resume after an old last trade is such a
+    fetch: its catch-up progress."""
+
+    def __init__(self, history: Any) -> None:
+        self._history = history
+        self.pages: dict[Market, int] = {}
+        self.fetching: dict[Market, int | None] = {}  # written by the producer's thread
+
+    def trades_after(
+        self, market: Market, after: Trade, *, until_id: int | None = None
+    ) -> Iterator[list[Trade]]:
+        return self._counted(market, self._history.trades_after(market, after, until_id=until_id), until_id)
+
+    def trades_since(self, market: Market, ts_ms: int) -> Iterator[list[Trade]]:
+        return self._counted(market, self._history.trades_since(market, ts_ms), None)
+
+    def _counted(
+        self, market: Market, pages: Iterator[list[Trade]], until_id: int | None
+    ) -> Iterator[list[Trade]]:
+        self.fetching[market] = until_id
+        try:
+            for page in pages:
+                self.pages[market] = self.pages.get(market, 0) + 1
+                yield page
+        finally:
+            self.fetching.pop(market, None)
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
 
 
 def _gap_text(gap: Gap) -> str:

@@ -93,7 +93,7 @@ def expected(
         ref = reference(rows, delay_ms, lateness_ms, WIDTH)
         candles.update(ref["candles"])
         late += len(ref["late"])
-    ticks = sum(len(r) for r in by_partition.values()) + duplicates  # read, not applied
+    ticks = sum(len(r) for r in by_partition.values()) - late  # applied
     return {"candles": candles, "late": late, "invalid": invalid, "ticks": ticks,
             "duplicates": duplicates}
 

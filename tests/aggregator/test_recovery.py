@@ -70,7 +70,8 @@ def test_members_joining_and_leaving_mid_stream(settings):
     rows, distinct = raw_tick_count(settings)
     assert rows == distinct == N - want["late"]
     total = sum(json.loads(out)["ticks"] for _, out, _ in [*results, (0, out, "")])
-    assert total >= N  # some ticks are read twice across members (replayed, written once)
+    # Some ticks are read twice across members (replayed, written once).
+    assert total >= N - want["late"] - want["duplicates"]
 
 
 def test_until_idle_waits_for_partitions_another_member_holds(settings):

@@ -372,3 +372,27 @@ def test_batches_keep_order_and_fragmented_or_non_utf8_messages_cost_nothing_or_
     ids = [e.trade.trade_id for e in seen if isinstance(e, TradeEvent)]
     assert ids == [*range(1, 12), *range(11, 20)]  # the fake then publishes #11 again
     assert isinstance(seen[0], Connected) and conn.counters.garbage == 1 and conn.counters.reconnects == 0
+
+
+def test_frames_that_waited_while_the_caller_held_a_batch_prove_the_line_alive() -> None:
+    """The reader is held (the producer busy with a batch) past the silence period while the
+    exchange keeps sending: the frames waiting in the socket count, the line is not dead."""
+    with fake_exchange("binance", {BTC: TRADES[:20]}, live=20, pace_s=None) as quiet:
+        wire = MiniBinanceWire(silence_s=0.3)
+        conn = WireConnection(wire, [BTC], url=quiet.ws_url, proxy=None, backoff=FAST)
+        stop = threading.Event()
+        batches = conn.batches(stop)
+        assert [type(e) for e in next(batches)] == [Connected]
+        (session,) = quiet.wait_sessions(1)
+        quiet.publish(5)
+        while len(session.sent) < 5:
+            time.sleep(0.005)
+        time.sleep(wire.silence_s * 3)  # holding the batch: nothing reads the socket
+        seen: list[StreamEvent] = []
+        while len(seen) < 5:
+            seen.extend(next(batches))
+        assert [e.trade.trade_id for e in seen if isinstance(e, TradeEvent)] == [1, 2, 3, 4, 5]
+        assert conn.counters.dead == 0 and conn.counters.reconnects == 0
+        stop.set()
+        assert [type(e) for e in next(batches)] == [Disconnected]
+        batches.close()

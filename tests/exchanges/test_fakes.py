@@ -202,6 +202,12 @@ def test_binance_exchange_info(http: httpx.Client) -> None:
     )
 
 
+def test_binance_ping_answers_an_empty_object_with_its_weight(http: httpx.Client) -> None:
+    reply = http.get("/api/v3/ping")
+    assert reply.status_code == 200 and reply.json() == {}
+    assert int(reply.headers["X-MBX-USED-WEIGHT-1M"]) >= 1
+
+
 # -- Coinbase REST --
 
 

@@ -186,10 +186,15 @@ class BinanceDialect:
             "/api/v3/aggTrades": self._agg_trades,
             "/api/v3/klines": self._klines,
             "/api/v3/exchangeInfo": self._exchange_info,
+            "/api/v3/ping": self._ping,
         }.get(request.path)
         if handler is None:
             return RestReply(404, "<html><body><h1>404 Not found</h1></body></html>")
         return handler(request.params)
+
+    @staticmethod
+    def _ping(params: dict[str, str]) -> RestReply:
+        return RestReply(200, {})  # Binance's connectivity test: weight 1, an empty object
 
     @staticmethod
     def _limit(params: dict[str, str], default: int, top: int) -> int:

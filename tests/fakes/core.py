@@ -101,6 +101,7 @@ class Faults:
     rest_429: int = 0  # the next K REST requests answer 429 with Retry-After
     rest_ban: int = 0  # the next K REST requests answer 418 (-1: for ever)
     retry_after_s: int = 1
+    rest_delay_s: float = 0.0  # every REST request is answered this late (a slow exchange)
     holes: dict[Market, list[tuple[int, int]]] = field(default_factory=dict)
     dropped: list[tuple[Market, Trade]] = field(default_factory=list)  # what drop_next took
 
@@ -506,6 +507,8 @@ class FakeExchange:
     def _rest(self, path: str, params: dict[str, str]) -> tuple[str, RestReply]:
         route = self.dialect.route(path)
         faults = self.faults
+        if faults.rest_delay_s:
+            time.sleep(faults.rest_delay_s)
         with self.lock:
             self.requests[route] += 1
             if faults.rest_ban:

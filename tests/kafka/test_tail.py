@@ -48,3 +48,18 @@ def test_the_newest_trade_of_each_market_is_found_whatever_its_depth(settings: S
 def test_nothing_asked_reads_nothing_and_an_empty_topic_has_no_trades(settings: Settings) -> None:
     assert last_trades(settings, []) == {}
     assert last_trades(settings, MARKETS) == {}
+
+
+def test_a_market_on_two_partitions_resumes_after_its_newest_trade(settings: Settings) -> None:
+    """A partitioner changed between runs put a market on two partitions: the newest trade
+    counts, not the first partition searched that holds the market."""
+    def trades(symbol: str, ids: range) -> list[Tick]:
+        return [Tick(symbol, 100.0, T0 + i, "binance", T0 + i, "USDT", 1.0, trade_id=i,
+                     side="sell") for i in ids]
+
+    _produce(settings, trades("BTC", range(1, 51)), {"BTC": 0})  # the old home
+    _produce(settings, trades("BTC", range(51, 81)), {"BTC": 3})  # newer, searched later
+    _produce(settings, trades("ETH", range(100, 121)), {"ETH": 1})  # newer, searched first
+    _produce(settings, trades("ETH", range(1, 11)), {"ETH": 5})
+    found = last_trades(settings, MARKETS[:2], step=7)
+    assert found == {MARKETS[0]: (80, T0 + 80), MARKETS[1]: (120, T0 + 120)}

@@ -33,7 +33,6 @@ from cryptoctl.sources.spec import (
     run_spec,
 )
 from tests.fakes import FakeExchange, fake_exchange
-from tests.fakes.core import RestReply, RestRequest
 from tests.helpers import stack_env
 from tests.sources.test_exchange_feed import trade_sets
 from tests.watch.pty_terminal import PtyCommand
@@ -97,28 +96,19 @@ SYMBOLS = ("BTC", "ETH", "SOL")  # run's default symbols
 
 
 @contextmanager
-def fake_binance(*, ping: bool = True) -> Iterator[FakeExchange]:
-    """A fake Binance streaming BTC, ETH and SOL trades (USDT) from the first subscription.
-    With ``ping`` it also answers ``GET /api/v3/ping`` with ``{}``, as Binance does (the
-    shared fakes serve only what the feed uses, so any other path is a 404)."""
+def fake_binance() -> Iterator[FakeExchange]:
+    """A fake Binance streaming BTC, ETH and SOL trades (USDT) from the first subscription."""
     with fake_exchange("binance", trade_sets("binance", SYMBOLS, 3_000), live=2_500) as fx:
-        if ping:
-            serve = fx.dialect.rest
-
-            def with_ping(request: RestRequest) -> RestReply:
-                return RestReply(200, {}) if request.path == "/api/v3/ping" else serve(request)
-
-            fx.dialect.rest = with_ping  # type: ignore[method-assign]
         yield fx
 
 
 def test_the_binance_probe_pings_the_configured_rest_url() -> None:
-    with fake_binance(ping=True) as fx:
+    with fake_binance() as fx:
         assert binance_reachable(fx.rest_url) == Reachability(True, f"{fx.rest_url} answered")
         assert fx.requests["/api/v3/ping"] == 1
-    with fake_binance(ping=False) as fx:  # a server that is not Binance's API
-        answer = binance_reachable(fx.rest_url)
-        assert answer == Reachability(False, f"{fx.rest_url} answered HTTP 404")
+        elsewhere = f"{fx.rest_url}/not-the-api"  # a server that is not Binance's API there
+        answer = binance_reachable(elsewhere)
+        assert answer == Reachability(False, f"{elsewhere} answered HTTP 404")
     down = binance_reachable("http://127.0.0.1:9", timeout_s=0.5)
     assert down == Reachability(False, "cannot reach http://127.0.0.1:9: ConnectError")
 

@@ -5,6 +5,7 @@ topic then holds every trade from the start exactly once)."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -18,9 +19,11 @@ import pytest
 
 from cryptoctl.exchanges.trade import Market
 from cryptoctl.settings import Settings
-from tests.fakes import FakeExchange, fake_exchange
-from tests.helpers import consume_all, stack_env
+from cryptoctl.tick import Tick
+from tests.fakes import FakeExchange, fake_exchange, generate_trades
+from tests.helpers import consume_all, produce_ticks, stack_env
 from tests.sources.test_exchange_feed import assert_exactly, topic_contents, trade_sets, wait_sent
+from tests.watch.pty_terminal import PtyCommand
 
 CRYPTOCTL = str(Path(sys.executable).with_name("cryptoctl"))
 
@@ -159,3 +162,37 @@ def test_sigkill_mid_stream_then_restart_has_every_trade_exactly_once(settings: 
     assert gaps == []
     assert_exactly(ticks[Market("binance", "BTC", "USDT")], expected)
     assert summary["produced"] == trades[-1].trade_id - landed
+
+
+@pytest.mark.parametrize("cols", [80, 120])
+def test_a_resume_after_an_old_trade_shows_its_catch_up_on_the_status_line(
+    settings: Settings, cols: int
+) -> None:
+    """Without --since, a market resumes after its last trade on the topic however old:
+    the status line says how many REST pages it fetched and how many trades are left."""
+    market = Market("binance", "BTC", "USDT")
+    trades = generate_trades(5, 6_100, idle_every=0)
+    with fake_exchange("binance", {market: trades}, live=100, pace_s=0.01) as fx:
+        fx.faults.rest_delay_s = 0.25  # six pages to catch up on: a catch-up that lasts
+        old = trades[50]
+        produce_ticks(settings, [Tick("BTC", old.price, old.ts, "binance", old.ts, "USDT", old.qty,
+                                      trade_id=old.trade_id, side=old.side)])
+        term = PtyCommand(["produce", "--source", "binance", "-s", "BTC", *urls(fx)],
+                          stack_env(settings), cols=cols)
+        try:
+            behind = r"catch-up ([\d,]+)p ([\d,]+) behind"
+            term.wait_for(lambda text: re.search(behind, text) is not None, timeout=60)
+            term.wait_for(lambda text: f"#{trades[-1].trade_id}" in text, timeout=60)
+            code = term.interrupt()
+            screen = term.text
+        finally:
+            term.close()
+    assert code == 0, screen
+    progress = [(int(m.group(1).replace(",", "")), int(m.group(2).replace(",", "")))
+                for m in re.finditer(behind, screen)]  # fmt: skip
+    assert progress and 0 < progress[0][1] <= 6_000
+    assert progress == sorted(progress, key=lambda p: (p[0], -p[1]))  # pages up, trades down
+    wide = [line for line in screen.splitlines() if " · " in line and len(line) > cols]
+    assert not wide, wide  # the status line fits the terminal
+    pages = re.search(r"REST pages (\d+)", screen)
+    assert pages and int(pages.group(1)) >= 6, screen[-2000:]

@@ -84,6 +84,36 @@ def test_two_markets_show_each_rate_and_last_id() -> None:
     assert line == "kraken BTC 3/s #42 ETH 3/s #42 · sent 42 · reconn 7 · gaps 6+0 open"
 
 
+def _catching_up(stats: ProducerStats, behind: int | None) -> ProducerStats:
+    assert stats.feed is not None
+    markets = tuple(replace(m, rest_pages=1_234, catching_up=True, behind=behind)
+                    for m in stats.feed.markets)  # fmt: skip
+    return replace(stats, feed=replace(stats.feed, markets=markets))
+
+
+@pytest.mark.parametrize("markets", [1, 3, 8])
+@pytest.mark.parametrize("big", [False, True])
+def test_a_catch_up_over_rest_is_on_the_status_line_unless_alarms_need_the_room(
+    markets: int, big: bool
+) -> None:
+    stats = _stats(markets, big=big, connected=not big, gaps=1)
+    line = status_line(_catching_up(stats, 5_000))
+    history = status_line(_catching_up(stats, None))  # a --since history: its end unknown
+    assert len(line) <= 80 and len(history) <= 80, (line, history)
+    assert "open" in line and "open" in history
+    if big:  # failing, disconnected: the alarms come first
+        assert all("failed 5 · disconnected" in text for text in (line, history))
+    else:
+        assert f"catch-up {markets * 1_234:,}p {markets * 5_000:,} behind ·" in line
+        assert f"catch-up {markets * 1_234:,}p ·" in history
+    assert "catch" not in status_line(stats)
+
+
+def test_one_market_catching_up_keeps_its_rate_and_last_id() -> None:
+    line = status_line(_catching_up(_stats(1, big=False), 5_000))
+    assert line == "kraken BTC/USD 3/s #42 · catch-up 1,234p 5,000 behind · sent 42 · gaps 3+0 open"
+
+
 def test_the_summary_rows_say_what_the_status_line_says() -> None:
     stats = _stats(1, big=False, gaps=1)
     assert stats.feed is not None
@@ -91,7 +121,8 @@ def test_the_summary_rows_say_what_the_status_line_says() -> None:
     feed = replace(stats.feed, markets=(replace(stats.feed.markets[0], open_gaps=(gap,)),))
     rows = dict(feed_rows(feed, markers=1))
     assert rows["kraken BTC/USD"] == (
-        "42 trades, 3/s, last #42, reconnects 7, gaps filled 3 (10 trades), open 1, duplicates dropped 2"
+        "42 trades, 3/s, last #42, reconnects 7, gaps filled 3 (10 trades), open 1, duplicates"
+        " dropped 2, REST pages 0"
     )
     assert rows["gap open"] == "kraken BTC/USD trades 101..120 (not in the exchange's REST history)"
     assert rows["gap markers"] == "1"
