@@ -21,7 +21,7 @@ import orjson
 from cryptoctl.exchanges import fields
 from cryptoctl.exchanges.rest import ExchangeCandle, RateLimit, RestHistory, decimal_step, page_after
 from cryptoctl.exchanges.trade import Market, Trade
-from cryptoctl.exchanges.wire import Control, Event, Garbage, TradeEvent
+from cryptoctl.exchanges.wire import Control, Event, Garbage, MarketWire, TradeEvent
 
 NAME = "binance"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
@@ -46,7 +46,7 @@ def stream_name(market: Market) -> str:
     return f"{exchange_symbol(market).lower()}@trade"
 
 
-class BinanceWire:
+class BinanceWire(MarketWire):
     name = NAME
     default_ws_url = DEFAULT_WS_URL
     default_rest_url = DEFAULT_REST_URL
@@ -54,27 +54,12 @@ class BinanceWire:
     silence_s = 30.0  # server pings every 20 s
     max_connection_s: float | None = 23.5 * 3600  # Binance closes at 24 h
 
-    def __init__(self, markets: Sequence[Market] = ()) -> None:
-        self._markets: dict[str, Market] = {}
-        self.register(markets)
-
-    def for_markets(self, markets: Sequence[Market]) -> BinanceWire:
-        """A wire of its own for one connection's markets."""
-        return BinanceWire(markets)
-
-    def register(self, markets: Sequence[Market]) -> None:
-        self._markets.update({exchange_symbol(m): m for m in markets})
-
     def exchange_symbol(self, market: Market) -> str:
         return exchange_symbol(market)
 
     def stream_url(self, base_url: str, markets: Sequence[Market]) -> str:
         self.register(markets)
         return f"{base_url.rstrip('/')}/stream?streams={'/'.join(stream_name(m) for m in markets)}"
-
-    def subscribe(self, markets: Sequence[Market]) -> list[str]:
-        self.register(markets)
-        return []  # the streams are in the URL
 
     def ping(self) -> str | None:
         return None  # protocol pings, answered by the websockets library

@@ -21,7 +21,7 @@ import orjson
 from cryptoctl.exchanges import fields
 from cryptoctl.exchanges.rest import ExchangeCandle, RateLimit, RestHistory, page_after
 from cryptoctl.exchanges.trade import Market, Trade
-from cryptoctl.exchanges.wire import Control, Event, Garbage, TradeEvent
+from cryptoctl.exchanges.wire import Control, Event, Garbage, MarketWire, TradeEvent
 
 NAME = "coinbase"
 DEFAULT_WS_URL = "wss://ws-feed.exchange.coinbase.com"
@@ -37,7 +37,7 @@ def exchange_symbol(market: Market) -> str:
     return f"{market.symbol}-{market.quote}".upper()
 
 
-class CoinbaseWire:
+class CoinbaseWire(MarketWire):
     name = NAME
     default_ws_url = DEFAULT_WS_URL
     default_rest_url = DEFAULT_REST_URL
@@ -45,25 +45,10 @@ class CoinbaseWire:
     silence_s = 5.0  # a heartbeat per product per second
     max_connection_s: float | None = None
 
-    def __init__(self, markets: Sequence[Market] = ()) -> None:
-        self._markets: dict[str, Market] = {}
-        self.register(markets)
-
-    def for_markets(self, markets: Sequence[Market]) -> CoinbaseWire:
-        return CoinbaseWire(markets)
-
-    def register(self, markets: Sequence[Market]) -> None:
-        self._markets.update({exchange_symbol(m): m for m in markets})
-
     def exchange_symbol(self, market: Market) -> str:
         return exchange_symbol(market)
 
-    def stream_url(self, base_url: str, markets: Sequence[Market]) -> str:
-        self.register(markets)
-        return base_url
-
-    def subscribe(self, markets: Sequence[Market]) -> list[str]:
-        self.register(markets)
+    def subscribe_frames(self, markets: Sequence[Market]) -> list[str]:
         message = {
             "type": "subscribe",
             "product_ids": [exchange_symbol(m) for m in markets],

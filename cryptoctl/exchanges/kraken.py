@@ -22,7 +22,7 @@ import orjson
 from cryptoctl.exchanges import fields
 from cryptoctl.exchanges.rest import ExchangeCandle, RateLimit, RestHistory, decimal_step, page_after
 from cryptoctl.exchanges.trade import Market, Trade
-from cryptoctl.exchanges.wire import Control, Event, Garbage, TradeEvent
+from cryptoctl.exchanges.wire import Control, Event, Garbage, MarketWire, TradeEvent
 
 NAME = "kraken"
 DEFAULT_WS_URL = "wss://ws.kraken.com/v2"
@@ -68,7 +68,7 @@ def _ws_key(symbol: str) -> str:
     return f"{our_asset(base)}/{our_asset(quote)}"
 
 
-class KrakenWire:
+class KrakenWire(MarketWire):
     name = NAME
     default_ws_url = DEFAULT_WS_URL
     default_rest_url = DEFAULT_REST_URL
@@ -76,25 +76,13 @@ class KrakenWire:
     silence_s = 5.0  # a heartbeat about every second when idle
     max_connection_s: float | None = None
 
-    def __init__(self, markets: Sequence[Market] = ()) -> None:
-        self._markets: dict[str, Market] = {}
-        self.register(markets)
-
-    def for_markets(self, markets: Sequence[Market]) -> KrakenWire:
-        return KrakenWire(markets)
-
-    def register(self, markets: Sequence[Market]) -> None:
-        self._markets.update({_ws_key(exchange_symbol(m)): m for m in markets})
-
     def exchange_symbol(self, market: Market) -> str:
         return exchange_symbol(market)
 
-    def stream_url(self, base_url: str, markets: Sequence[Market]) -> str:
-        self.register(markets)
-        return base_url
+    def market_key(self, market: Market) -> str:
+        return _ws_key(exchange_symbol(market))
 
-    def subscribe(self, markets: Sequence[Market]) -> list[str]:
-        self.register(markets)
+    def subscribe_frames(self, markets: Sequence[Market]) -> list[str]:
         symbols = [exchange_symbol(m) for m in markets]
         message = {
             "method": "subscribe",
