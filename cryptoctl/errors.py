@@ -166,32 +166,35 @@ class ExchangeBanned(CryptoctlError):
         self.retry_after_s = retry_after_s
 
 
-class ExchangeUnavailable(CryptoctlError):
-    """An exchange's REST API could not be used: unreachable, or 5xx / 429 until the retry
-    budget ran out. Names the exchange and the address."""
+class ExchangeRestError(CryptoctlError):
+    """An exchange's REST API failed us: names the exchange, the address and what happened.
+    Raise a subclass; each says how it failed (``failed``) and what to do (``default_hint``)."""
 
-    exit_code = ExitCode.SERVICE_UNAVAILABLE
+    failed = ""  # between the address and the detail: " failed" or nothing
+    default_hint: str | None = None
 
     def __init__(self, exchange: str, host: str, detail: str, *, hint: str | None = None) -> None:
         super().__init__(
-            f"{exchange} REST API at {host} failed: {detail}",
-            hint=hint or "the exchange may be down or rate limiting this IP; try again later",
+            f"{exchange} REST API at {host}{self.failed}: {detail}", hint=hint or self.default_hint
         )
         self.exchange = exchange
         self.host = host
         self.detail = detail
 
 
-class ExchangeReplyError(CryptoctlError):
+class ExchangeUnavailable(ExchangeRestError):
+    """An exchange's REST API could not be used: unreachable, or 5xx / 429 until the retry
+    budget ran out."""
+
+    exit_code = ExitCode.SERVICE_UNAVAILABLE
+    failed = " failed"
+    default_hint = "the exchange may be down or rate limiting this IP; try again later"
+
+
+class ExchangeReplyError(ExchangeRestError):
     """An exchange answered, but not as documented (a 4xx, a body of another shape)."""
 
     exit_code = ExitCode.DATA
-
-    def __init__(self, exchange: str, host: str, detail: str) -> None:
-        super().__init__(f"{exchange} REST API at {host}: {detail}")
-        self.exchange = exchange
-        self.host = host
-        self.detail = detail
 
 
 class CandlesDiffer(CryptoctlError):

@@ -153,3 +153,42 @@ def source_option(default: enum.Enum | None, help: str) -> Any:
 
 def topic_option(help: str = "Kafka topic [env CRYPTOCTL_TOPIC, default crypto-prices].") -> Any:
     return typer.Option(None, "--topic", "-t", help=help)
+
+
+# --- exchange feeds (produce, run) -------------------------------------------------
+
+
+def exchange_quote_option() -> Any:
+    """``--quote USDT`` of an exchange source: the quote asset of every market it produces."""
+    from cryptoctl.sources.spec import default_shown
+
+    return typer.Option(
+        None, "--quote", metavar="ASSET",
+        help=f"Exchanges: the quote asset of every market (BTC/USDT). {default_shown('quote')}",
+    )  # fmt: skip
+
+
+def exchange_since_option() -> Any:
+    return typer.Option(
+        None, "--since", metavar="TIME",
+        help="Exchanges: start with the trades from TIME over REST (a duration back like 2h, "
+        "ISO-8601 or epoch ms), then go live. Without it a market resumes after its last trade "
+        "on the topic, or starts with the first live trade.",
+    )  # fmt: skip
+
+
+def _exchange_url_option(flag: str, kind: str, env: str, note: str) -> Any:
+    return typer.Option(
+        None, flag, metavar="URL",
+        help=f"Exchanges: {kind} base URL (env {env}, and so on for coinbase and kraken{note}) "
+        "[default: the exchange's own].",
+    )  # fmt: skip
+
+
+def ws_url_option() -> Any:
+    return _exchange_url_option("--ws-url", "WebSocket", "CRYPTOCTL_BINANCE_WS_URL", "")
+
+
+def rest_url_option(note: str = "") -> Any:
+    """``--rest-url``; ``note`` adds what this command does with it (``; ...``)."""
+    return _exchange_url_option("--rest-url", "REST", "CRYPTOCTL_BINANCE_REST_URL", note)

@@ -14,11 +14,15 @@ from cryptoctl.cli.context import CliState, state
 from cryptoctl.cli.options import (
     ViewFormat,
     duration_option,
+    exchange_quote_option,
+    exchange_since_option,
     format_option,
+    rest_url_option,
     source_option,
     stop_after_option,
     symbols_option,
     topic_option,
+    ws_url_option,
 )
 from cryptoctl.errors import DeliveryFailed
 from cryptoctl.sources.spec import SourceKind, SourceSpec, default_shown
@@ -94,26 +98,10 @@ def produce(
     strict: bool = typer.Option(
         False, "--strict", help="Replay: stop at the first bad row (exit 5) instead of skipping it."
     ),
-    quote: str | None = typer.Option(
-        None, "--quote", metavar="ASSET",
-        help=f"Exchanges: the quote asset of every market (BTC/USDT). {default_shown('quote')}",
-    ),
-    since: str | None = typer.Option(
-        None, "--since", metavar="TIME",
-        help="Exchanges: start with the trades from TIME over REST (a duration back like 2h, "
-        "ISO-8601 or epoch ms), then go live. Without it a market resumes after its last trade "
-        "on the topic, or starts with the first live trade.",
-    ),
-    ws_url: str | None = typer.Option(
-        None, "--ws-url", metavar="URL",
-        help="Exchanges: WebSocket base URL (env CRYPTOCTL_BINANCE_WS_URL, and so on for coinbase "
-        "and kraken) [default: the exchange's own].",
-    ),
-    rest_url: str | None = typer.Option(
-        None, "--rest-url", metavar="URL",
-        help="Exchanges: REST base URL (env CRYPTOCTL_BINANCE_REST_URL, and so on for coinbase "
-        "and kraken) [default: the exchange's own].",
-    ),
+    quote: str | None = exchange_quote_option(),
+    since: str | None = exchange_since_option(),
+    ws_url: str | None = ws_url_option(),
+    rest_url: str | None = rest_url_option(),
     topic: str | None = topic_option(),
     count: int | None = typer.Option(None, "--count", "-n", min=1, help="Stop after N ticks."),
     duration: int | None = stop_after_option(),

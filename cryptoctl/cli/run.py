@@ -8,8 +8,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from cryptoctl.cli.context import CliState, state
-from cryptoctl.cli.options import duration_option, source_option, stop_after_option, symbols_option
-from cryptoctl.sources.spec import default_shown
+from cryptoctl.cli.options import (
+    duration_option,
+    exchange_quote_option,
+    rest_url_option,
+    source_option,
+    stop_after_option,
+    symbols_option,
+    ws_url_option,
+)
 
 if TYPE_CHECKING:
     from cryptoctl.alerts.delivery import DeliveryWorker
@@ -36,20 +43,9 @@ def run(
         "no check, no fallback.",
     ),
     symbols: list[str] = symbols_option(["BTC,ETH,SOL"], "Symbols, comma-separated or repeated."),
-    quote: str | None = typer.Option(
-        None, "--quote", metavar="ASSET",
-        help=f"Exchanges: the quote asset of every market (BTC/USDT). {default_shown('quote')}",
-    ),
-    ws_url: str | None = typer.Option(
-        None, "--ws-url", metavar="URL",
-        help="Exchanges: WebSocket base URL (env CRYPTOCTL_BINANCE_WS_URL, and so on for coinbase "
-        "and kraken) [default: the exchange's own].",
-    ),
-    rest_url: str | None = typer.Option(
-        None, "--rest-url", metavar="URL",
-        help="Exchanges: REST base URL (env CRYPTOCTL_BINANCE_REST_URL, and so on for coinbase "
-        "and kraken; the default's check pings it) [default: the exchange's own].",
-    ),
+    quote: str | None = exchange_quote_option(),
+    ws_url: str | None = ws_url_option(),
+    rest_url: str | None = rest_url_option("; the default's check pings it"),
     interval: int = duration_option("10s", "--interval", help="CoinGecko poll interval."),
     rate: float = typer.Option(10.0, "--rate", min=0.1, help="Synthetic ticks per second."),
     duration: int | None = stop_after_option("Stop after this long."),

@@ -15,6 +15,8 @@ from cryptoctl.cli.options import (
     FILTER_SYMBOLS_HELP,
     WatchFormat,
     format_option,
+    market_source_option,
+    quote_option,
     stop_after_option,
     symbols_option,
 )
@@ -24,37 +26,11 @@ if TYPE_CHECKING:
     from cryptoctl.watch.state import WatchState
 
 
-def _quote(value: str | None) -> str | None:
-    """Typer callback: a quote currency, upper-case (``usdt`` -> ``USDT``)."""
-    if value is None:
-        return None
-    from cryptoctl.tick import is_code
-
-    quote = value.strip().upper()
-    if not is_code(quote):
-        raise typer.BadParameter(f"{value!r} is no currency code (e.g. USD, USDT)")
-    return quote
-
-
-def _source(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not value.strip():
-        raise typer.BadParameter("must not be empty (e.g. binance, coinbase, coingecko)")
-    return value.strip()
-
-
 def watch(
     ctx: typer.Context,
     symbols: list[str] | None = symbols_option(None, FILTER_SYMBOLS_HELP),
-    source: str | None = typer.Option(
-        None, "--source", callback=_source, metavar="SOURCE",
-        help="Only markets of this source (binance, coinbase, kraken, coingecko, synthetic, ...).",
-    ),
-    quote: str | None = typer.Option(
-        None, "--quote", callback=_quote, metavar="QUOTE",
-        help="Only markets quoted in this currency (USD, USDT, EUR, ...).",
-    ),
+    source: str | None = market_source_option(),
+    quote: str | None = quote_option(),
     from_beginning: bool = typer.Option(
         False, "--from-beginning", help="Read the topic from its first message."
     ),

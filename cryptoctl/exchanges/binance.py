@@ -13,26 +13,15 @@ be BTC/USDT or BTCU/SDT), hence the lookup.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
 import orjson
 
-from cryptoctl.errors import UnknownMarket
 from cryptoctl.exchanges import fields
-from cryptoctl.exchanges.rest import (
-    ExchangeBudget,
-    ExchangeCandle,
-    RateLimit,
-    RestClient,
-    RetryPolicy,
-    decimal_step,
-    shared_budget,
-)
+from cryptoctl.exchanges.rest import ExchangeCandle, RateLimit, RestHistory, decimal_step, page_after
 from cryptoctl.exchanges.trade import Market, Trade
-from cryptoctl.exchanges.wire import Control, Event, Garbage, TradeEvent
+from cryptoctl.exchanges.wire import Control, Event, Garbage, MarketWire, TradeEvent
 
 NAME = "binance"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
@@ -57,7 +46,7 @@ def stream_name(market: Market) -> str:
     return f"{exchange_symbol(market).lower()}@trade"
 
 
-class BinanceWire:
+class BinanceWire(MarketWire):
     name = NAME
     default_ws_url = DEFAULT_WS_URL
     default_rest_url = DEFAULT_REST_URL
@@ -65,27 +54,12 @@ class BinanceWire:
     silence_s = 30.0  # server pings every 20 s
     max_connection_s: float | None = 23.5 * 3600  # Binance closes at 24 h
 
-    def __init__(self, markets: Sequence[Market] = ()) -> None:
-        self._markets: dict[str, Market] = {}
-        self.register(markets)
-
-    def for_markets(self, markets: Sequence[Market]) -> BinanceWire:
-        """A wire of its own for one connection's markets."""
-        return BinanceWire(markets)
-
-    def register(self, markets: Sequence[Market]) -> None:
-        self._markets.update({exchange_symbol(m): m for m in markets})
-
     def exchange_symbol(self, market: Market) -> str:
         return exchange_symbol(market)
 
     def stream_url(self, base_url: str, markets: Sequence[Market]) -> str:
         self.register(markets)
         return f"{base_url.rstrip('/')}/stream?streams={'/'.join(stream_name(m) for m in markets)}"
-
-    def subscribe(self, markets: Sequence[Market]) -> list[str]:
-        self.register(markets)
-        return []  # the streams are in the URL
 
     def ping(self) -> str | None:
         return None  # protocol pings, answered by the websockets library
@@ -167,24 +141,19 @@ def _trade(tid: Any, ts: Any, price: Any, qty: Any, buyer_is_maker: Any) -> Trad
     return Trade(trade_id, ms, p, q, "sell" if buyer_is_maker else "buy")
 
 
-class BinanceHistory:
+def _rest_trade(row: Any) -> Trade | str:
+    if not isinstance(row, dict):
+        return "not an object"
+    get = row.get
+    return _trade(get("id"), get("time"), get("price"), get("qty"), get("isBuyerMaker"))
+
+
+class BinanceHistory(RestHistory):
     """Binance's REST trade history and klines for any market (a TradeHistory)."""
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_REST_URL,
-        *,
-        budget: ExchangeBudget | None = None,
-        retry: RetryPolicy | None = None,
-        http: httpx.Client | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        budget = budget or shared_budget(NAME, LIMIT)
-        self.rest = RestClient(NAME, base_url, budget, retry or RetryPolicy(), http)
-        self._clock = clock
-
-    def close(self) -> None:
-        self.rest.close()
+    name = NAME
+    limit = LIMIT
+    default_rest_url = DEFAULT_REST_URL
 
     def check_market(self, market: Market) -> None:
         """UnknownMarket (exit 2) unless Binance lists the symbol."""
@@ -193,29 +162,18 @@ class BinanceHistory:
         response = self.rest.get(path, {"symbol": symbol}, weight=WEIGHT_EXCHANGE_INFO)
         body = fields.loads(response.content)
         if response.status_code == 400 and isinstance(body, dict) and body.get("code") == -1121:
-            raise UnknownMarket(NAME, f"{market.symbol}/{market.quote}", symbol)
+            raise self.unknown_market(market, symbol)
         if response.status_code >= 300:
             raise self.rest.reply_error(response, path)
         listed = body.get("symbols") if isinstance(body, dict) else None
         if not isinstance(listed, list) or not any(
             isinstance(s, dict) and s.get("symbol") == symbol for s in listed
         ):
-            raise UnknownMarket(NAME, f"{market.symbol}/{market.quote}", symbol)
+            raise self.unknown_market(market, symbol)
 
-    def trades_after(
-        self, market: Market, after: Trade, *, until_id: int | None = None
-    ) -> Iterator[list[Trade]]:
-        return self._from_id(market, after.trade_id + 1, until_id)
-
-    def trades_since(self, market: Market, ts_ms: int) -> Iterator[list[Trade]]:
-        first = self._first_id_at(market, ts_ms)
-        if first is None:
-            return iter(())
-        return self._from_id(market, first, None)
-
-    def _first_id_at(self, market: Market, ts_ms: int) -> int | None:
-        """The first trade id at or after ts_ms: the ``f`` of the first aggregate trade
-        (an aggregate's trades share its time)."""
+    def first_id_at(self, market: Market, ts_ms: int) -> int | None:
+        """The ``f`` of the first aggregate trade at or after ts_ms (an aggregate's trades
+        share its time)."""
         path = "/api/v3/aggTrades"
         params = {"symbol": exchange_symbol(market), "startTime": ts_ms, "limit": 1}
         rows = self.rest.rows(path, self.rest.get_json(path, params, weight=WEIGHT_AGG_TRADES))
@@ -226,30 +184,17 @@ class BinanceHistory:
             raise self.rest.bad(f"{path} row without a first trade id: {rows[0]!r}")
         return first
 
-    def _from_id(self, market: Market, from_id: int, until_id: int | None) -> Iterator[list[Trade]]:
+    def after_id(self, market: Market, last_id: int, until_id: int | None) -> Iterator[list[Trade]]:
         path = "/api/v3/historicalTrades"
-        while until_id is None or from_id <= until_id:
-            params = {"symbol": exchange_symbol(market), "fromId": from_id, "limit": TRADES_PAGE}
+        while until_id is None or last_id < until_id:
+            params = {"symbol": exchange_symbol(market), "fromId": last_id + 1, "limit": TRADES_PAGE}
             rows = self.rest.rows(path, self.rest.get_json(path, params, weight=WEIGHT_HISTORICAL_TRADES))
-            page = sorted(
-                t
-                for t in (self._rest_trade(path, row) for row in rows)
-                if t.trade_id >= from_id and (until_id is None or t.trade_id <= until_id)
-            )
+            page = page_after(self.read_trades(path, rows, _rest_trade), last_id, until_id)
             if page:
                 yield page
             if len(rows) < TRADES_PAGE or not page:
                 return  # the newest trade reached
-            from_id = page[-1].trade_id + 1
-
-    def _rest_trade(self, path: str, row: Any) -> Trade:
-        if not isinstance(row, dict):
-            raise self.rest.bad(f"{path} row is not an object: {row!r}")
-        get = row.get
-        trade = _trade(get("id"), get("time"), get("price"), get("qty"), get("isBuyerMaker"))
-        if isinstance(trade, str):  # a row we cannot read would be a silent hole: stop instead
-            raise self.rest.bad(f"{path} row: {trade}")
-        return trade
+            last_id = page[-1].trade_id
 
     def candles(self, market: Market, start_ms: int, end_ms: int) -> Iterator[list[ExchangeCandle]]:
         """The 1-minute klines with start in [start_ms, end_ms), ascending, in pages."""
@@ -264,7 +209,7 @@ class BinanceHistory:
                 "limit": KLINES_PAGE,
             }
             rows = self.rest.rows(path, self.rest.get_json(path, params, weight=WEIGHT_KLINES))
-            now_ms = int(self._clock() * 1000)
+            now_ms = self.now_ms()
             candles = (self._kline(path, row, now_ms) for row in rows)
             page = [c for c in candles if start <= c.bucket_ms < end_ms]
             if page:

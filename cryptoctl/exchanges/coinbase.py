@@ -12,26 +12,16 @@ registered is Garbage.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import orjson
 
-from cryptoctl.errors import UnknownMarket
 from cryptoctl.exchanges import fields
-from cryptoctl.exchanges.rest import (
-    ExchangeBudget,
-    ExchangeCandle,
-    RateLimit,
-    RestClient,
-    RetryPolicy,
-    shared_budget,
-)
+from cryptoctl.exchanges.rest import ExchangeCandle, RateLimit, RestHistory, page_after
 from cryptoctl.exchanges.trade import Market, Trade
-from cryptoctl.exchanges.wire import Control, Event, Garbage, TradeEvent
+from cryptoctl.exchanges.wire import Control, Event, Garbage, MarketWire, TradeEvent
 
 NAME = "coinbase"
 DEFAULT_WS_URL = "wss://ws-feed.exchange.coinbase.com"
@@ -47,7 +37,7 @@ def exchange_symbol(market: Market) -> str:
     return f"{market.symbol}-{market.quote}".upper()
 
 
-class CoinbaseWire:
+class CoinbaseWire(MarketWire):
     name = NAME
     default_ws_url = DEFAULT_WS_URL
     default_rest_url = DEFAULT_REST_URL
@@ -55,25 +45,10 @@ class CoinbaseWire:
     silence_s = 5.0  # a heartbeat per product per second
     max_connection_s: float | None = None
 
-    def __init__(self, markets: Sequence[Market] = ()) -> None:
-        self._markets: dict[str, Market] = {}
-        self.register(markets)
-
-    def for_markets(self, markets: Sequence[Market]) -> CoinbaseWire:
-        return CoinbaseWire(markets)
-
-    def register(self, markets: Sequence[Market]) -> None:
-        self._markets.update({exchange_symbol(m): m for m in markets})
-
     def exchange_symbol(self, market: Market) -> str:
         return exchange_symbol(market)
 
-    def stream_url(self, base_url: str, markets: Sequence[Market]) -> str:
-        self.register(markets)
-        return base_url
-
-    def subscribe(self, markets: Sequence[Market]) -> list[str]:
-        self.register(markets)
+    def subscribe_frames(self, markets: Sequence[Market]) -> list[str]:
         message = {
             "type": "subscribe",
             "product_ids": [exchange_symbol(m) for m in markets],
@@ -131,11 +106,15 @@ def _trade(obj: dict[str, Any]) -> Trade | str:
     return Trade(trade_id, ms, price, size, fields.opposite(maker))
 
 
+def _rest_trade(row: Any) -> Trade | str:
+    return _trade(row) if isinstance(row, dict) else "not an object"
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class CoinbaseHistory:
+class CoinbaseHistory(RestHistory):
     """Coinbase's REST trades and candles (a TradeHistory).
 
     Trades come newest first, ``after=<id>`` giving the older ones below ``id``. Trade
@@ -145,28 +124,16 @@ class CoinbaseHistory:
     page whatever the range; one extra request (the newest page) says where to stop.
     """
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_REST_URL,
-        *,
-        budget: ExchangeBudget | None = None,
-        retry: RetryPolicy | None = None,
-        http: httpx.Client | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        budget = budget or shared_budget(NAME, LIMIT)
-        self.rest = RestClient(NAME, base_url, budget, retry or RetryPolicy(), http)
-        self._clock = clock
-
-    def close(self) -> None:
-        self.rest.close()
+    name = NAME
+    limit = LIMIT
+    default_rest_url = DEFAULT_REST_URL
 
     def check_market(self, market: Market) -> None:
         product = exchange_symbol(market)
         path = f"/products/{product}"
         response = self.rest.get(path)
         if response.status_code in (400, 404):
-            raise UnknownMarket(NAME, f"{market.symbol}/{market.quote}", product)
+            raise self.unknown_market(market, product)
         if response.status_code >= 300:
             raise self.rest.reply_error(response, path)
 
@@ -177,41 +144,24 @@ class CoinbaseHistory:
         if before_id is not None:
             params["after"] = before_id
         rows = self.rest.rows(path, self.rest.get_json(path, params))
-        trades = []
-        for row in rows:
-            trade = _trade(row) if isinstance(row, dict) else "not an object"
-            if isinstance(trade, str):  # a row we cannot read would be a silent hole
-                raise self.rest.bad(f"{path} row: {trade}: {row!r}")
-            trades.append(trade)
-        return sorted(trades)
+        return self.read_trades(path, rows, _rest_trade)
 
-    def trades_after(
-        self, market: Market, after: Trade, *, until_id: int | None = None
-    ) -> Iterator[list[Trade]]:
-        return self._after_id(market, after.trade_id, until_id)
-
-    def _after_id(self, market: Market, last: int, until_id: int | None) -> Iterator[list[Trade]]:
+    def after_id(self, market: Market, last_id: int, until_id: int | None) -> Iterator[list[Trade]]:
         newest_page = self._page(market, None)
         if not newest_page:
             return
         top = newest_page[-1].trade_id if until_id is None else min(until_id, newest_page[-1].trade_id)
-        while last < top:
-            high = min(last + TRADES_PAGE, top)
+        while last_id < top:
+            high = min(last_id + TRADES_PAGE, top)
             # the newest page may already hold them
-            held = newest_page[0].trade_id <= last + 1
+            held = newest_page[0].trade_id <= last_id + 1
             rows = newest_page if held else self._page(market, high + 1)
-            page = [t for t in rows if last < t.trade_id <= high]
+            page = page_after(rows, last_id, high)
             if page:
                 yield page
-            last = high
+            last_id = high
 
-    def trades_since(self, market: Market, ts_ms: int) -> Iterator[list[Trade]]:
-        first = self._first_id_at(market, ts_ms)
-        if first is None:
-            return iter(())
-        return self._after_id(market, first - 1, None)
-
-    def _first_id_at(self, market: Market, ts_ms: int) -> int | None:
+    def first_id_at(self, market: Market, ts_ms: int) -> int | None:
         """The id of the first trade at or after ts_ms: probe back from the newest by
         doubling steps, then bisect (trade times never decrease with the id)."""
         newest = self._page(market, None)
@@ -249,7 +199,7 @@ class CoinbaseHistory:
             stop = min(end_ms, start + CANDLES_PAGE * MINUTE_MS)
             params = {"granularity": 60, "start": _iso(start), "end": _iso(stop - MINUTE_MS)}
             rows = self.rest.rows(path, self.rest.get_json(path, params))
-            now_ms = int(self._clock() * 1000)
+            now_ms = self.now_ms()
             candles = (self._candle(path, r, now_ms) for r in rows)
             page = sorted(c for c in candles if start <= c.bucket_ms < stop)
             if page:

@@ -13,26 +13,16 @@ registered is Garbage.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 import orjson
 
-from cryptoctl.errors import UnknownMarket
 from cryptoctl.exchanges import fields
-from cryptoctl.exchanges.rest import (
-    ExchangeBudget,
-    ExchangeCandle,
-    RateLimit,
-    RestClient,
-    RetryPolicy,
-    decimal_step,
-    shared_budget,
-)
+from cryptoctl.exchanges.rest import ExchangeCandle, RateLimit, RestHistory, decimal_step, page_after
 from cryptoctl.exchanges.trade import Market, Trade
-from cryptoctl.exchanges.wire import Control, Event, Garbage, TradeEvent
+from cryptoctl.exchanges.wire import Control, Event, Garbage, MarketWire, TradeEvent
 
 NAME = "kraken"
 DEFAULT_WS_URL = "wss://ws.kraken.com/v2"
@@ -78,7 +68,7 @@ def _ws_key(symbol: str) -> str:
     return f"{our_asset(base)}/{our_asset(quote)}"
 
 
-class KrakenWire:
+class KrakenWire(MarketWire):
     name = NAME
     default_ws_url = DEFAULT_WS_URL
     default_rest_url = DEFAULT_REST_URL
@@ -86,25 +76,13 @@ class KrakenWire:
     silence_s = 5.0  # a heartbeat about every second when idle
     max_connection_s: float | None = None
 
-    def __init__(self, markets: Sequence[Market] = ()) -> None:
-        self._markets: dict[str, Market] = {}
-        self.register(markets)
-
-    def for_markets(self, markets: Sequence[Market]) -> KrakenWire:
-        return KrakenWire(markets)
-
-    def register(self, markets: Sequence[Market]) -> None:
-        self._markets.update({_ws_key(exchange_symbol(m)): m for m in markets})
-
     def exchange_symbol(self, market: Market) -> str:
         return exchange_symbol(market)
 
-    def stream_url(self, base_url: str, markets: Sequence[Market]) -> str:
-        self.register(markets)
-        return base_url
+    def market_key(self, market: Market) -> str:
+        return _ws_key(exchange_symbol(market))
 
-    def subscribe(self, markets: Sequence[Market]) -> list[str]:
-        self.register(markets)
+    def subscribe_frames(self, markets: Sequence[Market]) -> list[str]:
         symbols = [exchange_symbol(m) for m in markets]
         message = {
             "method": "subscribe",
@@ -185,6 +163,19 @@ def _trade(tid: Any, ts: Any, price: Any, qty: Any) -> Trade | str:
     return Trade(trade_id, ms, p, q, "buy")
 
 
+def _rest_trade(row: Any) -> Trade | str:
+    """A Trades row: ``[price, volume, time, b/s, market/limit, misc, trade_id]``."""
+    if not isinstance(row, list) or len(row) < 7:
+        return "not a trade"
+    trade = _trade(row[6], row[2], row[0], row[1])
+    side = fields.side({"b": "buy", "s": "sell"}.get(row[3]) if isinstance(row[3], str) else None)
+    if isinstance(trade, str):
+        return trade
+    if side is None:
+        return f"bad side {row[3]!r}"
+    return trade._replace(side=side)
+
+
 def _transient(response: httpx.Response) -> str | None:
     body = fields.loads(response.content)
     errors = body.get("error") if isinstance(body, dict) else None
@@ -195,25 +186,16 @@ def _transient(response: httpx.Response) -> str | None:
     return None
 
 
-class KrakenHistory:
+class KrakenHistory(RestHistory):
     """Kraken's REST trades (paged by a nanosecond ``since`` cursor) and OHLC (a TradeHistory)."""
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_REST_URL,
-        *,
-        budget: ExchangeBudget | None = None,
-        retry: RetryPolicy | None = None,
-        http: httpx.Client | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        budget = budget or shared_budget(NAME, LIMIT)
-        self.rest = RestClient(NAME, base_url, budget, retry or RetryPolicy(), http, body_retry=_transient,
-                               floats_as_text=True)
-        self._clock = clock
+    name = NAME
+    limit = LIMIT
+    default_rest_url = DEFAULT_REST_URL
+    floats_as_text = True  # trade times: epoch seconds to 7 decimals, floored on the digits
 
-    def close(self) -> None:
-        self.rest.close()
+    def retry_body(self, response: httpx.Response) -> str | None:
+        return _transient(response)
 
     def _result(self, path: str, params: dict[str, Any]) -> tuple[list[Any], Any]:
         """(the rows under the pair's key, the ``last`` cursor) of a Trades/OHLC reply."""
@@ -233,7 +215,7 @@ class KrakenHistory:
         result = body.get("result") if isinstance(body, dict) else None
         if errors or not result:
             if isinstance(errors, list) and any("Unknown asset pair" in str(e) for e in errors):
-                raise UnknownMarket(NAME, f"{market.symbol}/{market.quote}", pair)
+                raise self.unknown_market(market, pair)
             raise self.rest.bad(f"/0/public/AssetPairs for {pair}: {errors or 'no result'}")
 
     def trades_after(
@@ -251,12 +233,7 @@ class KrakenHistory:
         path = "/0/public/Trades"
         while until_id is None or last_id < until_id:
             rows, cursor = self._result(path, {"pair": rest_pair(market), "since": since})
-            trades = (self._rest_trade(path, row) for row in rows)
-            page = sorted(
-                t
-                for t in trades
-                if t.trade_id > last_id and t.ts >= min_ts and (until_id is None or t.trade_id <= until_id)
-            )
+            page = page_after(self.read_trades(path, rows, _rest_trade), last_id, until_id, min_ts)
             if page:
                 yield page
                 last_id = page[-1].trade_id
@@ -267,14 +244,6 @@ class KrakenHistory:
                 return  # the newest trade reached (or no cursor to go on)
             since = next_since - 1
 
-    def _rest_trade(self, path: str, row: Any) -> Trade:
-        if isinstance(row, list) and len(row) >= 7:
-            trade = _trade(row[6], row[2], row[0], row[1])
-            side = fields.side({"b": "buy", "s": "sell"}.get(row[3]) if isinstance(row[3], str) else None)
-            if not isinstance(trade, str) and side is not None:
-                return trade._replace(side=side)
-        raise self.rest.bad(f"{path} row not a trade: {row!r}")
-
     def candles(self, market: Market, start_ms: int, end_ms: int) -> Iterator[list[ExchangeCandle]]:
         """1-minute OHLC with start in [start_ms, end_ms): one page, as Kraken keeps only
         the 720 most recent minutes (older ones are simply absent). The last row is still
@@ -282,7 +251,7 @@ class KrakenHistory:
         path = "/0/public/OHLC"
         since_s = (start_ms - start_ms % MINUTE_MS) // 1000 - 60
         rows, _ = self._result(path, {"pair": rest_pair(market), "interval": 1, "since": since_s})
-        now_ms = int(self._clock() * 1000)
+        now_ms = self.now_ms()
         candles = [self._candle(path, row, now_ms) for row in rows]
         if candles:
             candles[-1] = candles[-1]._replace(closed=False)

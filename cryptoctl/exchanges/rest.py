@@ -14,6 +14,9 @@ A 418 (an IP ban) is never retried: :class:`~cryptoctl.errors.ExchangeBanned`. A
 timeout or a connection error is retried with exponential backoff and jitter within
 :class:`RetryPolicy`, then :class:`~cryptoctl.errors.ExchangeUnavailable` names the
 exchange and the address. Constructors make no network call.
+
+:class:`RestHistory` is what the exchanges' histories share (the client, the budget, the
+clock, paging trades by id); each exchange's module fills in its hooks.
 """
 
 from __future__ import annotations
@@ -22,15 +25,16 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from cryptoctl.errors import ExchangeBanned, ExchangeReplyError, ExchangeUnavailable
+from cryptoctl.errors import ExchangeBanned, ExchangeReplyError, ExchangeUnavailable, UnknownMarket
 from cryptoctl.exchanges.fields import NOT_JSON, loads, loads_exact
+from cryptoctl.exchanges.trade import Market, Trade
 from cryptoctl.sources.coingecko import retry_after_s
 
 
@@ -309,3 +313,92 @@ class RestClient:
         value = response.headers.get(header) if header else None
         if value is not None and value.strip().isdigit():
             self.budget.observe_weight(int(value))
+
+
+class RestHistory:
+    """The base of an exchange's REST history (a TradeHistory and a CandleHistory).
+
+    It holds the :class:`RestClient` within the exchange's shared budget and the clock, and
+    pages trades by id: :meth:`trades_after` and :meth:`trades_since` are built on the
+    hooks :meth:`first_id_at` and :meth:`after_id`. An exchange that pages by time
+    (Kraken) overrides the two instead. Each subclass names ``name``, ``limit`` and
+    ``default_rest_url`` and has its own ``check_market`` and ``candles``.
+    """
+
+    name: ClassVar[str]
+    limit: ClassVar[RateLimit]
+    default_rest_url: ClassVar[str]
+    floats_as_text: ClassVar[bool] = False  # read non-integer JSON numbers as their text
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        budget: ExchangeBudget | None = None,
+        retry: RetryPolicy | None = None,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rest = RestClient(
+            self.name, base_url or self.default_rest_url, budget or shared_budget(self.name, self.limit),
+            retry or RetryPolicy(), http, body_retry=self.retry_body, floats_as_text=self.floats_as_text,
+        )  # fmt: skip
+        self._clock = clock
+
+    def close(self) -> None:
+        self.rest.close()
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def retry_body(self, response: httpx.Response) -> str | None:
+        """Hook: why a 2xx reply is to be retried (a "busy" body), or None: it is not."""
+        return None
+
+    def unknown_market(self, market: Market, tried: str) -> UnknownMarket:
+        return UnknownMarket(self.name, f"{market.symbol}/{market.quote}", tried)
+
+    def trades_after(
+        self, market: Market, after: Trade, *, until_id: int | None = None
+    ) -> Iterator[list[Trade]]:
+        return self.after_id(market, after.trade_id, until_id)
+
+    def trades_since(self, market: Market, ts_ms: int) -> Iterator[list[Trade]]:
+        first = self.first_id_at(market, ts_ms)
+        if first is None:
+            return iter(())
+        return self.after_id(market, first - 1, None)
+
+    def after_id(self, market: Market, last_id: int, until_id: int | None) -> Iterator[list[Trade]]:
+        """Hook: the pages of trades with last_id < id (<= until_id)."""
+        raise NotImplementedError
+
+    def first_id_at(self, market: Market, ts_ms: int) -> int | None:
+        """Hook: the id of the first trade at or after ts_ms, None when there is none yet."""
+        raise NotImplementedError
+
+    def read_trades(self, path: str, rows: Iterable[Any], parse: Callable[[Any], Trade | str]) -> list[Trade]:
+        """The rows as trades, ascending; ``parse`` says what is wrong with a row it cannot
+        read, and such a row stops the history (skipped, it would be a silent hole)."""
+        trades = []
+        for row in rows:
+            trade = parse(row)
+            if isinstance(trade, str):
+                raise self.rest.bad(f"{path} row: {trade}: {row!r}")
+            trades.append(trade)
+        return sorted(trades)
+
+
+def page_after(
+    trades: Iterable[Trade], last_id: int, until_id: int | None, min_ts: int | None = None
+) -> list[Trade]:
+    """What a page of trades (ascending) adds after trade ``last_id``: those with
+    last_id < id <= until_id (and time >= min_ts); what came before (a page overlapping
+    the last one) is dropped."""
+    return [
+        t
+        for t in trades
+        if t.trade_id > last_id
+        and (until_id is None or t.trade_id <= until_id)
+        and (min_ts is None or t.ts >= min_ts)
+    ]

@@ -9,7 +9,7 @@ formats; the wire modules know nothing of sockets.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol, Self
 
 from cryptoctl.exchanges.trade import Market, Trade
 
@@ -66,3 +66,39 @@ class ExchangeWire(Protocol):
     def parse(self, frame: str | bytes) -> list[Event]:
         """One received frame -> its events, in the order they appear in it."""
         ...
+
+
+class MarketWire:
+    """What the exchanges' wires share: the markets of one connection, registered by the
+    URL and the subscription and found again by the spelling the exchange sends (a symbol
+    never registered is Garbage). A subclass gives the attributes of :class:`ExchangeWire`,
+    ``exchange_symbol``, ``parse`` and ``ping``; the hooks ``market_key`` (how a received
+    symbol is looked up) and ``subscribe_frames`` (what to send after connecting)."""
+
+    def __init__(self, markets: Sequence[Market] = ()) -> None:
+        self._markets: dict[str, Market] = {}
+        self.register(markets)
+
+    def for_markets(self, markets: Sequence[Market]) -> Self:
+        """A wire of its own for one connection's markets."""
+        return type(self)(markets)
+
+    def exchange_symbol(self, market: Market) -> str:
+        raise NotImplementedError
+
+    def market_key(self, market: Market) -> str:
+        return self.exchange_symbol(market)
+
+    def register(self, markets: Sequence[Market]) -> None:
+        self._markets.update({self.market_key(m): m for m in markets})
+
+    def stream_url(self, base_url: str, markets: Sequence[Market]) -> str:
+        self.register(markets)
+        return base_url
+
+    def subscribe(self, markets: Sequence[Market]) -> list[str]:
+        self.register(markets)
+        return self.subscribe_frames(markets)
+
+    def subscribe_frames(self, markets: Sequence[Market]) -> list[str]:
+        return []

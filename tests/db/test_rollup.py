@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +83,27 @@ filters_strategy = st.sampled_from(
     ]
 )
 Filters = tuple[list[str] | None, str | None, str | None]
+
+
+def rollup_cases(max_examples: int) -> Callable[[Callable[..., None]], Any]:
+    """The property test of a rollup: random ticks, final flags, interval, filters and gaps
+    (the arguments ``ticks, finals, interval, filters, gaps`` after the fixture)."""
+
+    def decorate(test: Callable[..., None]) -> Any:
+        cases = given(
+            ticks=ticks_strategy,
+            finals=st.lists(st.booleans(), max_size=60),
+            interval=st.sampled_from(list(INTERVALS)),
+            filters=filters_strategy,
+            gaps=gaps_strategy,
+        )
+        return hsettings(
+            max_examples=max_examples,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )(cases(test))
+
+    return decorate
 
 
 def selected(market: MarketTuple, filters: Filters) -> bool:
@@ -243,18 +264,7 @@ def bucket_functions(conn: Any) -> list[str]:
     return ["date_bin", "time_bucket"] if timescale_available(conn) else ["date_bin"]
 
 
-@hsettings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    ticks=ticks_strategy,
-    finals=st.lists(st.booleans(), max_size=60),
-    interval=st.sampled_from(list(INTERVALS)),
-    filters=filters_strategy,
-    gaps=gaps_strategy,
-)
+@rollup_cases(max_examples=60)
 def test_rollup_equals_direct_aggregation(
     conn: Any, ticks: list[WindowTick], finals: list[bool], interval: str, filters: Filters,
     gaps: list[Gap],

@@ -19,13 +19,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
 from psycopg import sql
 
 from cryptoctl.db.connection import apply_schema, connect
-from cryptoctl.db.queries import INTERVALS, fetch_candles
+from cryptoctl.db.queries import fetch_candles
 from cryptoctl.settings import Settings
 from cryptoctl.stack import binaries, local
 from tests.conftest import free_port, state_home
@@ -37,9 +34,7 @@ from tests.db.test_rollup import (
     Gap,
     WindowTick,
     check_rollup,
-    filters_strategy,
-    gaps_strategy,
-    ticks_strategy,
+    rollup_cases,
 )
 
 STANDIN = Path(__file__).parent / "timescaledb_standin"
@@ -151,15 +146,7 @@ def rollup_conn(timescale_pg: Settings) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-@hsettings(max_examples=40, deadline=None,
-           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(
-    ticks=ticks_strategy,
-    finals=st.lists(st.booleans(), max_size=60),
-    interval=st.sampled_from(list(INTERVALS)),
-    filters=filters_strategy,
-    gaps=gaps_strategy,
-)
+@rollup_cases(max_examples=40)
 def test_rollup_over_time_bucket_equals_brute_force_and_date_bin(
     rollup_conn: Any, ticks: list[WindowTick], finals: list[bool], interval: str, filters: Filters,
     gaps: list[Gap],

@@ -371,7 +371,7 @@ def test_an_unreachable_exchange_is_exit_3(
     from tests.conftest import free_port
 
     fast = rest.RetryPolicy(max_attempts=2, backoff_initial_s=0.01, backoff_max_s=0.01, timeout_s=2)
-    monkeypatch.setattr("cryptoctl.exchanges.binance.RetryPolicy", lambda: fast)
+    monkeypatch.setattr("cryptoctl.exchanges.rest.RetryPolicy", lambda: fast)  # every history's default
     result = cli(
         "verify", "--source", "binance", "-s", "BTC", "--rest-url", f"http://127.0.0.1:{free_port()}"
     )
