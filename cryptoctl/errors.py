@@ -59,6 +59,21 @@ class ConfigError(UsageError):
     """A setting (flag, environment variable or config file entry) is invalid."""
 
 
+class MetricsPortUnavailable(UsageError):
+    """The metrics server cannot listen where it was told (--metrics-port/--metrics-host):
+    the port is taken (another process, another `aggregate` on the same port) or the
+    address is not this machine's."""
+
+    def __init__(self, host: str, port: int, detail: str) -> None:
+        super().__init__(
+            f"cannot serve metrics on {host}:{port}: {detail}",
+            hint="give each process its own --metrics-port (or CRYPTOCTL_METRICS_PORT), "
+            "e.g. 9464, 9465, ...",
+        )
+        self.host = host
+        self.port = port
+
+
 class ServiceUnavailable(CryptoctlError):
     """A service cannot be reached. Names the service, the address and how to start it."""
 

@@ -153,3 +153,21 @@ def source_option(default: enum.Enum | None, help: str) -> Any:
 
 def topic_option(help: str = "Kafka topic [env CRYPTOCTL_TOPIC, default crypto-prices].") -> Any:
     return typer.Option(None, "--topic", "-t", help=help)
+
+
+# --- metrics -----------------------------------------------------------------------
+
+
+def metrics_port_option() -> Any:
+    return typer.Option(
+        None, "--metrics-port", min=1, max=65535, metavar="PORT",
+        help="Serve Prometheus metrics on this port (/metrics); off unless given"
+        " [env CRYPTOCTL_METRICS_PORT].",
+    )  # fmt: skip
+
+
+def metrics_host_option() -> Any:
+    return typer.Option(
+        None, "--metrics-host", metavar="ADDRESS",
+        help="Address the metrics server listens on [env CRYPTOCTL_METRICS_HOST, default 127.0.0.1].",
+    )  # fmt: skip

@@ -59,6 +59,8 @@ class ProducerStats:
     last_problem: str
     markers: int = 0  # messages that are not ticks (gap markers) produced
     feed: FeedStats | None = None  # trade feeds (exchanges): connection and markets
+    # ticks produced per market: ((source, symbol, quote), ticks), in order of appearance
+    market_ticks: tuple[tuple[tuple[str, str, str], int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,6 +131,7 @@ class ProducerRun:
         self._factory = producer_factory
         self._sender: TickSender | None = None
         self._last_price: dict[str, float] = {}
+        self._market_ticks: dict[tuple[str, str, str], int] = {}
         self._started = time.monotonic()
         self._samples: deque[tuple[float, int]] = deque(maxlen=8)
         self._next_sample = 0.0
@@ -159,6 +162,7 @@ class ProducerRun:
             last_problem=d.last_error or c.last_problem,
             markers=d.markers,
             feed=self._feed_stats() if self._feed_stats is not None else None,
+            market_ticks=tuple(dict(self._market_ticks).items()),  # dict(): one atomic copy
         )
 
     def _recent_rate(self) -> float:
@@ -219,12 +223,16 @@ class ProducerRun:
     def _pump(self, batches: Iterator[list[ValidTick]], sender: TickSender, control: RunControl) -> str:
         count = self.options.count
         last_price = self._last_price
+        markets = self._market_ticks
         try:
             for batch in batches:
                 if count is not None and self.delivery.produced + len(batch) >= count:
                     batch = batch[: count - self.delivery.produced]
                     control.reached = "count"
                 sender.send_batch(batch)
+                for tick in batch:
+                    market = (tick.source, tick.symbol, tick.quote)
+                    markets[market] = markets.get(market, 0) + 1
                 for tick in batch[-64:]:  # the newest price per symbol, cheaply
                     last_price[tick.symbol] = tick.price
                 if self._take_markers is not None:
