@@ -64,11 +64,12 @@ class MetricsPortUnavailable(UsageError):
     the port is taken (another process, another `aggregate` on the same port) or the
     address is not this machine's."""
 
-    def __init__(self, host: str, port: int, detail: str) -> None:
+    def __init__(self, host: str, port: int, detail: str, *, in_use: bool) -> None:
         super().__init__(
             f"cannot serve metrics on {host}:{port}: {detail}",
             hint="give each process its own --metrics-port (or CRYPTOCTL_METRICS_PORT), "
-            "e.g. 9464, 9465, ...",
+            "e.g. 9464, 9465, ..." if in_use else "set --metrics-host (or "
+            "CRYPTOCTL_METRICS_HOST) to an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
         )
         self.host = host
         self.port = port

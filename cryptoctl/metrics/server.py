@@ -53,8 +53,9 @@ def start_metrics_server(
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        detail = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise MetricsPortUnavailable(host, port, detail) from None
+        in_use = exc.errno == errno.EADDRINUSE
+        detail = "the port is in use" if in_use else (exc.strerror or str(exc)).lower()
+        raise MetricsPortUnavailable(host, port, detail, in_use=in_use) from None
     return MetricsServer(host, server.server_address[1], server, thread)
 
 

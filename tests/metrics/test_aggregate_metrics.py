@@ -180,3 +180,10 @@ def test_a_port_in_use_is_one_line_and_exit_2(cli: Any) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
     assert "--metrics-port" in lines[0]
+
+
+def test_an_address_not_of_this_machine_is_one_line_and_exit_2(cli: Any) -> None:
+    result = cli("aggregate", "--metrics-port", str(free_port()), "--metrics-host", "192.0.2.1")
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "192.0.2.1" in lines[0] and "--metrics-host" in lines[0]
