@@ -59,6 +59,22 @@ class ConfigError(UsageError):
     """A setting (flag, environment variable or config file entry) is invalid."""
 
 
+class MetricsPortUnavailable(UsageError):
+    """The metrics server cannot listen where it was told (--metrics-port/--metrics-host):
+    the port is taken (another process, another `aggregate` on the same port) or the
+    address is not this machine's."""
+
+    def __init__(self, host: str, port: int, detail: str, *, in_use: bool) -> None:
+        super().__init__(
+            f"cannot serve metrics on {host}:{port}: {detail}",
+            hint="give each process its own --metrics-port (or CRYPTOCTL_METRICS_PORT), "
+            "e.g. 9464, 9465, ..." if in_use else "set --metrics-host (or "
+            "CRYPTOCTL_METRICS_HOST) to an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+        )
+        self.host = host
+        self.port = port
+
+
 class ServiceUnavailable(CryptoctlError):
     """A service cannot be reached. Names the service, the address and how to start it."""
 

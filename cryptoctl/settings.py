@@ -72,6 +72,10 @@ class Settings:
     # Extra librdkafka properties for a real cluster (security.protocol, sasl.*, ...),
     # from the config file's [kafka] table.
     kafka_config: Mapping[str, str] = field(default_factory=dict)
+    # Prometheus metrics of produce / aggregate / run: served only when a port is given;
+    # on loopback unless another address is.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     # Where each value came from: "default", "file", "env" or "flag" (for `cryptoctl config`).
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -104,6 +108,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "alert_backoff": ("CRYPTOCTL_ALERT_BACKOFF",),
     "coingecko_api_key": ("CRYPTOCTL_COINGECKO_API_KEY", "COINGECKO_API_KEY"),
     "coingecko_api_url": ("CRYPTOCTL_COINGECKO_API_URL",),
+    "metrics_port": ("CRYPTOCTL_METRICS_PORT",),
+    "metrics_host": ("CRYPTOCTL_METRICS_HOST",),
     **{
         f"{name}_{kind}_url": (f"CRYPTOCTL_{name.upper()}_{kind.upper()}_URL",)
         for name in EXCHANGE_URLS
@@ -122,6 +128,18 @@ def _to_int(name: str) -> Callable[[Any], int]:
             raise ConfigError(f"setting {name} must be a whole number, got {value!r}") from None
         if number < 1:
             raise ConfigError(f"setting {name} must be at least 1, got {number}")
+        return number
+
+    return conv
+
+
+def _port(name: str) -> Callable[[Any], int]:
+    at_least_one = _to_int(name)
+
+    def conv(value: Any) -> int:
+        number = at_least_one(value)
+        if number > 65535:
+            raise ConfigError(f"setting {name} must be a TCP port (1-65535), got {number}")
         return number
 
     return conv
@@ -164,6 +182,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "partitions": _to_int("partitions"),
     "alert_attempts": _to_int("alert_attempts"),
     "alert_backoff": _positive_duration("alert_backoff"),
+    "metrics_port": _port("metrics_port"),
     "kafka_config": lambda v: {str(k): str(x) for k, x in dict(v).items()},
 }
 

@@ -47,6 +47,9 @@ MIN_FLUSH_GAP_MS = 40
 MAX_BUFFERED_TICKS = 200_000
 # While it has no partitions, the aggregator looks at the group's health this often.
 GROUP_CHECK_S = 5.0
+# How often the loop notes each partition's end offset as the consumer last heard it (for
+# the lag in stats; read from the client's cache, no request).
+END_OFFSETS_S = 1.0
 
 
 def kafka_group_id(group: str, generation: int) -> str:
@@ -103,6 +106,11 @@ def _checked_fields(obj: Any) -> tuple[TickRow | None, str]:
     return t, ""  # a Tick is a TickRow
 
 
+def _invalid_class(obj: Any) -> str:
+    """The class of what _checked_fields refused: not even JSON, or not a tick."""
+    return "malformed" if isinstance(obj, (TypeError, orjson.JSONDecodeError)) else "invalid"
+
+
 def _key_mismatch(key: bytes | None, symbol: str) -> str:
     shown = "no key" if key is None else f"key {key[:40].decode(errors='replace')!r}"
     return (
@@ -142,6 +150,8 @@ class Aggregator:
         self._next_group_check = 0.0
         self._next_end_check = 0.0
         self._reported_behind: tuple[int, ...] = ()
+        self._end_offsets: dict[int, int] = {}  # partition -> end offset (the loop writes it)
+        self._next_end_offsets = 0.0
 
     # --- public -------------------------------------------------------------------------
 
@@ -181,7 +191,16 @@ class Aggregator:
             duplicates=c.duplicates,
             gaps=c.gaps,
             kafka_group=kafka_group_id(self.group, self._generation),
+            invalid_by=dict(c.invalid_by),
+            lag=self._lag(states),
         )
+
+    def _lag(self, states: dict[int, PartitionState]) -> dict[int, int | None]:
+        ends = dict(self._end_offsets)
+        return {
+            p: (max(0, ends[p] - (s.next_offset or 0)) if p in ends else None)
+            for p, s in sorted(states.items())
+        }
 
     def run(self, stop: threading.Event) -> AggregatorStats:
         """Consume until ``stop`` is set (or --until-idle/--duration), then flush and close."""
@@ -264,6 +283,7 @@ class Aggregator:
                 self._starved_since = None
             self._advance_idle(now)
             self.counters.sample_rate(now)
+            self._note_end_offsets(now)
             since = now - self._last_flush
             caught_up = len(msgs) < opts.batch_size
             if (
@@ -331,6 +351,26 @@ class Aggregator:
             if max(position, start) < end:
                 behind.append(p)
         return behind
+
+    def _note_end_offsets(self, now: float) -> None:
+        """On the loop thread (the consumer is not shared): each owned partition's end
+        offset from the client's cache of the last fetch, for the lag in stats."""
+        if now < self._next_end_offsets or self._consumer is None:
+            return
+        from confluent_kafka import KafkaException, TopicPartition
+
+        self._next_end_offsets = now + END_OFFSETS_S
+        ends = {}
+        for p in list(self._states):
+            try:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                ends[p] = high
+        self._end_offsets = ends
 
     # --- a wedged consumer group ------------------------------------------------------------
 
@@ -431,7 +471,7 @@ class Aggregator:
                 row, reason = _checked_fields(obj)
                 if row is None:
                     if not self._gap_marker(ps, obj):
-                        self._dead_letter(msg, reason)
+                        self._dead_letter(msg, reason, _invalid_class(obj))
                     continue
             symbol, price, ts, source, _recv_ts, quote, qty, _extra, tid, _side = row
             # The key decides the partition: a tick keyed otherwise than by its symbol may
@@ -440,7 +480,7 @@ class Aggregator:
             key = msg.key()
             if keys.get(key) != symbol:
                 if key != symbol.encode():
-                    self._dead_letter(msg, _key_mismatch(key, symbol))
+                    self._dead_letter(msg, _key_mismatch(key, symbol), "key")
                     continue
                 keys[key] = symbol
             if tid is not None:  # an exchange trade: applied once, whatever was re-sent
@@ -494,7 +534,7 @@ class Aggregator:
             self._dead_letter(msg, (
                 f"market {source} {symbol}/{quote} is on partition {home}, not {partition}:"
                 " a market's trades share one partition, or its candles would be overwritten"
-            ))
+            ), "partition")
             return None
         seen = ps.trades[market] = [last, ts, False]
         return seen
@@ -508,9 +548,11 @@ class Aggregator:
         self.counters.gaps += 1
         return True
 
-    def _dead_letter(self, msg: Message, reason: str) -> None:
+    def _dead_letter(self, msg: Message, reason: str, kind: str) -> None:
+        """``kind``: the reason's class (aggregator.stats.INVALID_CLASSES)."""
         assert self._dlq is not None
         self.counters.invalid += 1
+        self.counters.invalid_by[kind] += 1
         self._dlq.send(
             msg.value(), msg.key(), reason, topic=msg.topic() or self.topic,
             partition=msg.partition() or 0, offset=msg.offset() or 0,
@@ -551,6 +593,7 @@ class Aggregator:
             raise
         self._after_commit(flushes, docs, fenced)
         self.counters.flush_ms.append((time.perf_counter() - t0) * 1000)
+        self.counters.flush_seconds.observe(self.counters.flush_ms[-1] / 1000)
         self.counters.flushes += 1
 
     def _collect(self) -> tuple[list[PartitionFlush], dict[int, list[CandleDoc]]]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+from cryptoctl.metrics.histogram import Histogram, flush_histogram
+
 
 @dataclass(frozen=True)
 class AggregatorStats:
@@ -19,7 +21,10 @@ class AggregatorStats:
     candles_written: candle rows upserted (a candle is rewritten at each flush it changed in);
     candles_final: candles that became final; fenced: flushes of a partition refused because
     another consumer claimed it since; duplicates: exchange trades at or below their
-    market's newest trade id already applied (never applied twice).
+    market's newest trade id already applied (never applied twice); invalid_by: invalid
+    by reason class (:data:`INVALID_CLASSES`); lag: per partition, messages between the
+    next offset and the end of the partition as the consumer last heard it (None: not
+    known yet).
     """
 
     state: str  # starting | running | waiting for partitions | stopping | stopped
@@ -50,6 +55,8 @@ class AggregatorStats:
     kafka_group: str = ""  # the Kafka consumer group it consumes with
     duplicates: int = 0  # exchange trades already applied (re-sent, re-read): not again
     gaps: int = 0  # gap records of exchange feeds stored
+    invalid_by: dict[str, int] = field(default_factory=dict)
+    lag: dict[int, int | None] = field(default_factory=dict)
 
     @property
     def accounted(self) -> int:
@@ -61,7 +68,14 @@ class AggregatorStats:
         out = dict(self.__dict__)
         out["partitions"] = list(self.partitions)
         out["watermarks"] = {str(k): v for k, v in self.watermarks.items()}
+        out["lag"] = {str(k): v for k, v in self.lag.items()}
         return out
+
+
+# Why a message went to the dead-letter topic, as a class (the reason header has the detail):
+# malformed: empty or not JSON; invalid: JSON that is not a valid tick; key: keyed other
+# than by its symbol; partition: a market's trade on another partition than its market's.
+INVALID_CLASSES = ("malformed", "invalid", "key", "partition")
 
 
 @dataclass
@@ -82,6 +96,8 @@ class Counters:
     duplicates: int = 0  # exchange trades at or below their market's newest: not applied
     gaps: int = 0  # gap records of exchange feeds, stored in feed_gaps
     last_error: str = ""
+    invalid_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INVALID_CLASSES, 0))
+    flush_seconds: Histogram = field(default_factory=flush_histogram)  # read by the metrics
     flush_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     rate_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))
 

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 import typer
 
 from cryptoctl.cli.context import CliState, state
-from cryptoctl.cli.options import ViewFormat, duration_option, format_option, stop_after_option, topic_option
+from cryptoctl.cli.options import (
+    ViewFormat,
+    duration_option,
+    format_option,
+    metrics_host_option,
+    metrics_port_option,
+    stop_after_option,
+    topic_option,
+)
 
 if TYPE_CHECKING:
     from cryptoctl.aggregator import Aggregator, AggregatorStats
@@ -40,6 +48,8 @@ def aggregate(
     fmt: ViewFormat = format_option(
         ViewFormat.table, "Summary at exit: table (stderr) or json (one object on stdout)."
     ),
+    metrics_port: int | None = metrics_port_option(),
+    metrics_host: str | None = metrics_host_option(),
 ) -> None:
     """Aggregate ticks into 1-minute event-time OHLC candles, exactly once.
 
@@ -48,13 +58,16 @@ def aggregate(
     transaction per flush, then the latest price and candles to Redis. Invalid messages
     go to the dead-letter topic. Fired price alerts are delivered from the outbox by a
     thread beside it (`cryptoctl alerts`). Ctrl-C/SIGTERM: final flush and a summary; a
-    second Ctrl-C aborts.
+    second Ctrl-C aborts. With --metrics-port, serves Prometheus metrics while it runs.
     """
     from cryptoctl.aggregator import Aggregator, AggregatorOptions
     from cryptoctl.alerts.delivery import DeliveryWorker
+    from cryptoctl.metrics.server import serving
 
     st = state(ctx)
-    settings = st.settings(topic=topic, group=group)
+    settings = st.settings(
+        topic=topic, group=group, metrics_port=metrics_port, metrics_host=metrics_host
+    )
     options = AggregatorOptions(
         delay_ms=delay, lateness_ms=lateness, flush_interval_ms=flush_interval,
         store_ticks=store_ticks, until_idle_ms=until_idle, duration_ms=duration,
@@ -64,7 +77,8 @@ def aggregate(
     # Fired alerts go out from a thread of their own: delivery never slows the aggregator.
     deliverer = DeliveryWorker(settings).start()
     try:
-        final = _live(st, aggregator).run(aggregator.run, in_thread=True)
+        with serving(settings, aggregator=aggregator):
+            final = _live(st, aggregator).run(aggregator.run, in_thread=True)
     finally:
         deliverer.stop()
     _print_summary(st, final, fmt)

@@ -192,3 +192,19 @@ def ws_url_option() -> Any:
 def rest_url_option(note: str = "") -> Any:
     """``--rest-url``; ``note`` adds what this command does with it (``; ...``)."""
     return _exchange_url_option("--rest-url", "REST", "CRYPTOCTL_BINANCE_REST_URL", note)
+# --- metrics -----------------------------------------------------------------------
+
+
+def metrics_port_option() -> Any:
+    return typer.Option(
+        None, "--metrics-port", min=1, max=65535, metavar="PORT",
+        help="Serve Prometheus metrics on this port (/metrics); off unless given"
+        " [env CRYPTOCTL_METRICS_PORT].",
+    )  # fmt: skip
+
+
+def metrics_host_option() -> Any:
+    return typer.Option(
+        None, "--metrics-host", metavar="ADDRESS",
+        help="Address the metrics server listens on [env CRYPTOCTL_METRICS_HOST, default 127.0.0.1].",
+    )  # fmt: skip

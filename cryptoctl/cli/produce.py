@@ -17,6 +17,8 @@ from cryptoctl.cli.options import (
     exchange_quote_option,
     exchange_since_option,
     format_option,
+    metrics_host_option,
+    metrics_port_option,
     rest_url_option,
     source_option,
     stop_after_option,
@@ -108,6 +110,8 @@ def produce(
     fmt: ViewFormat = format_option(
         ViewFormat.table, "Summary on exit: table (stderr), or json (one object on stdout)."
     ),
+    metrics_port: int | None = metrics_port_option(),
+    metrics_host: str | None = metrics_host_option(),
 ) -> None:
     """Put price ticks on Kafka (key = symbol, value = tick JSON, timestamp = event time).
 
@@ -119,10 +123,11 @@ def produce(
     flushes what is in flight and prints a summary (a second Ctrl-C aborts). A flag of
     another source is refused. Exit codes: 2 bad usage (an unknown market), 3 Kafka or the
     exchange unreachable or banning this IP, 5 bad data (a bad row with --strict, a replay
-    file that is not UTF-8 or lacks the ts,symbol,price header), after the summary.
+    file that is not UTF-8 or lacks the ts,symbol,price header), after the summary. With
+    --metrics-port, serves Prometheus metrics while it runs.
     """
     st = state(ctx)
-    settings = st.settings(topic=topic)
+    settings = st.settings(topic=topic, metrics_port=metrics_port, metrics_host=metrics_host)
     spec = SourceSpec(
         source, symbols=tuple(symbols) if symbols else None, interval_ms=interval,
         api_key=api_key, key_type=key_type.value if key_type else None, api_url=api_url,
@@ -145,6 +150,7 @@ def _produce(
     fmt: ViewFormat,
 ) -> ProducerSummary:  # fmt: skip
     """Build the source (usage errors first), check the broker, run with a status line."""
+    from cryptoctl.metrics.server import serving
     from cryptoctl.producer import ProducerOptions, ProducerRun, SourceFailed
     from cryptoctl.sources.spec import build_source
 
@@ -152,7 +158,8 @@ def _produce(
     run = ProducerRun(settings, build_source(settings, spec), ProducerOptions(count, duration_s))
     run.preflight()
     try:
-        return _live(st, run).run(run.run)
+        with serving(settings, producer=run):
+            return _live(st, run).run(run.run)
     except SourceFailed as exc:  # what was produced before the bad data, then the error
         _print_summary(st, exc.summary, fmt)
         raise

@@ -11,6 +11,8 @@ from cryptoctl.cli.context import CliState, state
 from cryptoctl.cli.options import (
     duration_option,
     exchange_quote_option,
+    metrics_host_option,
+    metrics_port_option,
     rest_url_option,
     source_option,
     stop_after_option,
@@ -49,6 +51,8 @@ def run(
     interval: int = duration_option("10s", "--interval", help="CoinGecko poll interval."),
     rate: float = typer.Option(10.0, "--rate", min=0.1, help="Synthetic ticks per second."),
     duration: int | None = stop_after_option("Stop after this long."),
+    metrics_port: int | None = metrics_port_option(),
+    metrics_host: str | None = metrics_host_option(),
 ) -> None:
     """Run the whole pipeline with a live dashboard: stack, producer, aggregator.
 
@@ -56,15 +60,17 @@ def run(
     makes sure the topic and schema exist, then produces prices (by default Binance's live
     BTC, ETH and SOL trades, no key needed) and aggregates them into candles in this one
     process. Ctrl-C stops producer and aggregator cleanly; the stack
-    keeps running (`cryptoctl down` stops it).
+    keeps running (`cryptoctl down` stops it). With --metrics-port, serves the producer's
+    and the aggregator's Prometheus metrics on that one port.
     """
     from cryptoctl.alerts.delivery import DeliveryWorker
+    from cryptoctl.metrics.server import serving
     from cryptoctl.pipeline.runner import Pipeline, RunOptions
     from cryptoctl.sources.spec import build_source, choose_source, run_quote, run_spec
     from cryptoctl.stack.local import up
 
     st = state(ctx)
-    settings = st.settings()
+    settings = st.settings(metrics_port=metrics_port, metrics_host=metrics_host)
     _start_stack(st, settings, up)
     choice = choose_source(settings, source.value if source else None, rest_url=rest_url)
     if choice.note:
@@ -80,7 +86,8 @@ def run(
     pipeline = Pipeline(settings, build_source(settings, spec), choice, options)
     deliverer = DeliveryWorker(settings).start()  # fired alerts, beside the aggregator
     try:
-        _live(st, pipeline, deliverer).run(pipeline.run, in_thread=True)
+        with serving(settings, aggregator=pipeline.aggregator, producer=pipeline.producer):
+            _live(st, pipeline, deliverer).run(pipeline.run, in_thread=True)
     finally:
         deliverer.stop()
     pipeline.raise_failure()

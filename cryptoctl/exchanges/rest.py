@@ -35,6 +35,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from cryptoctl.errors import ExchangeBanned, ExchangeReplyError, ExchangeUnavailable, UnknownMarket
 from cryptoctl.exchanges.fields import NOT_JSON, loads, loads_exact
 from cryptoctl.exchanges.trade import Market, Trade
+from cryptoctl.metrics.histogram import Histogram, request_histogram
 from cryptoctl.sources.coingecko import retry_after_s
 
 
@@ -193,6 +194,7 @@ class RestClient:
     body_retry: BodyCheck | None = None
     floats_as_text: bool = False  # read non-integer JSON numbers as their text (Kraken)
     attempts: int = 0  # requests sent, retries included
+    latency: Histogram = field(default_factory=request_histogram)  # seconds per request sent
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -279,12 +281,15 @@ class RestClient:
         self.budget.acquire(weight)
         self.attempts += 1
         url = f"{self.base_url}{path}"
+        started = time.perf_counter()
         try:
             response = self._client().get(url, params=params, timeout=self.retry.timeout_s)
         except httpx.TimeoutException:
             raise _Retry(f"no answer within {self.retry.timeout_s:.0f} s") from None
         except httpx.TransportError as exc:
             raise _Retry(f"cannot connect: {exc.__class__.__name__} {exc}") from None
+        finally:
+            self.latency.observe(time.perf_counter() - started)
         self._note_weight(response)
         status = response.status_code
         after = retry_after_s(response.headers.get("retry-after"))

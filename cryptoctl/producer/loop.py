@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from cryptoctl.tick import ValidTick
 log = logging.getLogger(__name__)
 _IDLE_SLICE_S = 0.1  # while a source waits, delivery reports are served this often
 _RATE_SAMPLE_S = 0.5
+_MARKET = itemgetter(3, 0, 5)  # a Tick's (source, symbol, quote), taken in C
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class ProducerStats:
     last_problem: str
     markers: int = 0  # messages that are not ticks (gap markers) produced
     feed: FeedStats | None = None  # trade feeds (exchanges): connection and markets
+    # ticks produced per market: ((source, symbol, quote), ticks), in order of appearance
+    market_ticks: tuple[tuple[tuple[str, str, str], int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,6 +133,7 @@ class ProducerRun:
         self._factory = producer_factory
         self._sender: TickSender | None = None
         self._last_price: dict[str, float] = {}
+        self._market_ticks: Counter[tuple[str, str, str]] = Counter()
         self._started = time.monotonic()
         self._samples: deque[tuple[float, int]] = deque(maxlen=8)
         self._next_sample = 0.0
@@ -159,6 +164,7 @@ class ProducerRun:
             last_problem=d.last_error or c.last_problem,
             markers=d.markers,
             feed=self._feed_stats() if self._feed_stats is not None else None,
+            market_ticks=tuple(dict(self._market_ticks).items()),  # dict(): one atomic copy
         )
 
     def _recent_rate(self) -> float:
@@ -219,12 +225,14 @@ class ProducerRun:
     def _pump(self, batches: Iterator[list[ValidTick]], sender: TickSender, control: RunControl) -> str:
         count = self.options.count
         last_price = self._last_price
+        count_markets = self._market_ticks.update
         try:
             for batch in batches:
                 if count is not None and self.delivery.produced + len(batch) >= count:
                     batch = batch[: count - self.delivery.produced]
                     control.reached = "count"
                 sender.send_batch(batch)
+                count_markets(map(_MARKET, batch))
                 for tick in batch[-64:]:  # the newest price per symbol, cheaply
                     last_price[tick.symbol] = tick.price
                 if self._take_markers is not None:

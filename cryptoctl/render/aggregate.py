@@ -51,6 +51,7 @@ def summary(s: AggregatorStats) -> dict[str, Any]:
         "candles_final": s.candles_final,
         "late": s.late,
         "invalid": s.invalid,
+        "invalid_by": dict(s.invalid_by),
         "raw_ticks": s.raw_ticks_written,
         "flushes": s.flushes,
         "flush_latency_ms_p50": s.flush_latency_ms_p50,
@@ -59,6 +60,8 @@ def summary(s: AggregatorStats) -> dict[str, Any]:
         "fenced": s.fenced,
         "offset_resets": s.offset_resets,
         "pg_retries": s.pg_retries,
+        "cache_errors": s.cache_errors,
+        "kafka_errors": s.kafka_errors,
         "dlq_failed": s.dlq_failed,
         "cache_pending": s.cache_pending,
         "group_moves": s.group_moves,
@@ -76,6 +79,8 @@ def summary_rows(s: AggregatorStats) -> list[tuple[str, str]]:
             text = f"{value:,.1f}"
         elif value is None:
             text = "-"
+        elif isinstance(value, dict):  # invalid by class: the classes that have any
+            text = ", ".join(f"{k} {n:,}" for k, n in value.items() if n) or "-"
         else:
             text = f"{value:,}"
         rows.append((key.replace("_", " "), text))

@@ -17,5 +17,5 @@ def settings_table(values: Mapping[str, Any], origins: Mapping[str, str]) -> Tab
     for col in ("setting", "value", "from"):
         table.add_column(col)
     for name, value in values.items():
-        table.add_row(name, str(value), origins.get(name, "default"))
+        table.add_row(name, "-" if value is None else str(value), origins.get(name, "default"))
     return table

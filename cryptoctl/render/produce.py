@@ -130,6 +130,13 @@ def abort_line(stats: ProducerStats) -> str:
     )
 
 
+def market_name(market: tuple[str, str, str]) -> str:
+    """``binance BTC/USDT``, as a feed's markets are named."""
+    from cryptoctl.exchanges.trade import Market
+
+    return str(Market(*market))
+
+
 def summary_rows(summary: ProducerSummary) -> list[tuple[str, str]]:
     rows = [
         ("source", summary.source),
@@ -149,6 +156,8 @@ def summary_rows(summary: ProducerSummary) -> list[tuple[str, str]]:
     ]
     if summary.feed is not None:
         rows.extend(feed_rows(summary.feed, summary.markers))
+    else:  # a feed's rows have each market's trades already
+        rows.extend((market_name(m), f"{n:,} ticks") for m, n in summary.market_ticks)
     if summary.last_price:
         rows.append(("last prices", prices_text(summary.last_price, limit=20)))
     if summary.last_problem:
@@ -208,6 +217,7 @@ def summary_json(summary: ProducerSummary) -> dict[str, Any]:
     data["elapsed_s"] = round(data["elapsed_s"], 3)
     data["ticks_per_s"] = round(data["ticks_per_s"], 1)
     data["avg_ticks_per_s"] = round(data["avg_ticks_per_s"], 1)
+    data["market_ticks"] = {market_name(m): n for m, n in summary.market_ticks}
     if data["feed"] is None:  # the other sources' summary stays as it was
         del data["feed"], data["markers"]
     else:

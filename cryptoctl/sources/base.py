@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from cryptoctl.metrics.histogram import Histogram, request_histogram
 from cryptoctl.tick import MAX_TS_MS, MAX_VALUE, MIN_TS_MS, ValidTick, is_code
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class SourceCounters:
     source_errors: int = 0  # a request or read that failed (after its retries)
     retries: int = 0  # requests retried by the source
     last_problem: str = ""
+    # seconds per HTTP request of the source (CoinGecko, exchange REST), failed ones too
+    requests: Histogram = field(default_factory=request_histogram)
 
 
 class Source(Protocol):

@@ -373,6 +373,7 @@ class CoinGeckoSource:
         self._await_budget(stop, deadline)
         timeout = max(0.1, min(self.config.request_timeout_s, deadline - time.monotonic()))
         self.budget.record()
+        started = time.perf_counter()
         try:
             response = self._client.get(
                 f"{self.base_url}/simple/price",
@@ -383,6 +384,8 @@ class CoinGeckoSource:
             raise _Retryable(f"no answer from {self.base_url} within {timeout:.1f}s") from None
         except httpx.TransportError as exc:
             raise _Retryable(f"cannot reach {self.base_url}: {exc}") from None
+        finally:
+            self.counters.requests.observe(time.perf_counter() - started)
         return self._check(response)
 
     def _check(self, response: httpx.Response) -> bytes:

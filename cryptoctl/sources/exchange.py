@@ -129,6 +129,9 @@ class ExchangeSource:
     ) -> None:
         self.name = config.exchange
         self.counters = SourceCounters()
+        rest = getattr(history, "rest", None)  # its REST client times every request it sends
+        if rest is not None:
+            self.counters.requests = rest.latency
         self.config = config
         self.markets = list(markets)
         self._wire = wire

@@ -15,11 +15,15 @@ from tests.aggregator.data import scalar
 from tests.helpers import produce_ticks, stack_env
 
 
-def start_aggregator(settings: Settings, *args: str) -> subprocess.Popen[str]:
+def start_aggregator(
+    settings: Settings, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`cryptoctl aggregate --format json ARGS` on these settings (``env``: on top)."""
     cmd = [sys.executable, "-m", "cryptoctl", "aggregate", "--format", "json", *args]
     return subprocess.Popen(
-        cmd, env=stack_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        cmd, env=stack_env(settings) | (env or {}), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
 
 
 def committed(settings: Settings) -> int:

@@ -98,3 +98,21 @@ def test_produce_summary_table_and_json() -> None:
     assert rows["last prices"] == "BTC 67,012.50  ETH 3,400.25  PEPE 0.00002200"
     data = produce.summary_json(summary)
     assert data["avg_ticks_per_s"] == 10.0 and data["last_price"]["PEPE"] == 0.000022
+
+
+def test_summaries_show_ticks_per_market_and_invalid_by_class() -> None:
+    markets = ((("synthetic", "BTC", "USD"), 700), (("synthetic", "ETH", "USD"), 500))
+    summary = ProducerSummary(  # type: ignore[arg-type]
+        **producer_fields(market_ticks=markets), undelivered=0, avg_ticks_per_s=10.0,
+        stopped_by="count",
+    )  # fmt: skip
+    text = text_of(produce.summary_table(summary), 100)
+    rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in text.splitlines())
+    assert rows["synthetic BTC/USD"] == "700 ticks" and rows["synthetic ETH/USD"] == "500 ticks"
+    assert produce.summary_json(summary)["market_ticks"] == {
+        "synthetic BTC/USD": 700, "synthetic ETH/USD": 500,
+    }  # fmt: skip
+    stats = agg_stats(invalid=3, invalid_by={"malformed": 2, "invalid": 0, "key": 1, "partition": 0})
+    assert aggregate.summary(stats)["invalid_by"]["malformed"] == 2
+    table = text_of(aggregate.summary_table(stats))
+    assert "│ invalid by " in table and "malformed 2, key 1" in table

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import re
 import subprocess
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from cryptoctl.kafka import clients
+from cryptoctl.metrics.collectors import exported_samples
 from cryptoctl.settings import (
     DEFAULT_DATABASE_URL,
     DEFAULT_KAFKA_BOOTSTRAP,
@@ -32,7 +34,9 @@ from cryptoctl.stack import docker
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_PATH = ROOT / "compose" / "docker-compose.yml"
-REQUIRED = {"kafka", "kafka-init", "kafka-ui", "timescaledb", "redis", "pgadmin"}
+REQUIRED = {"kafka", "kafka-init", "kafka-ui", "timescaledb", "redis", "pgadmin", "prometheus",
+            "grafana"}  # fmt: skip
+TOOLS = {"pgadmin", "prometheus", "grafana"}  # the `tools` profile: started on request
 LONG_RUNNING_DATA = ("kafka", "timescaledb", "redis")
 INTERNAL_BOOTSTRAP = "kafka:29092"
 KAFKA_UI_PORT = urlsplit(docker.PUBLISHED["Kafka UI"]).port
@@ -188,7 +192,7 @@ def check_health_checks(c: Compose) -> None:
 
 def check_profiles(c: Compose) -> None:
     for name, svc in c["services"].items():
-        expected = ["tools"] if name == "pgadmin" else []
+        expected = ["tools"] if name in TOOLS else []
         assert (svc.get("profiles") or []) == expected, f"{name} profiles"
 
 
@@ -273,6 +277,80 @@ def check_depends_on(c: Compose) -> None:
             assert adopters, f"one-shot {name} must be adopted by a long-running service"
 
 
+def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """container path -> the file or directory of this repository mounted there."""
+    out = {}
+    for volume in service.get("volumes") or []:
+        source, target = str(volume).split(":")[:2]
+        if source.startswith("."):
+            out[target] = (COMPOSE_PATH.parent / source).resolve()
+    return out
+
+
+def flag(service: dict[str, Any], name: str) -> str:
+    """The value of ``--name=value`` in a service's command."""
+    values = [w.split("=", 1)[1] for w in words(service.get("command")) if w.startswith(f"{name}=")]
+    assert len(values) == 1, f"{name} given once"
+    return values[0]
+
+
+def prometheus_config(c: Compose) -> tuple[dict[str, Path], dict[str, Any]]:
+    svc = c["services"]["prometheus"]
+    mounts = bind_mounts(svc)
+    config = mounts.get(flag(svc, "--config.file"))
+    assert config is not None and config.is_file(), "prometheus.yml is mounted where it is read"
+    return mounts, yaml.safe_load(config.read_text())
+
+
+def check_monitoring_mounts(c: Compose) -> None:
+    """What Prometheus and Grafana read is in this repository and mounted where they read
+    it: the config and its rule files, Grafana's provisioning and the dashboard files."""
+    for name in ("prometheus", "grafana"):
+        for target, source in bind_mounts(c["services"][name]).items():
+            assert source.exists(), f"{name}: {source} (mounted at {target}) is missing"
+    mounts, config = prometheus_config(c)
+    for rules in config.get("rule_files") or []:
+        assert rules in mounts and mounts[rules].is_file(), f"rule file {rules} is not mounted"
+    grafana = bind_mounts(c["services"]["grafana"])
+    provisioning = grafana.get("/etc/grafana/provisioning")
+    assert provisioning is not None, "Grafana's provisioning directory is mounted"
+    assert list((provisioning / "datasources").glob("*.yml")), "a datasource is provisioned"
+    for provider in dashboard_providers(provisioning):
+        path = provider["options"]["path"]
+        assert path in grafana, f"the dashboards of provider {provider['name']} are not mounted"
+        assert list(grafana[path].glob("*.json")), f"no dashboard in {grafana[path]}"
+
+
+def dashboard_providers(provisioning: Path) -> list[dict[str, Any]]:
+    providers = [p for f in sorted((provisioning / "dashboards").glob("*.yml"))
+                 for p in yaml.safe_load(f.read_text())["providers"]]  # fmt: skip
+    assert providers, "a dashboard provider is provisioned"
+    return providers
+
+
+def check_monitoring_network(c: Compose) -> None:
+    """Prometheus reaches the cryptoctl processes where they serve by default (loopback of
+    the host), and Grafana's datasource is where Prometheus listens."""
+    services = c["services"]
+    _, config = prometheus_config(c)
+    targets = [t for job in config["scrape_configs"] for sc in job["static_configs"]
+               for t in sc["targets"]]  # fmt: skip
+    assert targets, "Prometheus scrapes something"
+    default_host = Settings().metrics_host
+    for target in targets:
+        host, _port = host_port(target, 0)
+        assert host == default_host, f"{target}: cryptoctl serves metrics on {default_host}"
+    if default_host in {"127.0.0.1", "localhost", "::1"}:
+        assert services["prometheus"].get("network_mode") == "host", "loopback needs host network"
+    listen = flag(services["prometheus"], "--web.listen-address")
+    grafana = bind_mounts(services["grafana"])["/etc/grafana/provisioning"]
+    urls = [d["url"] for f in (grafana / "datasources").glob("*.yml")
+            for d in yaml.safe_load(f.read_text())["datasources"]]  # fmt: skip
+    assert urls == [f"http://{listen}"], "Grafana's datasource is compose's Prometheus"
+    if listen.startswith("127.0.0.1:"):
+        assert services["grafana"].get("network_mode") == "host", "Prometheus is on loopback"
+
+
 def check_topics(c: Compose, expected: dict[str, Any], tmp_path: Path) -> None:
     init = c["services"]["kafka-init"]
     assert env(init)["BOOTSTRAP"] == INTERNAL_BOOTSTRAP
@@ -291,6 +369,8 @@ CHECKS: dict[str, Callable[[Compose], None]] = {
     "redis_aof": check_redis_aof,
     "named_volumes": check_named_volumes,
     "depends_on": check_depends_on,
+    "monitoring_mounts": check_monitoring_mounts,
+    "monitoring_network": check_monitoring_network,
 }
 
 
@@ -377,6 +457,20 @@ MUTATIONS: list[tuple[str, str, Callable[[Compose], None]]] = [
     ("depends_on", "init not adopted", lambda c: _svc(c, "kafka-ui")["depends_on"].pop(
         "kafka-init"
     )),
+    ("profiles", "grafana always on", lambda c: _svc(c, "grafana").pop("profiles")),
+    ("required_services", "no prometheus", lambda c: c["services"].pop("prometheus")),
+    ("monitoring_mounts", "no rule file", lambda c: _svc(c, "prometheus")["volumes"].pop(1)),
+    ("monitoring_mounts", "config elsewhere", lambda c: _svc(c, "prometheus")["command"].__setitem__(
+        0, "--config.file=/etc/prometheus/other.yml"
+    )),
+    ("monitoring_mounts", "missing file", lambda c: _svc(c, "grafana")["volumes"].__setitem__(
+        1, "./grafana/boards:/etc/grafana/dashboards:ro"
+    )),
+    ("monitoring_mounts", "no provisioning", lambda c: _svc(c, "grafana")["volumes"].pop(0)),
+    ("monitoring_network", "bridge network", lambda c: _svc(c, "prometheus").pop("network_mode")),
+    ("monitoring_network", "other listen port", lambda c: _svc(c, "prometheus")["command"].__setitem__(
+        1, "--web.listen-address=127.0.0.1:9091"
+    )),
 ]
 
 
@@ -410,3 +504,65 @@ def test_topic_check_catches_mutation(
     _set_env("kafka-init", *change)(broken)
     with pytest.raises(AssertionError):
         check_topics(broken, expected, tmp_path)
+
+
+# --- the dashboard and the alert rules name only metrics the code exports --------------------
+
+METRIC = re.compile(r"\bcryptoctl_[a-z0-9_]+\b")
+# What the dashboard must show (issue 12): one metric each, by its exported sample name.
+DASHBOARD_SHOWS = {
+    "ticks/s": "cryptoctl_aggregator_ticks_total",
+    "lag per partition": "cryptoctl_consumer_lag_messages",
+    "flush latency": "cryptoctl_aggregator_flush_seconds_bucket",
+    "late rate": "cryptoctl_aggregator_late_ticks_total",
+    "invalid rate": "cryptoctl_aggregator_invalid_total",
+    "producer errors": "cryptoctl_producer_errors_total",
+    "gaps": "cryptoctl_producer_feed_gaps_open",
+}
+
+
+def dashboard_exprs(c: Compose) -> list[str]:
+    grafana = bind_mounts(c["services"]["grafana"])
+    exprs = []
+    for provider in dashboard_providers(grafana["/etc/grafana/provisioning"]):
+        for path in sorted(grafana[provider["options"]["path"]].glob("*.json")):
+            dashboard = json.loads(path.read_text())
+            exprs += [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    return exprs
+
+
+def alert_exprs(c: Compose) -> list[str]:
+    mounts, config = prometheus_config(c)
+    return [rule["expr"] for f in config.get("rule_files") or []
+            for group in yaml.safe_load(mounts[f].read_text())["groups"]
+            for rule in group["rules"]]  # fmt: skip
+
+
+def check_promql(exprs: list[str], exported: set[str]) -> None:
+    assert exprs, "no queries found"
+    for expr in exprs:
+        names = set(METRIC.findall(expr))
+        assert names, f"{expr!r} names no cryptoctl metric"
+        assert names <= exported, f"{expr!r}: {sorted(names - exported)} are not exported"
+
+
+def test_dashboard_and_alerts_name_only_exported_metrics() -> None:
+    c = load()
+    exported = exported_samples()
+    check_promql(dashboard_exprs(c), exported)
+    check_promql(alert_exprs(c), exported)
+    named = {n for e in dashboard_exprs(c) for n in METRIC.findall(e)}
+    missing = {what for what, metric in DASHBOARD_SHOWS.items() if metric not in named}
+    assert not missing, f"the dashboard lacks {sorted(missing)}"
+    assert set(DASHBOARD_SHOWS.values()) <= exported
+
+
+@pytest.mark.parametrize("expr", [
+    "rate(cryptoctl_aggregator_tick_total[1m])",  # a typo
+    "cryptoctl_aggregator_flush_seconds",  # a histogram's family name is no sample
+    "sum(rate(cryptoctl_aggregator_ticks_total[1m])) / sum(cryptoctl_gone)",
+    "up",  # no cryptoctl metric at all
+])
+def test_the_promql_check_catches_an_unexported_name(expr: str) -> None:
+    with pytest.raises(AssertionError):
+        check_promql([*dashboard_exprs(load()), expr], exported_samples())
