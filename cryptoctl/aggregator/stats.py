@@ -49,6 +49,7 @@ class AggregatorStats:
     kafka_group: str = ""  # the Kafka consumer group it consumes with
     duplicates: int = 0  # exchange trades already applied (re-sent, re-read): not again
     gaps: int = 0  # gap records of exchange feeds stored
+    alerts_fired: int = 0  # alert events committed (each rule and market firing once)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -74,6 +75,7 @@ class Counters:
     group_moves: int = 0
     duplicates: int = 0  # exchange trades at or below their market's newest: not applied
     gaps: int = 0  # gap records of exchange feeds, stored in feed_gaps
+    alerts_fired: int = 0  # alert events written (committed, not fenced)
     last_error: str = ""
     flush_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     rate_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))

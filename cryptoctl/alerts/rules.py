@@ -246,11 +246,12 @@ class RuleStates:
     """The state of every (rule, market) of one Kafka partition, restored lazily from what
     was stored at the checkpoint. A one-shot rule is spent once any market fired it."""
 
-    __slots__ = ("_stored", "spent", "states")
+    __slots__ = ("_stored", "spent", "states", "symbols")
 
     def __init__(self, stored: StoredStates | None = None) -> None:
         self._stored = dict(stored or {})
         self.states: dict[tuple[int, str, str], MarketState] = {}
+        self.symbols: dict[int, str] = {}  # rule id -> its symbol
         self.spent: set[int] = {rid for (rid, _, _), (_, fired, _) in self._stored.items()
                                 if fired}
 
@@ -267,6 +268,7 @@ class RuleStates:
             state = states.get(key)
             if state is None:
                 state = states[key] = self._state(rule, key)
+                self.symbols[rule.id] = rule.symbol
             if not rule.repeat and rule.id in self.spent:
                 continue  # inactive once this flush commits
             fired = evaluate(rule, state, source, quote, price, ts)
