@@ -28,7 +28,7 @@ from cryptoctl.alerts.rules import Fired, RuleStates
 from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.cache.writer import CacheWriter
 from cryptoctl.db.encode import LateTick, MarketKey
-from cryptoctl.db.sink import PartitionFlush, Sink
+from cryptoctl.db.sink import Claim, PartitionFlush, Sink
 from cryptoctl.errors import InvalidTick
 from cryptoctl.exchanges.trade import Gap, parse_gap
 from cryptoctl.kafka.clients import check_topic, consumer_config, new_client
@@ -483,9 +483,15 @@ class Aggregator:
                 if rules:
                     watching = rules.get(symbol)
                     if watching is not None:
-                        hits = ps.alerts.on_tick(watching, source, quote, price, ts)
-                        if hits:
-                            ps.fired.extend((h, offset) for h in hits)
+                        # Inside its market's quiet band a tick changes nothing: skipped.
+                        m = ps.alerts.markets.get((symbol, source, quote))
+                        if (m is None or m.rules is not watching or m.changes
+                                or not m.lo < price < m.hi):
+                            hits = ps.alerts.on_tick(
+                                watching, source, quote, price, ts, offset
+                            )
+                            if hits:
+                                ps.fired.extend((h, offset) for h in hits)
             else:
                 ps.late.append((row, offset, ps.windows.watermark))
                 counters.late += 1
@@ -617,9 +623,22 @@ class Aggregator:
             a.forget(live)
         w = ps.windows
         floor = None if w.watermark == NO_WATERMARK else w.watermark - w.lateness - w.width
-        states = [(rid, source, a.symbols[rid], quote, s)
+        store = a.store_windows
+        states = [(rid, source, a.symbols[rid], quote, s.armed, s.fired, s.to_json(store))
                   for rid, source, quote, s in a.take_changed(floor)]
         return AlertFlush(ps.fired, states)
+
+    def _restored_alerts(self, claim: Claim, windows: PartitionWindows) -> RuleStates:
+        """The partition's alert rule states as of its checkpoint. Change windows are stored
+        with their ticks only when raw ticks are not stored; otherwise they are read back
+        from the raw ticks a window may still hold (later ones are not applied any more)."""
+        store = not self.options.store_ticks
+        recent = {}
+        if claim.alert_windows and windows.watermark != NO_WATERMARK:
+            assert self._sink is not None
+            floor = windows.watermark - windows.lateness - windows.width
+            recent = self._sink.recent_ticks(claim.partition, claim.alert_windows, floor)
+        return RuleStates(claim.alerts, store_windows=store, recent=recent)
 
     def _after_commit(
         self, flushes: list[PartitionFlush], docs: dict[int, list[CandleDoc]],
@@ -677,7 +696,7 @@ class Aggregator:
                 claim.epoch, windows, claim.next_offset, now,
                 committed_offset=claim.next_offset,
                 trades={k: [tid, 0, False] for k, tid in claim.trades.items()},
-                alerts=RuleStates(claim.alerts),
+                alerts=self._restored_alerts(claim, windows),
             )
             self._homes.update(claim.homes)
             if claim.cluster_changed:

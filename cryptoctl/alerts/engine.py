@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cryptoctl.alerts.rules import Fired, MarketState, Rule, StoredStates
+from cryptoctl.alerts.rules import Fired, Rule, StoredStates
 from cryptoctl.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,12 +33,16 @@ SELECT id, symbol, condition, threshold, source, quote, window_ms, repeat, notif
 # The stored state of the active rules, at a claim (markets of other partitions included:
 # their ticks never come to this partition, so they are never used or written).
 STATES_SQL = """
-SELECT s.alert_id, s.source, s.quote, s.armed, s.fired, s.window_state
+SELECT s.alert_id, s.source, s.quote, s.armed, s.fired, s.window_state, p.symbol,
+       p.window_ms
   FROM alert_state s JOIN price_alerts p ON p.id = s.alert_id
  WHERE p.active
 """
 
 RulesBySymbol = dict[str, list[Rule]]
+MarketKey = tuple[str, str, str]  # (symbol, source, quote)
+# A rule state as written: (rule id, source, symbol, quote, armed, fired, window_state)
+StateRow = tuple[int, str, str, str, bool, int, Any]
 
 
 def rule_from_row(row: tuple[Any, ...]) -> Rule:
@@ -55,8 +59,17 @@ def by_symbol(rules: list[Rule]) -> RulesBySymbol:
     return out
 
 
-def stored_states(rows: list[tuple[Any, ...]]) -> StoredStates:
-    return {(int(r[0]), r[1], r[2]): (bool(r[3]), int(r[4]), r[5]) for r in rows}
+def stored_states(rows: list[tuple[Any, ...]]) -> tuple[StoredStates, dict[MarketKey, int]]:
+    """The stored states, and the markets whose change windows were stored without their
+    ticks, with the widest such window (their ticks come from the raw ticks)."""
+    states: StoredStates = {}
+    windows: dict[MarketKey, int] = {}
+    for rid, source, quote, armed, fired, window_state, symbol, window_ms in rows:
+        states[(int(rid), source, quote)] = (bool(armed), int(fired), window_state)
+        if window_ms is not None and window_state is not None and "t" not in window_state:
+            market = (symbol, source, quote)
+            windows[market] = max(windows.get(market, 0), int(window_ms))
+    return states, windows
 
 
 @dataclass
@@ -65,8 +78,7 @@ class AlertFlush:
     the offset of the tick) and the rule states those ticks changed."""
 
     events: list[tuple[Fired, int]] = field(default_factory=list)
-    # (rule id, source, symbol, quote, state)
-    states: list[tuple[int, str, str, str, MarketState]] = field(default_factory=list)
+    states: list[StateRow] = field(default_factory=list)
     inserted: int = 0  # events the commit wrote (set by the sink)
 
     def __bool__(self) -> bool:

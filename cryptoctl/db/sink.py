@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptoctl.alerts.engine import STATES_SQL, AlertFlush, stored_states
-from cryptoctl.alerts.rules import StoredStates
+from cryptoctl.alerts.rules import RecentTicks, StoredStates
 from cryptoctl.db.encode import (
     COPY_HEADER,
     COPY_TRAILER,
@@ -58,8 +58,10 @@ class Claim:
     # this partition; and where every market of the pipeline lives (any partition).
     trades: dict[MarketKey, int] = field(default_factory=dict)
     homes: dict[MarketKey, int] = field(default_factory=dict)
-    # (rule id, source, quote) -> the stored state of the active alert rules
+    # (rule id, source, quote) -> the stored state of the active alert rules, and the
+    # markets whose change windows are to be read back from the raw ticks (widest window)
     alerts: StoredStates = field(default_factory=dict)
+    alert_windows: dict[MarketKey, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -190,6 +192,11 @@ INSERT INTO alert_events (alert_id, source, symbol, quote, condition, threshold,
                           price, reference, time, kafka_partition, kafka_offset, notify)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (alert_id, source, symbol, quote, kafka_partition, kafka_offset) DO NOTHING
+"""
+_RECENT_TICKS = """
+SELECT kafka_offset, (extract(epoch FROM time) * 1000)::bigint, price FROM raw_price_data
+ WHERE kafka_partition = %s AND source = %s AND symbol = %s AND quote = %s AND time > %s
+ ORDER BY kafka_offset
 """
 _ALERT_STATE = """
 INSERT INTO alert_state AS s (alert_id, source, symbol, quote, armed, fired, last_fired_at,
@@ -362,7 +369,7 @@ class Sink:
         ).fetchall():
             homes[(symbol, source, quote)] = home
             trades.setdefault(home, {})[(symbol, source, quote)] = last
-        alerts = stored_states(conn.execute(STATES_SQL).fetchall())
+        alerts, windows = stored_states(conn.execute(STATES_SQL).fetchall())
         for p in sorted(partitions):  # a fixed lock order: two claimers cannot deadlock
             epoch, next_offset, watermark, cluster = conn.execute(
                 _CLAIM, (self.group, self.topic, p, self.owner)
@@ -375,9 +382,27 @@ class Sink:
             start = next_offset if cluster is not None and not changed else None
             out[p] = Claim(
                 p, epoch, start, watermark, candles, cluster_changed=changed,
-                trades=trades.get(p, {}), homes=homes, alerts=alerts,
+                trades=trades.get(p, {}), homes=homes, alerts=alerts, alert_windows=windows,
             )
         return out
+
+    def recent_ticks(
+        self, partition: int, windows: dict[MarketKey, int], floor_ms: int
+    ) -> RecentTicks:
+        """The applied ticks (offset, ts, price) of these markets of the partition that a
+        change window of the given width may still hold: event time > floor - width.
+        Stable once claimed: only the partition's owner adds to them."""
+        def read(conn: psycopg.Connection[Any]) -> RecentTicks:
+            out: RecentTicks = {}
+            for (symbol, source, quote), width in sorted(windows.items()):
+                rows = conn.execute(
+                    _RECENT_TICKS, (partition, source, symbol, quote,
+                                    ms_datetime(floor_ms - width)),
+                ).fetchall()
+                out[(symbol, source, quote)] = [(int(o), int(t), float(p)) for o, t, p in rows]
+            return out
+
+        return self._retrying("reading the ticks of alert windows", read)
 
     def progress(self, cluster_id: str | None) -> dict[int, int]:
         """partition -> stored next offset, for this pipeline on the broker ``cluster_id``."""
@@ -490,6 +515,7 @@ class Sink:
 
 def _write_alerts(cur: psycopg.Cursor[Any], flushes: Sequence[PartitionFlush]) -> None:
     """Events and rule states of the flushes, in the flush transaction (see _ALERT_RULES)."""
+    import orjson
     from psycopg.types.json import Jsonb
 
     ids = sorted({e.rule.id for f in flushes if f.alerts for e, _ in f.alerts.events}
@@ -512,9 +538,10 @@ def _write_alerts(cur: psycopg.Cursor[Any], flushes: Sequence[PartitionFlush]) -
             f.alerts.inserted += cur.rowcount
             fired_now.add((r.id, e.source, e.quote))
         rows = [
-            (rid, source, symbol, quote, s.armed, s.fired, (rid, source, quote) in fired_now,
-             Jsonb(s.to_json()) if s.window is not None else None)
-            for rid, source, symbol, quote, s in f.alerts.states if rid in active
+            (rid, source, symbol, quote, armed, fired, (rid, source, quote) in fired_now,
+             None if window is None else Jsonb(window, dumps=orjson.dumps))
+            for rid, source, symbol, quote, armed, fired, window in f.alerts.states
+            if rid in active
         ]
         if rows:
             cur.executemany(_ALERT_STATE, rows)
