@@ -64,7 +64,7 @@ def platform_line() -> str:
 
     return (f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
             f" {platform.release()}, Python {platform.python_version()}, psycopg"
-            f" {psycopg.__version__}, confluent-kafka {confluent_kafka.version()[0]},"
+            f" {psycopg.__version__}, confluent-kafka {confluent_kafka.__version__},"
             f" librdkafka {confluent_kafka.libversion()[0]}, orjson {orjson.__version__}")
 
 

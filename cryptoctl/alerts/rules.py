@@ -267,9 +267,11 @@ def change_met(threshold: float, price: float, low: float, high: float) -> float
 
 
 def evaluate(
-    rule: Rule, state: MarketState, source: str, quote: str, price: float, ts: int
+    rule: Rule, state: MarketState, source: str, quote: str, price: float, ts: int,
+    *, added: bool = False,
 ) -> Fired | None:
-    """Apply one tick of the market (source, rule.symbol, quote) to the rule's state."""
+    """Apply one tick of the market (source, rule.symbol, quote) to the rule's state
+    (``added``: a change rule's window has the tick already)."""
     reference: float | None = None
     if rule.condition == "above":
         met = price >= rule.threshold
@@ -278,7 +280,8 @@ def evaluate(
     else:
         window = state.window
         assert window is not None
-        window.add(ts, price)
+        if not added:
+            window.add(ts, price)
         factor = rule.threshold / 100
         if window.lo * (1 + factor) <= price or price <= window.hi * (1 - factor):
             low, high = window.extremes(ts)
@@ -364,22 +367,37 @@ class RuleStates:
             market = self.markets[key] = self._market(rules, source, quote)
         out: list[Fired] = []
         spent = self.spent
-        quiet = market.lo < price < market.hi
-        for rule, state in market.changes if quiet else market.levels + market.changes:
+        if not market.lo < price < market.hi:
+            for rule, state in market.levels:
+                if not rule.repeat and rule.id in spent:
+                    continue  # inactive once this flush commits
+                fired = evaluate(rule, state, source, quote, price, ts)
+                if fired is not None:
+                    out.append(fired)
+                    if not rule.repeat:
+                        spent.add(rule.id)
+            market.update_band(spent)
+        for rule, state in market.changes:
             if not rule.repeat and rule.id in spent:
-                continue  # inactive once this flush commits
-            if state.window is not None:
-                if state.since is None:
-                    state.since, state.changed = offset, True
-                elif self.store_windows:
-                    state.changed = True
-            fired = evaluate(rule, state, source, quote, price, ts)
+                continue
+            if state.since is None:
+                state.since, state.changed = offset, True
+            elif self.store_windows:
+                state.changed = True
+            window = state.window
+            assert window is not None
+            window.add(ts, price)
+            # Within the threshold of every tick held (a superset of its window): not met.
+            factor = rule.threshold / 100
+            if window.lo * (1 + factor) > price > window.hi * (1 - factor):
+                if not state.armed:
+                    state.armed = state.changed = True
+                continue
+            fired = evaluate(rule, state, source, quote, price, ts, added=True)
             if fired is not None:
                 out.append(fired)
                 if not rule.repeat:
                     spent.add(rule.id)
-        if not quiet:
-            market.update_band(spent)
         return out
 
     def _market(self, rules: list[Rule], source: str, quote: str) -> MarketRules:

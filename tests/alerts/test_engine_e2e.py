@@ -8,6 +8,8 @@ import signal
 import time
 from typing import Any
 
+import pytest
+
 from cryptoctl.alerts.engine import rule_from_row
 from cryptoctl.alerts.rules import Rule
 from cryptoctl.db.connection import connect
@@ -81,17 +83,19 @@ def assert_fired_exactly_once(settings: Settings, rules: list[Rule], n: int) -> 
     assert inactive == {r.id for r in rules if not r.repeat}
 
 
-def test_sigkill_mid_stream_then_restart_fires_each_rule_once(settings, cli):
+@pytest.mark.parametrize("store", ["--store-ticks", "--no-store-ticks"])
+def test_sigkill_mid_stream_then_restart_fires_each_rule_once(settings, cli, store):
+    # Change windows are read back from the raw ticks, or (not stored) from alert_state.
     rules = add_rules(settings, RULES)
     ticks = make_ticks(N, seed=31, minutes=6, trades=True)
     producer = BackgroundProducer(settings, ticks, chunk=600, pause_s=0.25)
     for fraction in (0.2, 0.45, 0.7):
-        proc = start_aggregator(settings, "--flush-interval", "100ms")
+        proc = start_aggregator(settings, "--flush-interval", "100ms", store)
         wait_for(f"{fraction:.0%} committed", lambda f=fraction: committed(settings) >= f * N, 60)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     producer.join()
-    result = cli("aggregate", "--until-idle", "3s", "--format", "json")
+    result = cli("aggregate", "--until-idle", "3s", "--format", "json", store)
     assert result.exit_code == 0, result.stderr
     assert committed(settings) == N
     assert_fired_exactly_once(settings, rules, N)
