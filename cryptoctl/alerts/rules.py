@@ -438,4 +438,5 @@ class RuleStates:
         """Drop the states of rules no longer active (removed, or spent and stored)."""
         for key in [k for k in self.states if k[0] not in live]:
             del self.states[key]
+        self.spent &= live  # a one-shot rule made active again may fire again
         self.markets.clear()  # rebuilt from the current rules at their next tick
