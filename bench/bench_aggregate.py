@@ -131,10 +131,10 @@ def committed(settings: Settings) -> int:
         return int(row.fetchone()[0])  # type: ignore[index]
 
 
-def aggregator_rate(settings: Settings, n: int, store: bool) -> dict[str, float]:
+def aggregator_rate(settings: Settings, n: int, store: bool, **options: Any) -> dict[str, float]:
     from cryptoctl.aggregator import Aggregator, AggregatorOptions
 
-    agg = Aggregator(settings, AggregatorOptions(store_ticks=store, write_cache=True))
+    agg = Aggregator(settings, AggregatorOptions(store_ticks=store, write_cache=True, **options))
     stop = threading.Event()
     thread = threading.Thread(target=agg.run, args=(stop,), daemon=True)
     thread.start()

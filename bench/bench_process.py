@@ -58,20 +58,20 @@ class FakeMessage:
         return "bench"
 
 
-def messages(n: int, *, trades: bool = False) -> list[Any]:
+def messages(n: int, *, trades: bool = False, symbols: list[str] = SYMBOLS) -> list[Any]:
     rng = random.Random(1)
     out: list[Any] = []
     for i in range(n):
-        sym, ts = SYMBOLS[i % len(SYMBOLS)], BASE_TS + i * 3
+        sym, ts = symbols[i % len(symbols)], BASE_TS + i * 3
         tick: dict[str, Any] = {"v": 1, "symbol": sym, "quote": "USD",
                                 "price": round(100 + rng.random(), 4),
                                 "qty": round(rng.random(), 4), "ts": ts, "source": "synthetic",
                                 "recv_ts": ts}
         if trades:
-            tick |= {"source": "binance", "quote": "USDT", "trade_id": 1_000 + i // len(SYMBOLS),
+            tick |= {"source": "binance", "quote": "USDT", "trade_id": 1_000 + i // len(symbols),
                      "side": "buy" if i % 2 else "sell"}
             if i > 100 and rng.random() < 0.01:  # a re-sent trade: counted once
-                out.append(FakeMessage(out[-len(SYMBOLS)]._value, sym.encode(), i))
+                out.append(FakeMessage(out[-len(symbols)]._value, sym.encode(), i))
                 continue
         out.append(FakeMessage(orjson.dumps(tick), sym.encode(), i))
     return out

@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from cryptoctl.aggregator.stats import AggregatorStats, Counters
+from cryptoctl.alerts.engine import AlertFlush, RuleWatcher
+from cryptoctl.alerts.rules import Fired, RuleStates
 from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.cache.writer import CacheWriter
 from cryptoctl.db.encode import LateTick, MarketKey
-from cryptoctl.db.sink import PartitionFlush, Sink
+from cryptoctl.db.sink import Claim, PartitionFlush, Sink
 from cryptoctl.errors import InvalidTick
 from cryptoctl.exchanges.trade import Gap, parse_gap
 from cryptoctl.kafka.clients import check_topic, consumer_config, new_client
@@ -70,6 +72,7 @@ class AggregatorOptions:
     # No partitions for this long while the topic has unread messages and no member of the
     # pipeline commits: the Kafka group is taken as wedged (None: never).
     wedged_after_ms: int | None = 30_000
+    alerts: bool = True  # evaluate alert rules (False: the engine is not even started)
     owner: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     )
@@ -89,6 +92,10 @@ class PartitionState:
     # applied, its time, changed since the last flush]. Committed with the candles.
     trades: dict[MarketKey, list[Any]] = field(default_factory=dict)
     gaps: list[Gap] = field(default_factory=list)
+    # Alert rules on this partition's markets, restored at the claim; events fired since
+    # the last flush, each with the offset of its tick.
+    alerts: RuleStates = field(default_factory=RuleStates)
+    fired: list[tuple[Fired, int]] = field(default_factory=list)
 
 
 def _checked_fields(obj: Any) -> tuple[TickRow | None, str]:
@@ -136,6 +143,8 @@ class Aggregator:
         self._cluster_id: str | None = None  # the broker's, as of the last assignment
         self._cache: CacheWriter | None = None
         self._dlq: DeadLetters | None = None
+        self._rules: RuleWatcher | None = None
+        self._rules_version = 0
         self._assigned_at: float | None = None
         self._last_message = 0.0
         self._last_flush = time.monotonic()
@@ -190,6 +199,7 @@ class Aggregator:
             group_moves=c.group_moves,
             duplicates=c.duplicates,
             gaps=c.gaps,
+            alerts_fired=c.alerts_fired,
             kafka_group=kafka_group_id(self.group, self._generation),
             invalid_by=dict(c.invalid_by),
             lag=self._lag(states),
@@ -230,6 +240,9 @@ class Aggregator:
         if self.options.write_cache:
             self._cache = CacheWriter(self.settings)
             self._cache.start()
+        if self.options.alerts:
+            self._rules = RuleWatcher(self.settings)
+            self._rules.start()
         self._generation = self._sink.kafka_generation()
         self._subscribe()
 
@@ -260,6 +273,8 @@ class Aggregator:
             self._dlq.close()
         if self._cache is not None:
             self._cache.close()
+        if self._rules is not None:
+            self._rules.close()
         if self._sink is not None:
             self._sink.close()
 
@@ -435,6 +450,8 @@ class Aggregator:
         store = self.options.store_ticks
         counters = self.counters
         keys = self._keys
+        # The alert rules by symbol, as of this batch; empty: one truth test per tick.
+        rules = self._rules.current if self._rules is not None else {}
         ticks = 0
         last_p = -1
         ps: PartitionState | None = None
@@ -501,6 +518,18 @@ class Aggregator:
                 if store:
                     raw_append(row)
                     off_append(offset)
+                if rules:
+                    watching = rules.get(symbol)
+                    if watching is not None:
+                        # Inside its market's quiet band a tick changes nothing: skipped.
+                        m = ps.alerts.markets.get((symbol, source, quote))
+                        if (m is None or m.rules is not watching or m.changes
+                                or not m.lo < price < m.hi):
+                            hits = ps.alerts.on_tick(
+                                watching, source, quote, price, ts, offset
+                            )
+                            if hits:
+                                ps.fired.extend((h, offset) for h in hits)
             else:
                 ps.late.append((row, offset, ps.windows.watermark))
                 counters.late += 1
@@ -598,6 +627,7 @@ class Aggregator:
 
     def _collect(self) -> tuple[list[PartitionFlush], dict[int, list[CandleDoc]]]:
         flushes, docs = [], {}
+        live = self._live_rules()
         for p, ps in self._states.items():
             w = ps.windows
             # Candles the watermark closed without a new tick: as stored already, so only
@@ -612,7 +642,9 @@ class Aggregator:
             # every 40 ms.
             unchanged = next_offset == ps.committed_offset
             trades = [(k, t[0], t[1]) for k, t in ps.trades.items() if t[2]]
-            if not candles and not ps.late and not ps.raw and not ps.gaps and unchanged:
+            alerts = self._take_alerts(ps, live)
+            if (not candles and not ps.late and not ps.raw and not ps.gaps and unchanged
+                    and not alerts):
                 if closed and self._cache is not None:
                     self._cache.submit_candles(
                         [CandleDoc.from_candle(c, closed=True) for c in closed]
@@ -621,7 +653,7 @@ class Aggregator:
             flushes.append(
                 PartitionFlush(
                     p, ps.epoch, next_offset, wm, candles, ps.raw, ps.raw_offsets, ps.late,
-                    trades, ps.gaps,
+                    trades, ps.gaps, alerts or None,
                 )
             )
             for t in ps.trades.values():
@@ -630,8 +662,40 @@ class Aggregator:
             docs[p] = [doc(c, closed=w.is_closed(c)) for c in candles] + [
                 doc(c, closed=True) for c in closed if not c.final
             ]
-            ps.raw, ps.raw_offsets, ps.late, ps.gaps = [], [], [], []
+            ps.raw, ps.raw_offsets, ps.late, ps.gaps, ps.fired = [], [], [], [], []
         return flushes, docs
+
+    def _live_rules(self) -> set[int] | None:
+        """The ids of the active rules when they changed since the last flush, else None."""
+        if self._rules is None or self._rules.version == self._rules_version:
+            return None
+        self._rules_version = self._rules.version
+        return {r.id for rules in self._rules.current.values() for r in rules}
+
+    def _take_alerts(self, ps: PartitionState, live: set[int] | None) -> AlertFlush:
+        """The partition's fired events and changed rule states; the change windows pruned
+        to what a tick not yet late can still see."""
+        a = ps.alerts
+        if live is not None:
+            a.forget(live)
+        w = ps.windows
+        floor = None if w.watermark == NO_WATERMARK else w.watermark - w.lateness - w.width
+        store = a.store_windows
+        states = [(rid, source, a.symbols[rid], quote, s.armed, s.fired, s.to_json(store))
+                  for rid, source, quote, s in a.take_changed(floor)]
+        return AlertFlush(ps.fired, states)
+
+    def _restored_alerts(self, claim: Claim, windows: PartitionWindows) -> RuleStates:
+        """The partition's alert rule states as of its checkpoint. Change windows are stored
+        with their ticks only when raw ticks are not stored; otherwise they are read back
+        from the raw ticks a window may still hold (later ones are not applied any more)."""
+        store = not self.options.store_ticks
+        recent = {}
+        if claim.alert_windows and windows.watermark != NO_WATERMARK:
+            assert self._sink is not None
+            floor = windows.watermark - windows.lateness - windows.width
+            recent = self._sink.recent_ticks(claim.partition, claim.alert_windows, floor)
+        return RuleStates(claim.alerts, store_windows=store, recent=recent)
 
     def _after_commit(
         self, flushes: list[PartitionFlush], docs: dict[int, list[CandleDoc]],
@@ -651,6 +715,8 @@ class Aggregator:
             c.candles_written += len(f.candles)
             c.candles_final += sum(1 for x in f.candles if x.final)
             c.raw_ticks_written += f.raw_count
+            if f.alerts is not None:
+                c.alerts_fired += f.alerts.inserted
             committed.append(f)
             if self._cache is not None:
                 self._cache.submit_candles(docs[f.partition])
@@ -687,6 +753,7 @@ class Aggregator:
                 claim.epoch, windows, claim.next_offset, now,
                 committed_offset=claim.next_offset,
                 trades={k: [tid, 0, False] for k, tid in claim.trades.items()},
+                alerts=self._restored_alerts(claim, windows),
             )
             self._homes.update(claim.homes)
             if claim.cluster_changed:

@@ -55,6 +55,7 @@ class AggregatorStats:
     kafka_group: str = ""  # the Kafka consumer group it consumes with
     duplicates: int = 0  # exchange trades already applied (re-sent, re-read): not again
     gaps: int = 0  # gap records of exchange feeds stored
+    alerts_fired: int = 0  # alert events committed (each rule and market firing once)
     invalid_by: dict[str, int] = field(default_factory=dict)
     lag: dict[int, int | None] = field(default_factory=dict)
 
@@ -95,6 +96,7 @@ class Counters:
     group_moves: int = 0
     duplicates: int = 0  # exchange trades at or below their market's newest: not applied
     gaps: int = 0  # gap records of exchange feeds, stored in feed_gaps
+    alerts_fired: int = 0  # alert events written (committed, not fenced)
     last_error: str = ""
     invalid_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INVALID_CLASSES, 0))
     flush_seconds: Histogram = field(default_factory=flush_histogram)  # read by the metrics

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cryptoctl.alerts.engine import STATES_SQL, AlertFlush, stored_states
+from cryptoctl.alerts.rules import RecentTicks, StoredStates
 from cryptoctl.db.encode import (
     COPY_HEADER,
     COPY_TRAILER,
@@ -56,6 +58,10 @@ class Claim:
     # this partition; and where every market of the pipeline lives (any partition).
     trades: dict[MarketKey, int] = field(default_factory=dict)
     homes: dict[MarketKey, int] = field(default_factory=dict)
+    # (rule id, source, quote) -> the stored state of the active alert rules, and the
+    # markets whose change windows are to be read back from the raw ticks (widest window)
+    alerts: StoredStates = field(default_factory=dict)
+    alert_windows: dict[MarketKey, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +79,7 @@ class PartitionFlush:
     late: list[LateTick] = field(default_factory=list)
     trades: list[MarketTrade] = field(default_factory=list)  # markets whose last trade moved
     gaps: list[Gap] = field(default_factory=list)  # recorded by the feed, read from the topic
+    alerts: AlertFlush | None = None  # alert events fired and rule states changed
 
     @property
     def raw_count(self) -> int:
@@ -182,6 +189,37 @@ _LATE = """
 INSERT INTO late_ticks (time, source, symbol, quote, trade_id, price, qty, kafka_partition,
                         kafka_offset, watermark, lateness_ms)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+# Alerts: the rules of this flush's events and states, locked against a concurrent
+# `alerts rm` (a state row of a deleted rule would break the foreign key); a one-shot
+# rule fires only if this transaction is the one that makes it inactive.
+_ALERT_RULES = """
+SELECT id, active FROM price_alerts WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE
+"""
+_ALERT_SPEND = """
+UPDATE price_alerts SET active = false, triggered_at = now(), updated_at = now()
+ WHERE id = ANY(%s) AND active
+RETURNING id
+"""
+_ALERT_EVENT = """
+INSERT INTO alert_events (alert_id, source, symbol, quote, condition, threshold, window_ms,
+                          price, reference, time, kafka_partition, kafka_offset, notify)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (alert_id, source, symbol, quote, kafka_partition, kafka_offset) DO NOTHING
+"""
+_RECENT_TICKS = """
+SELECT kafka_offset, (extract(epoch FROM time) * 1000)::bigint, price FROM raw_price_data
+ WHERE kafka_partition = %s AND source = %s AND symbol = %s AND quote = %s AND time > %s
+ ORDER BY kafka_offset
+"""
+_ALERT_STATE = """
+INSERT INTO alert_state AS s (alert_id, source, symbol, quote, armed, fired, last_fired_at,
+                              window_state)
+VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, %s)
+ON CONFLICT (alert_id, source, symbol, quote) DO UPDATE
+   SET armed = EXCLUDED.armed, fired = EXCLUDED.fired,
+       last_fired_at = coalesce(EXCLUDED.last_fired_at, s.last_fired_at),
+       window_state = EXCLUDED.window_state, updated_at = now()
 """
 _ADVANCE = """
 UPDATE processing_metadata
@@ -345,6 +383,7 @@ class Sink:
         ).fetchall():
             homes[(symbol, source, quote)] = home
             trades.setdefault(home, {})[(symbol, source, quote)] = last
+        alerts, windows = stored_states(conn.execute(STATES_SQL).fetchall())
         for p in sorted(partitions):  # a fixed lock order: two claimers cannot deadlock
             epoch, next_offset, watermark, cluster = conn.execute(
                 _CLAIM, (self.group, self.topic, p, self.owner)
@@ -357,7 +396,7 @@ class Sink:
             start = next_offset if cluster is not None and not changed else None
             out[p] = Claim(
                 p, epoch, start, watermark, candles, cluster_changed=changed,
-                trades=trades.get(p, {}), homes=homes,
+                trades=trades.get(p, {}), homes=homes, alerts=alerts, alert_windows=windows,
             )
         return out
 
@@ -377,6 +416,24 @@ class Sink:
             return int(home), int(last)
 
         return self._retrying("claiming a market's partition", claim)
+
+    def recent_ticks(
+        self, partition: int, windows: dict[MarketKey, int], floor_ms: int
+    ) -> RecentTicks:
+        """The applied ticks (offset, ts, price) of these markets of the partition that a
+        change window of the given width may still hold: event time > floor - width.
+        Stable once claimed: only the partition's owner adds to them."""
+        def read(conn: psycopg.Connection[Any]) -> RecentTicks:
+            out: RecentTicks = {}
+            for (symbol, source, quote), width in sorted(windows.items()):
+                rows = conn.execute(
+                    _RECENT_TICKS, (partition, source, symbol, quote,
+                                    ms_datetime(floor_ms - width)),
+                ).fetchall()
+                out[(symbol, source, quote)] = [(int(o), int(t), float(p)) for o, t, p in rows]
+            return out
+
+        return self._retrying("reading the ticks of alert windows", read)
 
     def progress(self, cluster_id: str | None) -> dict[int, int]:
         """partition -> stored next offset, for this pipeline on the broker ``cluster_id``."""
@@ -473,6 +530,9 @@ class Sink:
             gaps = [gap_row(g) for f in ok for g in f.gaps]
             if gaps:
                 cur.executemany(_GAPS, gaps)
+            alerts = [f for f in ok if f.alerts]
+            if alerts:
+                _write_alerts(cur, alerts)
             cur.executemany(
                 _ADVANCE,
                 [
@@ -482,3 +542,37 @@ class Sink:
                 ],
             )
         return fenced
+
+
+def _write_alerts(cur: psycopg.Cursor[Any], flushes: Sequence[PartitionFlush]) -> None:
+    """Events and rule states of the flushes, in the flush transaction (see _ALERT_RULES)."""
+    import orjson
+    from psycopg.types.json import Jsonb
+
+    ids = sorted({e.rule.id for f in flushes if f.alerts for e, _ in f.alerts.events}
+                 | {s[0] for f in flushes if f.alerts for s in f.alerts.states})
+    active = dict(cur.execute(_ALERT_RULES, (ids,)).fetchall())
+    one_shot = sorted({e.rule.id for f in flushes if f.alerts for e, _ in f.alerts.events
+                       if not e.rule.repeat and active.get(e.rule.id)})
+    spent = {r[0] for r in cur.execute(_ALERT_SPEND, (one_shot,)).fetchall()} if one_shot else set()
+    for f in flushes:
+        assert f.alerts is not None
+        fired_now = set()
+        for e, offset in f.alerts.events:
+            if not (e.rule.id in spent if not e.rule.repeat else active.get(e.rule.id)):
+                continue  # removed, deactivated, or (one-shot) already spent
+            r = e.rule
+            cur.execute(_ALERT_EVENT, (
+                r.id, e.source, e.symbol, e.quote, r.condition, r.threshold, r.window_ms,
+                e.price, e.reference, ms_datetime(e.ts), f.partition, offset, list(r.notify),
+            ))
+            f.alerts.inserted += cur.rowcount
+            fired_now.add((r.id, e.source, e.quote))
+        rows = [
+            (rid, source, symbol, quote, armed, fired, (rid, source, quote) in fired_now,
+             None if window is None else Jsonb(window, dumps=orjson.dumps))
+            for rid, source, symbol, quote, armed, fired, window in f.alerts.states
+            if rid in active
+        ]
+        if rows:
+            cur.executemany(_ALERT_STATE, rows)

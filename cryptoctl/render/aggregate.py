@@ -34,6 +34,8 @@ def status_line(s: AggregatorStats) -> str:
         parts.append(f"duplicates {s.duplicates:,}")
     if s.gaps:
         parts.append(f"gaps {s.gaps}")
+    if s.alerts_fired:
+        parts.append(f"alerts {s.alerts_fired}")
     if s.fenced:
         parts.append(f"fenced {s.fenced}")
     if s.group_moves:
@@ -67,6 +69,7 @@ def summary(s: AggregatorStats) -> dict[str, Any]:
         "group_moves": s.group_moves,
         "duplicates": s.duplicates,
         "gaps": s.gaps,
+        "alerts_fired": s.alerts_fired,
     }
 
 

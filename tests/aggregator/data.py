@@ -66,6 +66,7 @@ def expected(
 
     `before`: messages an earlier broker had (each partition continues after them)."""
     by_partition: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    applied: dict[int, list[tuple[int, Tick]]] = defaultdict(list)  # (offset, tick), late ones too
     invalid = duplicates = 0
     newest: dict[tuple[str, str, str], int] = {}  # market -> highest trade id applied
     ordered = sorted(before, key=lambda m: (m.partition(), m.offset()))
@@ -87,6 +88,7 @@ def expected(
             newest[market] = t.trade_id
         tid = t.trade_id if isinstance(t.trade_id, int) else None
         by_partition[m.partition()].append((t.symbol, t.ts, t.price, t.qty, t.source, t.quote, tid))
+        applied[m.partition()].append((m.offset(), t))
     candles: dict[tuple[str, str, str, int], tuple] = {}
     late = 0
     for rows in by_partition.values():
@@ -95,7 +97,7 @@ def expected(
         late += len(ref["late"])
     ticks = sum(len(r) for r in by_partition.values()) - late  # applied
     return {"candles": candles, "late": late, "invalid": invalid, "ticks": ticks,
-            "duplicates": duplicates}
+            "duplicates": duplicates, "applied": applied}
 
 
 def db_candles(settings: Settings) -> dict[tuple[str, str, str, int], tuple]:

@@ -1,0 +1,442 @@
+"""Alert rules: pure logic, no I/O (docs/alerts.md, "Conditions", "One-shot and repeat").
+
+A :class:`Rule` is one ``price_alerts`` row. Each market it watches has its own
+:class:`MarketState`; :func:`evaluate` takes one applied tick of that market (in stream
+order) and returns a :class:`Fired` or None. The aggregator persists the state with the
+candles (cryptoctl/alerts/engine.py), so a replay continues from exactly this state.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+# A change window is kept in this many buckets of event time: a query reads the cached
+# extremes of the buckets inside the range and bisects the two at its edges.
+WINDOW_BUCKETS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: int
+    symbol: str
+    condition: str  # above | below | change
+    threshold: float  # a price; change: a percentage
+    source: str | None = None  # None: any
+    quote: str | None = None  # None: any
+    window_ms: int | None = None  # change only
+    repeat: bool = False
+    notify: tuple[str, ...] = ()
+
+    def watches(self, source: str, quote: str) -> bool:
+        return (self.source is None or self.source == source) and (
+            self.quote is None or self.quote == quote
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A rule met by one tick of one market. reference: a change rule's window low/high."""
+
+    rule: Rule
+    source: str
+    symbol: str
+    quote: str
+    price: float
+    ts: int
+    reference: float | None = None
+
+
+class _Bucket:
+    __slots__ = ("hi", "lo", "prices", "suffix", "times")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []  # sorted
+        self.prices: list[float] = []  # in the order of times
+        self.lo = float("inf")
+        self.hi = float("-inf")
+        self.suffix: tuple[list[float], list[float]] | None = None  # min/max from i on
+
+    def add(self, ts: int, price: float) -> None:
+        if not self.times or ts >= self.times[-1]:
+            self.times.append(ts)
+            self.prices.append(price)
+        else:
+            i = bisect_right(self.times, ts)
+            self.times.insert(i, ts)
+            self.prices.insert(i, price)
+        self.lo = min(self.lo, price)
+        self.hi = max(self.hi, price)
+        self.suffix = None
+
+    def after(self, ts: int) -> tuple[float, float]:
+        """(min, max) of the prices later than ``ts`` (inf, -inf if none)."""
+        i = bisect_right(self.times, ts)
+        if i == 0:
+            return self.lo, self.hi
+        if i == len(self.times):
+            return float("inf"), float("-inf")
+        if self.suffix is None:
+            lows, highs = self.prices[:], self.prices[:]
+            for j in range(len(lows) - 2, -1, -1):
+                lows[j] = min(lows[j], lows[j + 1])
+                highs[j] = max(highs[j], highs[j + 1])
+            self.suffix = (lows, highs)
+        return self.suffix[0][i], self.suffix[1][i]
+
+    def until(self, ts: int) -> tuple[float, float]:
+        """(min, max) of the prices at or before ``ts``."""
+        i = bisect_right(self.times, ts)
+        if i == len(self.times):
+            return self.lo, self.hi
+        part = self.prices[:i]
+        return (min(part), max(part)) if part else (float("inf"), float("-inf"))
+
+
+class ChangeWindow:
+    """The applied ticks of one market within a change rule's window, out of order too:
+    ``extremes(ts)`` is the (low, high) of the ticks in (ts - width, ts]."""
+
+    __slots__ = ("buckets", "hi", "lo", "pruned_size", "size", "step", "width")
+
+    def __init__(self, width_ms: int, entries: list[tuple[int, float]] | None = None) -> None:
+        self.width = width_ms
+        self.step = max(1, width_ms // WINDOW_BUCKETS)
+        self.buckets: dict[int, _Bucket] = {}
+        # Extremes of every tick held (a superset of any window): a tick within
+        # threshold of both cannot meet a change rule, whatever its window holds.
+        self.lo, self.hi = float("inf"), float("-inf")
+        self.size = self.pruned_size = 0
+        for ts, price in entries or ():
+            self.add(ts, price)
+
+    def add(self, ts: int, price: float) -> None:
+        k = ts // self.step
+        b = self.buckets.get(k)
+        if b is None:
+            b = self.buckets[k] = _Bucket()
+        times = b.times
+        if not times or ts >= times[-1]:  # _Bucket.add, inlined: once per tick and rule
+            times.append(ts)
+            b.prices.append(price)
+            if price < b.lo:
+                b.lo = price
+            if price > b.hi:
+                b.hi = price
+            b.suffix = None
+        else:
+            b.add(ts, price)
+        self.size += 1
+        if price < self.lo:
+            self.lo = price
+        if price > self.hi:
+            self.hi = price
+
+    def extremes(self, ts: int) -> tuple[float, float]:
+        start, step, buckets = ts - self.width, self.step, self.buckets
+        first, last = start // step, ts // step
+        lo, hi = float("inf"), float("-inf")
+        for k in range(first, last + 1):
+            b = buckets.get(k)
+            if b is None:
+                continue
+            if k == first and k == last:
+                i, j = bisect_right(b.times, start), bisect_right(b.times, ts)
+                part = b.prices[i:j]
+                if part:
+                    lo, hi = min(lo, *part), max(hi, *part)
+                continue
+            if k == first:
+                blo, bhi = b.after(start)
+            elif k == last:
+                blo, bhi = b.until(ts)
+            else:
+                blo, bhi = b.lo, b.hi
+            if blo < lo:
+                lo = blo
+            if bhi > hi:
+                hi = bhi
+        return lo, hi
+
+    def entries(self) -> list[tuple[int, float]]:
+        return [
+            (t, p)
+            for k in sorted(self.buckets)
+            for t, p in zip(self.buckets[k].times, self.buckets[k].prices, strict=True)
+        ]
+
+    def prune(self, floor: int) -> None:
+        """No tick earlier than ``floor`` will be applied any more: forget what no later
+        window can hold, and of the ticks before ``floor`` keep only those that are a
+        window's low or high for some later tick (a newer tick at or below ``floor`` with a
+        lower low, or a higher high, always shares the window of an older one)."""
+        cut = floor - self.width
+        kept_old: list[tuple[int, float]] = []
+        newer: list[tuple[int, float]] = []
+        lo, hi = float("inf"), float("-inf")
+        for ts, price in reversed(self.entries()):
+            if ts > floor:
+                newer.append((ts, price))
+            elif ts > cut and (price < lo or price > hi):
+                kept_old.append((ts, price))
+            if cut < ts <= floor:
+                lo, hi = min(lo, price), max(hi, price)
+        kept = sorted(kept_old + newer)
+        self.buckets = {}
+        step = self.step
+        for ts, price in kept:  # in ts order: every bucket appended to, as add() would
+            b = self.buckets.get(ts // step)
+            if b is None:
+                b = self.buckets[ts // step] = _Bucket()
+            b.times.append(ts)
+            b.prices.append(price)
+        for b in self.buckets.values():
+            b.lo, b.hi = min(b.prices), max(b.prices)
+        prices = [p for _, p in kept]
+        self.lo = min(prices, default=float("inf"))
+        self.hi = max(prices, default=float("-inf"))
+        self.size = self.pruned_size = len(kept)
+
+    def prune_grown(self, floor: int) -> None:
+        """Prune once the window doubled since it was last pruned (amortised: a window
+        not pruned holds more than it needs, never less)."""
+        if self.size > 2 * self.pruned_size + 64:
+            self.prune(floor)
+
+
+@dataclass(slots=True)
+class MarketState:
+    """One rule on one market. armed: may fire at the next tick that meets the rule.
+    since: the offset of the first tick it saw (a change window holds no earlier tick)."""
+
+    armed: bool = True
+    fired: int = 0
+    window: ChangeWindow | None = None
+    changed: bool = field(default=False)  # since it was last taken for a flush
+    since: int | None = None
+
+    def to_json(self, with_window: bool) -> Any:
+        """alert_state.window_state: where the change window starts, and (``with_window``)
+        its ticks; without them the ticks are read back from the stored raw ticks."""
+        if self.window is None:
+            return None
+        out: dict[str, Any] = {"since": self.since}
+        if with_window:
+            buckets = [self.window.buckets[k] for k in sorted(self.window.buckets)]
+            out["t"] = list(chain.from_iterable(b.times for b in buckets))
+            out["p"] = list(chain.from_iterable(b.prices for b in buckets))
+        return out
+
+    @classmethod
+    def restore(cls, rule: Rule, armed: bool, fired: int, window_state: Any,
+                recent: list[tuple[int, int, float]]) -> MarketState:
+        """From its stored row; ``recent``: the market's applied ticks (offset, ts, price)
+        not yet out of any window, for a window stored without its ticks."""
+        stored = window_state or {}
+        since = stored.get("since")
+        window = None
+        if rule.condition == "change":
+            assert rule.window_ms is not None
+            if "t" in stored:
+                entries = list(zip(map(int, stored["t"]), map(float, stored["p"]), strict=True))
+            else:
+                entries = [(ts, price) for offset, ts, price in recent
+                           if since is not None and offset >= since]
+            window = ChangeWindow(rule.window_ms, entries)
+        return cls(armed, fired, window, since=since)
+
+
+def new_state(rule: Rule) -> MarketState:
+    if rule.condition == "change":
+        assert rule.window_ms is not None
+        return MarketState(window=ChangeWindow(rule.window_ms))
+    return MarketState()
+
+
+def change_met(threshold: float, price: float, low: float, high: float) -> float | None:
+    """The reference a change of ``threshold`` % is met against (the low for a rise, the
+    high for a fall; a rise is looked at first), or None."""
+    factor = threshold / 100
+    if price >= low * (1 + factor):
+        return low
+    if price <= high * (1 - factor):
+        return high
+    return None
+
+
+def evaluate(
+    rule: Rule, state: MarketState, source: str, quote: str, price: float, ts: int,
+    *, added: bool = False,
+) -> Fired | None:
+    """Apply one tick of the market (source, rule.symbol, quote) to the rule's state
+    (``added``: a change rule's window has the tick already)."""
+    reference: float | None = None
+    if rule.condition == "above":
+        met = price >= rule.threshold
+    elif rule.condition == "below":
+        met = price <= rule.threshold
+    else:
+        window = state.window
+        assert window is not None
+        if not added:
+            window.add(ts, price)
+        factor = rule.threshold / 100
+        if window.lo * (1 + factor) <= price or price <= window.hi * (1 - factor):
+            low, high = window.extremes(ts)
+            reference = change_met(rule.threshold, price, low, high)
+        met = reference is not None
+    if not met:
+        if not state.armed:
+            state.armed = state.changed = True  # crossed back: may fire again
+        return None
+    if not state.armed:
+        return None
+    state.armed = False
+    state.fired += 1
+    state.changed = True
+    return Fired(rule, source, rule.symbol, quote, price, ts, reference)
+
+
+# (rule id, source, quote) -> (armed, fired, window_state), as stored in alert_state
+StoredStates = dict[tuple[int, str, str], tuple[bool, int, Any]]
+# (symbol, source, quote) -> its applied ticks (offset, ts, price) a window may hold
+RecentTicks = dict[tuple[str, str, str], list[tuple[int, int, float]]]
+
+
+class MarketRules:
+    """The rules watching one market and their states. ``levels`` (above/below) have a
+    quiet band: a tick priced strictly inside (lo, hi) changes none of their states and
+    fires none of them, so it is not evaluated. ``changes`` take every tick (windows)."""
+
+    __slots__ = ("changes", "hi", "levels", "lo", "rules")
+
+    def __init__(self, rules: list[Rule], entries: list[tuple[Rule, MarketState]]) -> None:
+        self.rules = rules  # the symbol's rule list this was built from (identity)
+        self.levels = [(r, s) for r, s in entries if r.condition != "change"]
+        self.changes = [(r, s) for r, s in entries if r.condition == "change"]
+        self.lo, self.hi = float("inf"), float("-inf")
+
+    def update_band(self, spent: set[int]) -> None:
+        lo, hi = float("-inf"), float("inf")
+        for rule, state in self.levels:
+            if not rule.repeat and rule.id in spent:
+                continue
+            # Quiet: armed and not met, or disarmed and met (not crossing back). Strict
+            # on both sides: a tick at a threshold takes the exact path.
+            if (rule.condition == "above") == state.armed:
+                hi = min(hi, rule.threshold)
+            else:
+                lo = max(lo, rule.threshold)
+        self.lo, self.hi = lo, hi
+
+
+class RuleStates:
+    """The state of every (rule, market) of one Kafka partition, restored lazily from what
+    was stored at the checkpoint. A one-shot rule is spent once any market fired it.
+
+    ``store_windows``: a change window's ticks are stored with its state (at each flush
+    that changed it); otherwise only where it starts, and a restore takes its ticks from
+    ``recent`` (the raw ticks stored with the candles: far cheaper to flush)."""
+
+    __slots__ = ("_recent", "_stored", "markets", "spent", "states", "store_windows",
+                 "symbols")
+
+    def __init__(self, stored: StoredStates | None = None, *, store_windows: bool = True,
+                 recent: RecentTicks | None = None) -> None:
+        self._stored = dict(stored or {})
+        self._recent = recent or {}
+        self.store_windows = store_windows
+        self.states: dict[tuple[int, str, str], MarketState] = {}
+        self.symbols: dict[int, str] = {}  # rule id -> its symbol
+        # (symbol, source, quote) -> its rules; the aggregator reads the quiet band here
+        self.markets: dict[tuple[str, str, str], MarketRules] = {}
+        self.spent: set[int] = {rid for (rid, _, _), (_, fired, _) in self._stored.items()
+                                if fired}
+
+    def on_tick(
+        self, rules: list[Rule], source: str, quote: str, price: float, ts: int, offset: int
+    ) -> list[Fired]:
+        """Evaluate one applied tick (at ``offset``) of a market against its symbol's rules."""
+        if not rules:
+            return []
+        key = (rules[0].symbol, source, quote)
+        market = self.markets.get(key)
+        if market is None or market.rules is not rules:
+            market = self.markets[key] = self._market(rules, source, quote)
+        out: list[Fired] = []
+        spent = self.spent
+        if not market.lo < price < market.hi:
+            for rule, state in market.levels:
+                if not rule.repeat and rule.id in spent:
+                    continue  # inactive once this flush commits
+                fired = evaluate(rule, state, source, quote, price, ts)
+                if fired is not None:
+                    out.append(fired)
+                    if not rule.repeat:
+                        spent.add(rule.id)
+            market.update_band(spent)
+        for rule, state in market.changes:
+            if not rule.repeat and rule.id in spent:
+                continue
+            if state.since is None:
+                state.since, state.changed = offset, True
+            elif self.store_windows:
+                state.changed = True
+            window = state.window
+            assert window is not None
+            window.add(ts, price)
+            # Within the threshold of every tick held (a superset of its window): not met.
+            factor = rule.threshold / 100
+            if window.lo * (1 + factor) > price > window.hi * (1 - factor):
+                if not state.armed:
+                    state.armed = state.changed = True
+                continue
+            fired = evaluate(rule, state, source, quote, price, ts, added=True)
+            if fired is not None:
+                out.append(fired)
+                if not rule.repeat:
+                    spent.add(rule.id)
+        return out
+
+    def _market(self, rules: list[Rule], source: str, quote: str) -> MarketRules:
+        entries = []
+        for rule in rules:
+            if not rule.watches(source, quote):
+                continue
+            key = (rule.id, source, quote)
+            state = self.states.get(key)
+            if state is None:
+                state = self.states[key] = self._state(rule, key)
+                self.symbols[rule.id] = rule.symbol
+            entries.append((rule, state))
+        market = MarketRules(rules, entries)
+        market.update_band(self.spent)
+        return market
+
+    def _state(self, rule: Rule, key: tuple[int, str, str]) -> MarketState:
+        stored = self._stored.pop(key, None)
+        if stored is None:
+            return new_state(rule)
+        recent = self._recent.get((rule.symbol, key[1], key[2]), [])
+        return MarketState.restore(rule, *stored, recent)
+
+    def take_changed(self, floor: int | None) -> list[tuple[int, str, str, MarketState]]:
+        """(rule id, source, quote, state) of the states changed since the last call; their
+        windows pruned (once grown) first: no tick before ``floor`` will be applied."""
+        if floor is not None:
+            for s in self.states.values():
+                if s.window is not None:
+                    s.window.prune_grown(floor)
+        out = [(*key, s) for key, s in self.states.items() if s.changed]
+        for *_, s in out:
+            s.changed = False
+        return out
+
+    def forget(self, live: set[int]) -> None:
+        """Drop the states of rules no longer active (removed, or spent and stored)."""
+        for key in [k for k in self.states if k[0] not in live]:
+            del self.states[key]
+        self.spent &= live  # a one-shot rule made active again may fire again
+        self.markets.clear()  # rebuilt from the current rules at their next tick

@@ -1,0 +1,75 @@
+"""The engine's writes on their own (the sink, the rule watcher) on the local PostgreSQL."""
+
+from __future__ import annotations
+
+from cryptoctl.alerts.engine import AlertFlush, RuleWatcher
+from cryptoctl.alerts.rules import Fired, Rule
+from cryptoctl.db.connection import connect
+from cryptoctl.db.sink import PartitionFlush
+from tests.aggregator.data import BASE, scalar
+from tests.aggregator.procs import wait_for
+from tests.aggregator.test_sink import sink
+from tests.alerts.test_engine_e2e import add_rules
+
+
+def event_flush(epoch: int, rule: Rule, offset: int, *, armed: bool = False) -> PartitionFlush:
+    fired = Fired(rule, "binance", rule.symbol, "USDT", 99.0, BASE + offset)
+    state = (rule.id, "binance", rule.symbol, "USDT", armed, 1, None)
+    return PartitionFlush(0, epoch, offset + 1, BASE, alerts=AlertFlush([(fired, offset)], [state]))
+
+
+def test_a_one_shot_rule_commits_one_event_whoever_fires_it(settings):
+    (rule,) = add_rules(settings, [("BTC", "below", 100.0, None, None, None, False)])
+    a, b = sink(settings, "a"), sink(settings, "b")
+    first = event_flush(a.claim([0], "c1")[0].epoch, rule, 5)
+    assert a.commit([first], "c1") == set()
+    assert first.alerts is not None and first.alerts.inserted == 1
+    # A member that had not heard the rule is spent fires it at a later tick: not stored.
+    again = event_flush(b.claim([0], "c1")[0].epoch, rule, 9)
+    assert b.commit([again], "c1") == set()
+    assert again.alerts is not None and again.alerts.inserted == 0
+    assert scalar(settings, "SELECT count(*) FROM alert_events") == 1
+    assert scalar(settings, "SELECT kafka_offset FROM alert_events") == 5
+    assert scalar(settings, "SELECT NOT active AND triggered_at IS NOT NULL FROM price_alerts")
+    assert scalar(settings, "SELECT fired FROM alert_state") == 1
+    a.close()
+    b.close()
+
+
+def test_a_replayed_event_is_stored_once_and_a_removed_rule_not_at_all(settings):
+    repeat, removed = add_rules(settings, [("BTC", "below", 100.0, None, None, None, True)] * 2)
+    a = sink(settings, "a")
+    epoch = a.claim([0], "c1")[0].epoch
+    assert a.commit([event_flush(epoch, repeat, 5)], "c1") == set()
+    replayed = event_flush(epoch, repeat, 5)  # the same tick again (same partition, offset)
+    assert a.commit([replayed], "c1") == set()
+    assert replayed.alerts is not None and replayed.alerts.inserted == 0
+    with connect(settings) as conn:
+        conn.execute("DELETE FROM price_alerts WHERE id = %s", (removed.id,))
+    # The aggregator still holds the deleted rule: its event and state are not written,
+    # and the flush (candles, offsets) commits all the same.
+    late = event_flush(epoch, removed, 7)
+    assert a.commit([late], "c1") == set()
+    assert scalar(settings, "SELECT count(*) FROM alert_events") == 1
+    assert scalar(settings, "SELECT count(*) FROM alert_state") == 1
+    assert scalar(settings, "SELECT next_offset FROM processing_metadata") == 8
+    a.close()
+
+
+def test_the_watcher_follows_rules_added_deactivated_and_deleted(settings):
+    watcher = RuleWatcher(settings)
+    watcher.start()
+    try:
+        assert watcher.current == {}
+        eth, btc = add_rules(settings, [("ETH", "above", 5.0, None, None, None, False),
+                                        ("BTC", "change", 5.0, "kraken", "USD", 60_000, True)])
+        wait_for("both rules", lambda: len(watcher.current) == 2, 10)
+        assert watcher.current == {"ETH": [eth], "BTC": [btc]}
+        with connect(settings) as conn:
+            conn.execute("UPDATE price_alerts SET active = false WHERE id = %s", (eth.id,))
+        wait_for("ETH gone", lambda: "ETH" not in watcher.current, 10)
+        with connect(settings) as conn:
+            conn.execute("DELETE FROM price_alerts")
+        wait_for("no rules", lambda: watcher.current == {}, 10)
+    finally:
+        watcher.close()

@@ -1,0 +1,146 @@
+"""Alert rule logic against the brute-force reference (tests/alerts/reference.py)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cryptoctl.alerts.rules import ChangeWindow, RecentTicks, Rule, RuleStates, StoredStates
+from tests.alerts.reference import Applied, fired
+
+BASE = 1_704_067_200_000
+MARKETS = [("binance", "BTC", "USDT"), ("coinbase", "BTC", "USD"), ("kraken", "ETH", "USD")]
+# Few distinct prices: ticks hovering exactly at a threshold are common.
+prices = st.one_of(st.sampled_from([95.0, 100.0, 105.0, 110.0]), st.floats(50.0, 150.0))
+# Event time moves forward by steps, with ticks up to 3 s behind: out of order in windows.
+steps = st.tuples(st.integers(0, 2_000), st.integers(0, 3_000))
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[Applied]:
+    out: list[Applied] = []
+    now = BASE
+    for step, behind in draw(st.lists(steps, max_size=60)):
+        now += step
+        source, symbol, quote = draw(st.sampled_from(MARKETS))
+        out.append((source, symbol, quote, draw(prices), now - behind))
+    return out
+
+
+@st.composite
+def rule_sets(draw: st.DrawFn) -> list[Rule]:
+    rules = []
+    for rid in range(1, draw(st.integers(1, 6)) + 1):
+        condition = draw(st.sampled_from(["above", "below", "change"]))
+        threshold = (
+            draw(st.sampled_from([1.0, 5.0, 10.0, 30.0])) if condition == "change"
+            else draw(st.sampled_from([95.0, 100.0, 105.0]))
+        )
+        market = draw(st.sampled_from([(None, None), ("binance", None), (None, "USD"),
+                                       ("coinbase", "USD")]))
+        rules.append(Rule(
+            rid, draw(st.sampled_from(["BTC", "ETH"])), condition, threshold, *market,
+            window_ms=draw(st.sampled_from([1, 1_000, 4_000, 20_000])) if condition == "change"
+            else None,
+            repeat=draw(st.booleans()),
+        ))
+    return rules
+
+
+def run(rules: list[Rule], ticks: list[Applied], states: RuleStates | None = None,
+        start: int = 0) -> list[tuple]:
+    states = states or RuleStates()
+    by_symbol: dict[str, list[Rule]] = {}
+    for r in rules:
+        by_symbol.setdefault(r.symbol, []).append(r)
+    out = []
+    for i, (source, symbol, quote, price, ts) in enumerate(ticks[start:], start):
+        # As the aggregator does: a tick inside the market's quiet band is not evaluated.
+        watching = by_symbol.get(symbol, [])
+        m = states.markets.get((symbol, source, quote))
+        if m is not None and m.rules is watching and not m.changes and m.lo < price < m.hi:
+            continue
+        for f in states.on_tick(watching, source, quote, price, ts, i):
+            assert (f.symbol, f.price, f.ts) == (symbol, price, ts)
+            out.append((i, f.rule.id, f.source, f.quote, f.price, f.reference))
+    return sorted(out)
+
+
+def stored(states: RuleStates, floor: int | None) -> StoredStates:
+    """What the aggregator writes to alert_state at a flush (JSON round trip included)."""
+    import json
+
+    return {
+        (rid, source, quote): (s.armed, s.fired,
+                               json.loads(json.dumps(s.to_json(states.store_windows))))
+        for rid, source, quote, s in states.take_changed(floor)
+    }
+
+
+@given(rule_sets(), streams())
+def test_rules_fire_as_the_reference_says(rules, ticks):
+    assert run(rules, ticks) == fired(rules, ticks)
+
+
+@given(rule_sets(), streams(), st.data(), st.booleans())
+def test_a_restored_state_continues_exactly(rules, ticks, data, store_windows):
+    """A checkpoint mid-stream (state stored and restored, windows pruned to what later
+    ticks can see) fires what one uninterrupted run fires. Windows stored with their ticks,
+    or read back from the applied ticks (the raw ticks stored with the candles)."""
+    cut = data.draw(st.integers(0, len(ticks)))
+    rules_at = data.draw(st.integers(0, cut))  # the rules loaded after this many ticks
+    first = RuleStates(store_windows=store_windows)
+    before = run(rules, ticks[:cut], first, start=rules_at)
+    # Every later tick is at most 3 s behind the newest so far: nothing before that floor.
+    floor = max((t[4] for t in ticks[:cut]), default=BASE) - 3_000
+    saved: StoredStates = {}
+    for _ in range(2):  # stored twice: a pruned window pruned again is the same
+        saved |= stored(first, floor)
+    recent: RecentTicks = {}
+    for i, (source, symbol, quote, price, ts) in enumerate(ticks[:cut]):
+        if ts > floor - 20_000:  # the widest window
+            recent.setdefault((symbol, source, quote), []).append((i, ts, price))
+    after = run(rules, ticks, RuleStates(saved, store_windows=store_windows, recent=recent),
+                start=cut)
+    want = [f for f in fired(rules, ticks[rules_at:])]
+    assert before + after == [(i + rules_at, *rest) for i, *rest in want]
+
+
+def test_hovering_at_the_threshold_fires_once_per_crossing():
+    rule = Rule(1, "BTC", "above", 100.0, repeat=True)
+    prices = [99.0, 100.0, 100.0, 101.0, 100.0, 99.99, 100.0, 100.5, 99.0]
+    ticks = [("binance", "BTC", "USDT", p, BASE + i) for i, p in enumerate(prices)]
+    got = [i for i, *_ in run([rule], ticks)]
+    assert got == [1, 6] == [i for i, *_ in fired([rule], ticks)]
+
+
+def test_one_shot_fires_once_over_all_markets():
+    rule = Rule(1, "BTC", "below", 90.0)
+    ticks = [("binance", "BTC", "USDT", 89.0, BASE), ("coinbase", "BTC", "USD", 80.0, BASE + 1),
+             ("binance", "BTC", "USDT", 95.0, BASE + 2), ("binance", "BTC", "USDT", 85.0, BASE + 3)]
+    assert run([rule], ticks) == [(0, 1, "binance", "USDT", 89.0, None)]
+
+
+def test_change_within_a_window_names_its_reference():
+    rule = Rule(7, "ETH", "change", 5.0, window_ms=10_000, repeat=True)
+    ticks = [("kraken", "ETH", "USD", p, BASE + t) for t, p in
+             [(0, 100.0), (4_000, 103.0), (9_000, 105.0),  # +5 % on the low: fires
+              (9_500, 104.0), (20_000, 98.0), (20_100, 97.0),  # back in range, re-armed
+              (15_000, 92.0),  # out of order: the window (5 s, 15 s] holds 105 -> fires
+              ]]
+    got = run([rule], ticks)
+    assert got == [(2, 7, "kraken", "USD", 105.0, 100.0), (6, 7, "kraken", "USD", 92.0, 105.0)]
+    assert got == fired([rule], ticks)
+
+
+@given(st.lists(st.tuples(st.integers(0, 50_000), prices), max_size=80),
+       st.integers(1, 20_000), st.integers(0, 60_000))
+def test_window_extremes_and_pruning(entries, width, floor):
+    window = ChangeWindow(width, entries)
+    pruned = ChangeWindow(width, entries)
+    pruned.prune(floor)
+    for ts in range(floor, 60_001, 997):
+        inside = [p for t, p in entries if ts - width < t <= ts]
+        want = (min(inside), max(inside)) if inside else (float("inf"), float("-inf"))
+        assert window.extremes(ts) == want
+        assert pruned.extremes(ts) == want
