@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import enum
 import json
 
 import typer
 
 from cryptoctl.cli.context import state
 from cryptoctl.cli.options import ViewFormat, format_option
+from cryptoctl.errors import UsageError
+
+
+class Profile(enum.StrEnum):
+    tools = "tools"  # the names are stack.docker.PROFILES (a test checks)
 
 
 def up(
     ctx: typer.Context,
     docker: bool = typer.Option(
         False, "--docker", help="Use compose/docker-compose.yml instead (needs a Docker engine)."
+    ),
+    profiles: list[Profile] = typer.Option(
+        [], "--profile", help="With --docker: also start a compose profile's services (tools: "
+        "Prometheus, Grafana with the cryptoctl dashboard, pgAdmin). Repeatable.",
     ),
     partitions: int | None = typer.Option(
         None, "--partitions", min=1, help="Partitions of the price topic when it is created [default: 6]."
@@ -32,12 +42,16 @@ def up(
         from cryptoctl.stack.provision import provision
 
         with st.err.status("starting the docker compose stack…") as spinner:
-            notes = docker_up(settings, on_progress=lambda msg: spinner.update(msg))
+            notes = docker_up(
+                settings, lambda msg: spinner.update(msg), [p.value for p in profiles]
+            )
             provision(settings, progress=lambda msg: spinner.update(f"{msg}…"))
         for note in notes:
             st.err.print(note, markup=False)
         st.err.print("[green]✓[/] docker stack is up; topics and schema ensured")
         return
+    if profiles:
+        raise UsageError("--profile needs --docker", hint="cryptoctl up --docker --profile tools")
     from cryptoctl.render.stack import up_summary, up_table
     from cryptoctl.stack.local import up as local_up
 

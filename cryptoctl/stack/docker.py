@@ -187,14 +187,20 @@ def _endpoint_notes(settings: Settings) -> list[str]:
     ]
 
 
-def docker_up(settings: Settings, on_progress: Callable[[str], None]) -> list[str]:
-    """Start the compose stack and wait until every service is healthy (idempotent).
+def docker_up(
+    settings: Settings, on_progress: Callable[[str], None], profiles: Sequence[str] = ()
+) -> list[str]:
+    """Start the compose stack and wait until every service is healthy (idempotent);
+    ``profiles`` adds the services of those compose profiles (``tools``: Prometheus,
+    Grafana, pgAdmin).
 
     Returns notes worth showing after the progress display (endpoints that do not point at
     the docker stack). Topics and schema for non-default settings: ``stack.provision``."""
     compose = _require_compose()
     on_progress(f"starting the docker stack from {compose.file}")
-    code, tail = _stream(compose.args("up", "-d", "--wait"), on_progress)
+    # --profile is a global option: it goes before the subcommand.
+    chosen = [arg for p in profiles for arg in ("--profile", p)]
+    code, tail = _stream(compose.args(*chosen, "up", "-d", "--wait"), on_progress)
     if code != 0:
         raise StackError(
             f"docker compose up failed (exit {code}): {_last_line(tail)}",

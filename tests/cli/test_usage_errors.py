@@ -22,6 +22,7 @@ def cryptoctl(*args: str) -> subprocess.CompletedProcess[str]:
         (["candles", "--interval", "7m"], "'7m' is not one of"),
         (["nosuch"], "No such command 'nosuch'"),
         (["candles", "--since", "99999999999999999999d"], "too long: at most 100 years"),
+        (["up", "--docker", "--profile", "nosuch"], "'nosuch' is not one of 'tools'"),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_2(args: list[str], says: str) -> None:
@@ -33,6 +34,14 @@ def test_a_usage_error_is_one_line_and_exit_2(args: list[str], says: str) -> Non
     assert lines[0].startswith("error: ") and says in lines[0]
     if args[0] != "candles" or args[1] != "--since":  # parse errors point at --help
         assert "--help`" in lines[0]
+
+
+def test_a_compose_profile_needs_docker() -> None:
+    result = cryptoctl("up", "--profile", "tools")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: --profile needs --docker — cryptoctl up --docker --profile tools"
+    ]
 
 
 def test_help_and_version_still_exit_0() -> None:

@@ -185,6 +185,17 @@ def test_up_runs_compose_up_wait_and_reports_progress(
     assert notes == []
 
 
+def test_up_with_a_profile_starts_its_services_too(fake: FakeDocker, settings: Settings) -> None:
+    docker.docker_up(settings, lambda line: None, ["tools"])
+    assert f"{compose_prefix()} --profile tools up -d --wait" in fake.calls()
+
+
+def test_the_cli_profiles_are_the_compose_files_profiles() -> None:
+    from cryptoctl.cli.stack import Profile
+
+    assert tuple(p.value for p in Profile) == docker.PROFILES
+
+
 def test_up_notes_endpoints_that_do_not_point_at_the_docker_stack(
     fake: FakeDocker, settings: Settings
 ) -> None:
