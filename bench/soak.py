@@ -354,6 +354,16 @@ def _by_minute(t0: float, lat: list[tuple[int, float]]) -> dict[int, list[float]
     return by
 
 
+def cpu_pct(samples: list[dict[str, Any]], name: str) -> float | None:
+    """CPU use of one process between the first and the last sample it was alive in, in %
+    of one core."""
+    alive = [s for s in samples if s["cpu_s"].get(name) is not None]
+    if len(alive) < 2 or alive[-1]["t"] <= alive[0]["t"]:
+        return None
+    used = alive[-1]["cpu_s"][name] - alive[0]["cpu_s"][name]
+    return round(used / (alive[-1]["t"] - alive[0]["t"]) * 100, 1)
+
+
 def per_minute(t0: float, lat: list[tuple[int, float]], topic_lat: list[tuple[int, float]],
                samples: list[dict[str, Any]], children: dict[str, Child],
                ) -> list[dict[str, Any]]:  # fmt: skip
@@ -374,11 +384,7 @@ def per_minute(t0: float, lat: list[tuple[int, float]], topic_lat: list[tuple[in
             names = in_minute[0]["rss_mib"].keys()
             row["rss_mib"] = {n: max((s["rss_mib"][n] or 0) for s in in_minute) for n in names}
             row["load1"] = round(statistics.mean(s["loadavg"][0] for s in in_minute), 2)
-            first, last = in_minute[0], in_minute[-1]
-            span = last["t"] - first["t"]
-            if span > 0:
-                row["cpu_pct"] = {n: round(((last["cpu_s"][n] or 0) - (first["cpu_s"][n] or 0))
-                                            / span * 100, 1) for n in names}  # fmt: skip
+            row["cpu_pct"] = {n: cpu_pct(in_minute, n) for n in names}
         end = t0 + (minute + 1) * 60
         for name, child in children.items():
             lines = [line for t, line in child.status if t < end]
