@@ -60,6 +60,9 @@ SYMBOLS = ["BTC", "ETH", "SOL", "XRP", "ADA", "DOGE", "DOT", "LTC"]
 MIB = 1024 * 1024
 _COUNTER = re.compile(r"(?P<name>[a-z][a-z ]*?) (?P<value>\d[\d,]*)(?= |$)")
 _REDIS_DOWN = re.compile(r"redis down \((\d+) pending\)")
+# What tells each process's status lines from its log lines on stderr.
+AGGREGATE_STATUS = " | wm "
+PRODUCE_STATUS = " ticks/s · "
 
 
 @dataclass
@@ -131,9 +134,7 @@ class LatencyProbe:
         self.ticks: list[tuple[str, int]] = []  # (symbol, event ts ms) of sampled ticks
         self.read_ms: list[float] = []  # when this probe read each of them off the topic
         self.read_end: dict[int, int] = {}  # partition -> highest offset read + 1
-        # per symbol: arrival times and the running max of close_ts, both in arrival order
-        self.arrivals: dict[str, list[float]] = defaultdict(list)
-        self.close_ts: dict[str, list[int]] = defaultdict(list)
+        self.updates: list[tuple[float, str, int]] = []  # (arrival s, symbol, close_ts ms)
         self._consumer = Consumer(consumer_config(settings, "soak-probe", **{"fetch.wait.max.ms": 10}))
         self._consumer.assign([TopicPartition(settings.topic, p, 0) for p in partitions])
         self._pubsub = redis_client(settings, timeout=5).pubsub()
@@ -162,9 +163,7 @@ class LatencyProbe:
             if m and m["type"] == "message":
                 t = time.time()
                 d = orjson.loads(m["data"])
-                seen = self.close_ts[d["symbol"]]
-                self.arrivals[d["symbol"]].append(t)
-                seen.append(max(d["close_ts"], seen[-1] if seen else 0))
+                self.updates.append((t, d["symbol"], d["close_ts"]))
         self._pubsub.close()
 
     def close(self) -> None:
@@ -177,16 +176,31 @@ class LatencyProbe:
         return [(ts, read - ts) for (_, ts), read in zip(self.ticks, self.read_ms, strict=False)]
 
     def latencies(self) -> tuple[list[tuple[int, float]], int]:
-        """(event ts, latency ms) of every sampled tick seen in Redis; and how many were not."""
-        out, missing = [], 0
-        for sym, ts in self.ticks:
-            seen = self.close_ts.get(sym, [])
-            i = bisect.bisect_left(seen, ts)
-            if i == len(seen):
-                missing += 1
-            else:
-                out.append((ts, self.arrivals[sym][i] * 1000 - ts))
-        return out, missing
+        return visible_latencies(self.ticks, self.updates)
+
+
+def visible_latencies(ticks: list[tuple[str, int]], updates: list[tuple[float, str, int]],
+                      ) -> tuple[list[tuple[int, float]], int]:  # fmt: skip
+    """(event ts, latency ms) of every tick seen in Redis, and how many were not.
+
+    ticks: (symbol, event ts ms); updates: (arrival s, symbol, close_ts ms) in arrival
+    order. A tick is visible at the first update of its symbol whose close_ts is >= its
+    event time (that candle, or a later one, holds it or a newer tick)."""
+    arrivals: dict[str, list[float]] = defaultdict(list)
+    newest: dict[str, list[int]] = defaultdict(list)  # running max of close_ts: sorted
+    for t, sym, close_ts in updates:
+        seen = newest[sym]
+        arrivals[sym].append(t)
+        seen.append(max(close_ts, seen[-1]) if seen else close_ts)
+    out, missing = [], 0
+    for sym, ts in ticks:
+        seen = newest.get(sym, [])
+        i = bisect.bisect_left(seen, ts)
+        if i == len(seen):
+            missing += 1
+        else:
+            out.append((ts, arrivals[sym][i] * 1000 - ts))
+    return out, missing
 
 
 def partitions_of(settings: Settings) -> list[int]:
@@ -282,7 +296,7 @@ def sample(children: dict[str, Child], servers: dict[str, int]) -> dict[str, Any
 def run(settings: Settings, args: argparse.Namespace, versions: dict[str, str]) -> dict[str, Any]:
     partitions = partitions_of(settings)
     symbols = args.symbols.split(",")
-    agg = start("aggregate", ["aggregate", "--format", "json"], settings, " | wm ")
+    agg = start("aggregate", ["aggregate", "--format", "json"], settings, AGGREGATE_STATUS)
     children = {"aggregate": agg}
     try:
         deadline = time.monotonic() + 120
@@ -295,7 +309,7 @@ def run(settings: Settings, args: argparse.Namespace, versions: dict[str, str]) 
         prod = children["produce"] = start("produce", [
             "produce", "--source", "synthetic", "--rate", str(args.rate), "--symbols",
             ",".join(symbols), "--duration", f"{seconds}s", "--format", "json",
-        ], settings, " ticks/s · ")  # fmt: skip
+        ], settings, PRODUCE_STATUS)  # fmt: skip
         t0 = time.time()
         servers = server_pids(settings)
         samples = []
