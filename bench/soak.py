@@ -266,7 +266,7 @@ def versions(settings: Settings) -> dict[str, str]:
         row = conn.execute("SHOW server_version").fetchone()
     records = running_records(settings)
     return {
-        "confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
+        "confluent_kafka": str(confluent_kafka.__version__), "librdkafka": confluent_kafka.libversion()[0],
         "psycopg": psycopg.__version__, "redis_py": redis.__version__,
         "postgresql": str(row[0]) if row else "?",
         "redis_server": str(redis_client(settings).info("server")["redis_version"]),
@@ -396,7 +396,8 @@ def per_minute(t0: float, lat: list[tuple[int, float]], topic_lat: list[tuple[in
                     "topic_p99_ms": round(percentile(topic, 0.99), 1)}  # fmt: skip
         if in_minute:
             names = in_minute[0]["rss_mib"].keys()
-            row["rss_mib"] = {n: max((s["rss_mib"][n] or 0) for s in in_minute) for n in names}
+            row["rss_mib"] = {n: max((v for s in in_minute if (v := s["rss_mib"][n]) is not None),
+                                     default=None) for n in names}  # fmt: skip
             row["load1"] = round(statistics.mean(s["loadavg"][0] for s in in_minute), 2)
             row["cpu_pct"] = {n: cpu_pct(in_minute, n) for n in names}
         end = t0 + (minute + 1) * 60
