@@ -20,14 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -35,17 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from benchlib import claimed_partitions, cryptoctl_env, local_stack, machine, percentile
 
 from cryptoctl.settings import Settings, load_settings
 
 SYMBOLS = ["BTC", "ETH", "SOL", "ADA", "XRP", "DOGE", "DOT", "LTC", "AVAX", "LINK"]
 BASE_TS = 1_704_067_200_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fresh(settings: Settings, tag: str, **extra: Any) -> Settings:
@@ -177,20 +169,9 @@ def quix_rate(settings: Settings, n: int) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def _env(s: Settings) -> dict[str, str]:
-    """The environment of a cryptoctl subprocess pointed at these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOCTL_")}
-    return env | {
-        "CRYPTOCTL_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "CRYPTOCTL_DATABASE_URL": s.database_url,
-        "CRYPTOCTL_DB_SCHEMA": s.db_schema, "CRYPTOCTL_REDIS_URL": s.redis_url,
-        "CRYPTOCTL_REDIS_PREFIX": s.redis_prefix, "CRYPTOCTL_TOPIC": s.topic,
-        "CRYPTOCTL_GROUP": s.group, "CRYPTOCTL_HOME": str(s.home),
-    }
-
-
 def _run_live_producer(settings: Settings, rate: float, seconds: float,
                        linger_ms: int | None = None) -> dict[tuple[str, int], float]:
-    env = _env(settings)
+    env = cryptoctl_env(settings)
     if linger_ms is not None:
         env["BENCH_LINGER_MS"] = str(linger_ms)
     out = subprocess.run(
@@ -203,7 +184,7 @@ def _run_live_producer(settings: Settings, rate: float, seconds: float,
 def _percentiles(lat: list[float], produced: int) -> dict[str, float]:
     lat.sort()
     return {"p50_ms": round(statistics.median(lat), 1),
-            "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1),
+            "p99_ms": round(percentile(lat, 0.99), 1),
             "measured": len(lat), "produced": produced}
 
 
@@ -223,8 +204,9 @@ def broker_latency(settings: Settings, rate: float, seconds: float,
     def loop() -> None:
         while not stop.is_set():
             for m in consumer.consume(10_000, 0.01):
-                if m.error() is None and m.value() != b"warm-up":
-                    d = orjson.loads(m.value())
+                value = m.value()
+                if m.error() is None and value and value != b"warm-up":
+                    d = orjson.loads(value)
                     got[(d["symbol"], d["ts"])] = time.time()
 
     thread = threading.Thread(target=loop, daemon=True)
@@ -256,7 +238,7 @@ def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]
 
     agg = subprocess.Popen(
         [sys.executable, "-m", "cryptoctl", "aggregate", "--format", "json"],
-        env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=cryptoctl_env(settings), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
         return _measure(settings, rate, seconds, redis_client, Keys)
@@ -265,18 +247,10 @@ def latency(settings: Settings, rate: float, seconds: float) -> dict[str, float]
         agg.communicate(timeout=30)
 
 
-def _claimed(settings: Settings) -> int:
-    from cryptoctl.db.connection import connect
-
-    with connect(settings) as conn:
-        row = conn.execute("SELECT count(*) FROM processing_metadata").fetchone()
-    return int(row[0]) if row else 0
-
-
 def _measure(settings: Settings, rate: float, seconds: float, redis_client: Any,
              keys: Any) -> dict[str, float]:
     deadline = time.monotonic() + 60
-    while _claimed(settings) < 6:  # every partition assigned and claimed
+    while claimed_partitions(settings) < 6:  # every partition assigned and claimed
         assert time.monotonic() < deadline, "the aggregator did not get its partitions"
         time.sleep(0.1)
     pubsub = redis_client(settings, timeout=5).pubsub()
@@ -338,7 +312,7 @@ def peak_rss(settings: Settings, n: int) -> float:
     s = fresh(settings, f"rss{n}", topic=f"bench-rss-{n}")
     ensure_topics(s)
     produce(s, n)
-    env = _env(s)
+    env = cryptoctl_env(s)
     # VmHWM, not ru_maxrss: the latter survives exec and would report this process's peak.
     code = ("import sys; from cryptoctl.cli.app import app\n"
             "try:\n    app(sys.argv[1:], standalone_mode=False)\n"
@@ -367,19 +341,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from cryptoctl.kafka.clients import ensure_topics
-    from cryptoctl.stack import local
 
-    home = Path(tempfile.mkdtemp(prefix="bench-aggregate-"))
-    base = load_settings({
-        "home": home, "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-        "database_url": f"postgresql://cryptoctl:cryptoctl@127.0.0.1:{free_port()}/cryptoctl",
-        "redis_url": f"redis://127.0.0.1:{free_port()}/0", "topic": "bench-ticks",
-    }, environ={})
-    local.up(base)
-    results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                               f"{platform.system()} {platform.release()}, "
-                               f"Python {platform.python_version()}", "ticks": args.ticks}
-    try:
+    results: dict[str, Any] = {"machine": machine(), "ticks": args.ticks}
+    with local_stack("bench-aggregate-", topic="bench-ticks") as base:
         ensure_topics(base)
         if args.only == "throughput":
             produce(base, args.ticks)
@@ -401,8 +365,6 @@ def main() -> None:
         results["peak_rss_mib"] = {n: round(peak_rss(base, int(n)), 1)
                                    for n in args.rss_ticks.split(",")}
         results["max_rss_self_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    finally:
-        local.down(base, purge=True)
     print(json.dumps(results, indent=2, default=str))
 
 

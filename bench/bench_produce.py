@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
-import socket
 import tempfile
 import threading
 import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
+
+from benchlib import free_port
 
 from cryptoctl.kafka.clients import create_topic, producer_config
 from cryptoctl.producer import ProducerOptions, run_producer
@@ -30,12 +31,6 @@ from cryptoctl.sources.synthetic import SyntheticConfig, SyntheticSource
 
 START_MS = 1_704_067_200_000
 SYMBOLS = ["BTC", "ETH", "SOL", "XRP", "ADA", "DOGE"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fresh_topic(settings: Settings) -> Settings:

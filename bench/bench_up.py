@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,26 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptoctl.settings import load_settings
+from benchlib import local_settings
+
 from cryptoctl.stack import local
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def one_stack(root: Path) -> tuple[float, float]:
-    settings = load_settings(
-        {
-            "home": root,
-            "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-            "database_url": f"postgresql://cryptoctl:cryptoctl@127.0.0.1:{free_port()}/cryptoctl",
-            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
-        },
-        environ={},
-    )
+    settings = local_settings(root)
     try:
         t0 = time.perf_counter()
         local.up(settings)
