@@ -32,7 +32,8 @@ MARKET = ("source", "symbol", "quote")
 
 # name (counters end in _total), help, stats field: one counter each, no labels.
 AGGREGATOR_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    ("cryptoctl_aggregator_ticks_total", "Valid ticks read (applied or late).", "ticks"),
+    ("cryptoctl_aggregator_ticks_total",
+     "Ticks applied to candles (not late, not a duplicate).", "ticks"),
     ("cryptoctl_aggregator_late_ticks_total",
      "Ticks later than the allowed lateness: recorded in late_ticks, not applied.", "late"),
     ("cryptoctl_aggregator_candles_written_total",
@@ -53,6 +54,8 @@ AGGREGATOR_COUNTERS: tuple[tuple[str, str, str], ...] = (
      "Dead letters the broker did not acknowledge.", "dlq_failed"),
     ("cryptoctl_aggregator_group_moves_total",
      "Moves to a new Kafka consumer group generation (a wedged group).", "group_moves"),
+    ("cryptoctl_aggregator_alerts_fired_total",
+     "Price alert events committed with the candles.", "alerts_fired"),
 )  # fmt: skip
 
 

@@ -83,6 +83,7 @@ def test_metrics_after_a_known_run_equal_the_summary(settings: Settings) -> None
     assert s["ticks"] == want["ticks"] and s["late"] == want["late"]
     assert value(final, "cryptoctl_aggregator_ticks_total") == s["ticks"]
     assert value(final, "cryptoctl_aggregator_late_ticks_total") == s["late"]
+    assert value(final, "cryptoctl_aggregator_alerts_fired_total") == s["alerts_fired"]
     assert value(final, "cryptoctl_aggregator_candles_written_total") == s["candles"] > 0
     assert value(final, "cryptoctl_aggregator_candles_final_total") == s["candles_final"]
     assert value(final, "cryptoctl_aggregator_raw_ticks_written_total") == s["raw_ticks"]
