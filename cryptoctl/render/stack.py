@@ -172,7 +172,7 @@ def _partition_row(p: PartitionStatus, approximate: bool, wide: bool) -> list[Re
     watermark = p.watermark[:19].replace("T", " ") if p.watermark else "-"
     row: list[RenderableType] = [str(p.partition)]
     if wide:
-        row.append(p.owner or "-")
+        row.append(Text(p.owner or "-"))  # a Text: "host:1234:..." is no emoji code
     row += [
         f"{p.next_offset:,}" + ("*" if p.earlier_broker else ""),
         _count(p.end_offset, approximate), _count(p.lag, approximate),
