@@ -172,28 +172,16 @@ def test_status_of_a_healthy_then_lagging_then_stalled_then_unowned_group(cli, s
     assert set(healths(group).values()) == {"unowned"}
 
 
-def _aggregate_once(settings: Settings) -> None:
+def aggregate_once(settings: Settings) -> None:
+    """A few ticks aggregated by `aggregate --until-idle`: a checkpoint, and the group empty."""
     produce_ticks(settings, make_ticks(120, seed=8))
     proc = start_aggregator(settings, "--until-idle", "1s")
     returncode, _out, err = finish(proc, timeout=120)
     assert returncode == 0, err
 
 
-def test_a_stopped_pipeline_with_messages_waiting_exits_9(cli, settings: Settings) -> None:
-    _aggregate_once(settings)
-    assert cli("status", "--stalled-after", "1s").exit_code == 0  # read to the end
-    produce_ticks(settings, make_ticks(30, seed=9))
-    produce_ticks(settings, make_ticks(30, seed=10))
-    wait_for(
-        "exit 9", lambda: cli("status", "--stalled-after", "1s").exit_code == ExitCode.PIPELINE_STALLED, 30
-    )
-    result = cli("status", "--stalled-after", "1s")
-    assert "stalled" in result.stdout and settings.group in result.stdout  # the table, then
-    assert result.stderr.startswith("error: pipeline stalled") and "aggregate" in result.stderr
-
-
 def test_watch_in_a_terminal_at_80_and_120_columns(settings: Settings) -> None:
-    _aggregate_once(settings)
+    aggregate_once(settings)
     for cols in (80, 120):
         term = PtyCommand(["status", "--watch", "--every", "1s"], stack_env(settings), cols=cols, rows=150)
         try:
