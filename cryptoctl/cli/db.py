@@ -4,6 +4,7 @@ rows past retention."""
 from __future__ import annotations
 
 import json
+import time
 
 import typer
 
@@ -49,15 +50,26 @@ def prune(
     with --candles. On TimescaleDB the tick tables' old chunks are dropped instead, and
     the retention policy is reported. Progress on stderr, counts on stdout.
     """
+    from cryptoctl.cli.live import PLAIN_STATUS_EVERY_S
     from cryptoctl.db.prune import prune as run_prune
     from cryptoctl.render.db import prune_table
 
     st = state(ctx)
     settings = st.settings()
+    on_terminal, last = st.stderr_is_tty, {"at": 0.0}
+
+    def progress(table: str, rows: int) -> None:
+        line = f"pruning {table}: {rows:,} rows…"
+        if on_terminal:
+            spinner.update(line)
+        elif time.monotonic() - last["at"] >= PLAIN_STATUS_EVERY_S:  # a log, not a flood
+            last["at"] = time.monotonic()
+            st.err.print(line, markup=False, highlight=False)
+
     with st.err.status("pruning…") as spinner:
         result = run_prune(
             settings, older_than, candles=candles, dry_run=dry_run, batch_size=batch_size,
-            progress=lambda table, rows: spinner.update(f"pruning {table}: {rows:,} rows…"),
+            progress=progress,
         )  # fmt: skip
     if fmt is ViewFormat.json:
         st.out.print_json(json.dumps(result.to_dict()))

@@ -45,6 +45,10 @@ def describe_group(settings: Settings, group: str, topic: str, timeout: float = 
         described = future.result(timeout=timeout + 1)
     except KafkaException as exc:
         raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, kafka_reason(exc)) from None
+    except TimeoutError:
+        raise ServiceUnavailable(
+            "Kafka", settings.kafka_bootstrap, f"no answer describing group {group}"
+        ) from None
     state = described.state.name if described.state is not None else "UNKNOWN"
     if not described.members:
         return GroupView(state, None if state not in _MEMBERLESS else {})

@@ -77,7 +77,11 @@ def counts(cli, *args: str) -> dict[str, int]:
 
 def test_prune_deletes_exactly_the_old_ticks_in_batches_and_leaves_candles(cli, settings: Settings) -> None:
     known_set(settings)
-    assert counts(cli, "--batch-size", "40") == {"raw_price_data": 250, "late_ticks": 7}
+    result = cli("db", "prune", "--older-than", "30d", "--batch-size", "40")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines()[0] == "pruning raw_price_data: 40 rows…"  # not a TTY: lines
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[3:]}
+    assert rows == {"raw_price_data": "250", "late_ticks": "7"}, result.stdout
     assert len(times(settings, "raw_price_data")) == 30 and len(times(settings, "late_ticks")) == 3
     assert len(times(settings, "price_aggregates_1m", "bucket")) == 11  # untouched
     assert counts(cli) == {"raw_price_data": 0, "late_ticks": 0}  # nothing left to do
