@@ -158,12 +158,12 @@ def pipeline_status(
                 view = describe_group(settings, kafka_group, topic)
             except ServiceUnavailable as exc:
                 error = exc.detail
-        parts = [_partition(cp, ends.get(cp[2]), view.holds(cp[2]), cluster_id, rules) for cp in cps]
+        parts = [partition_status(cp, ends.get(cp[2]), view.holds(cp[2]), cluster_id, rules) for cp in cps]
         groups.append(GroupStatus(group, topic, kafka_group, view.state.lower(), parts))
     return PipelineStatus(groups, rules, approximate and kafka_up, error)
 
 
-def _partition(
+def partition_status(
     cp: Checkpoint, end: int | None, held: bool | None, cluster_id: str | None, rules: HealthRules
 ) -> PartitionStatus:
     from cryptoctl.times import iso_utc

@@ -26,6 +26,7 @@ from cryptoctl.stack.pipeline import (
     PartitionStatus,
     PipelineStatus,
     partition_health,
+    partition_status,
     worst,
 )
 from tests.aggregator.data import make_ticks
@@ -64,6 +65,25 @@ def test_health_is_the_reference(lag, held, since_ms, lagging_over, stalled_afte
 def test_a_group_is_as_healthy_as_its_worst_partition(words: list[Any]) -> None:
     assert worst(words) == min(words, key=HEALTH_ORDER.index)
     assert (worst(words) == "ok") == all(w == "ok" for w in words)
+
+
+@given(
+    next_offset=st.integers(0, 10_000),
+    end=st.one_of(st.none(), st.integers(0, 10_000)),
+    stored=st.sampled_from([None, "cluster-a", "cluster-b"]),
+    current=st.sampled_from([None, "cluster-a"]),
+    since_ms=st.integers(0, 120_000),
+)
+def test_lag_counts_from_the_stored_offset_of_this_broker_log(
+    next_offset, end, stored, current, since_ms
+) -> None:
+    cp = ("g", "t", 3, next_offset, None, "h:1:x", stored, since_ms, 0)
+    p = partition_status(cp, end, True, current, HealthRules())
+    earlier = stored is not None and current is not None and stored != current
+    position = 0 if earlier else next_offset  # a new log is read from its start
+    assert p.earlier_broker == earlier and p.next_offset == next_offset
+    assert p.lag == (None if end is None else max(0, end - position))
+    assert p.health == partition_health(p.lag, True, since_ms, HealthRules())
 
 
 def _sample(approximate: bool) -> PipelineStatus:
