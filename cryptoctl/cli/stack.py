@@ -104,7 +104,7 @@ def status(
     lag, watermark, last commit and a health word (ok, lagging, stalled, unowned).
 
     Exits 3 when any service is down, 9 when a partition is stalled, so scripts and
-    health checks can use it. --watch exits 0 on Ctrl-C.
+    health checks can use it. --watch exits 0 on Ctrl-C; after --count, as the last report.
     """
     from cryptoctl.stack.pipeline import HealthRules
 
@@ -168,6 +168,9 @@ def _watch_status(
             del latest[:-1]
 
     run.run(work)
+    error = None if run.stop.is_set() else latest[-1].problem()  # --count ran out: say how it was
+    if error is not None:
+        raise error
 
 
 def register(app: typer.Typer) -> None:

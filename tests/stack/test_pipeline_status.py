@@ -31,6 +31,7 @@ from cryptoctl.stack.pipeline import (
 )
 from tests.aggregator.data import make_ticks
 from tests.aggregator.procs import committed, finish, start_aggregator, wait_for
+from tests.conftest import free_port
 from tests.helpers import produce_ticks, stack_env
 from tests.watch.pty_terminal import PtyCommand
 
@@ -217,17 +218,27 @@ def test_watch_in_a_terminal_at_80_and_120_columns(settings: Settings) -> None:
             term.close()
 
 
-def test_watch_off_a_terminal_repeats_the_report(settings: Settings) -> None:
+def watch_json(env: dict[str, str], count: int) -> tuple[subprocess.CompletedProcess[str], list[Any]]:
     result = subprocess.run(
-        [sys.executable, "-m", "cryptoctl", "status", "--watch", "--every", "100ms", "--count", "3",
-         "--format", "json"],
-        env=stack_env(settings), capture_output=True, text=True, timeout=90,
+        [sys.executable, "-m", "cryptoctl", "status", "--watch", "--every", "100ms", "--count",
+         str(count), "--format", "json"],
+        env=env, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
     decoder, text, docs = json.JSONDecoder(), result.stdout.strip(), []
     while text:
         doc, end = decoder.raw_decode(text)
         docs.append(doc)
         text = text[end:].lstrip()
-    assert len(docs) == 3 and all(d["all_up"] for d in docs)
     assert "\x1b[" not in result.stdout
+    return result, docs
+
+
+def test_watch_off_a_terminal_repeats_the_report_and_exits_as_the_last(settings: Settings) -> None:
+    result, docs = watch_json(stack_env(settings), 3)
+    assert result.returncode == 0, result.stderr
+    assert len(docs) == 3 and all(d["all_up"] for d in docs)
+    down = stack_env(settings) | {"CRYPTOCTL_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    result, docs = watch_json(down, 2)
+    assert result.returncode == ExitCode.SERVICE_UNAVAILABLE, result.stderr
+    assert len(docs) == 2 and not any(d["all_up"] for d in docs)
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Redis is not reachable")
