@@ -85,7 +85,9 @@ def prune(
             elif ext and table in hypertables and condition is None:
                 done.append(_drop_chunks(conn, ext, table, column, cutoff))
             else:
-                rows = _delete_batches(conn, table, column, condition, cutoff, batch_size, report)
+                rows = _delete_batches(
+                    conn, table, column, condition, cutoff, batch_size, report, plain=ext is None
+                )
                 done.append(TablePrune(table, rows, "delete"))
             report(table, done[-1].rows)
         policies = _retention_policies(conn) if ext else {}
@@ -106,20 +108,48 @@ def _count(conn: psycopg.Connection[Any], table: str, column: str, condition: st
 
 def _delete_batches(
     conn: psycopg.Connection[Any], table: str, column: str, condition: str | None, cutoff: Any,
-    batch_size: int, report: Progress,
+    batch_size: int, report: Progress, *, plain: bool,
 ) -> int:
-    """Up to ``batch_size`` rows per statement, each committed on its own (autocommit)."""
-    query = sql.SQL(
+    """Up to ``batch_size`` rows per statement, each committed on its own (autocommit).
+
+    On a plain table each batch starts after the last row the previous one deleted (a TID
+    range scan), so the scans do not re-read the dead rows of the batches before: the first
+    ``batch_size`` old rows in heap order are deleted, so no old row is left before the
+    last one. A final pass from the start deletes what that missed (none, unless the
+    planner chose a synchronized scan that started mid-table), and is the only pass on a
+    partitioned table or hypertable, where a ctid names a row only with its tableoid.
+    """
+    params = {"cutoff": cutoff, "limit": batch_size, "after": "(0,0)"}
+    total = 0
+    if plain:
+        resume = sql.SQL(
+            "DELETE FROM {t} WHERE ctid = ANY(ARRAY("
+            "SELECT ctid FROM {t} WHERE ctid > %(after)s::tid AND {where} LIMIT %(limit)s))"
+            " RETURNING ctid"
+        ).format(t=sql.Identifier(table), where=_where(column, condition))
+        while True:
+            tids = [_tid(row[0]) for row in conn.execute(resume, params).fetchall()]
+            total += len(tids)
+            if len(tids) < batch_size:
+                break
+            params["after"] = "({},{})".format(*max(tids))
+            report(table, total)
+    rest = sql.SQL(
         "DELETE FROM {t} WHERE (tableoid, ctid) IN"
         " (SELECT tableoid, ctid FROM {t} WHERE {where} LIMIT %(limit)s)"
     ).format(t=sql.Identifier(table), where=_where(column, condition))
-    total = 0
     while True:
-        deleted = conn.execute(query, {"cutoff": cutoff, "limit": batch_size}).rowcount
+        deleted = conn.execute(rest, params).rowcount
         total += deleted
         if deleted < batch_size:
             return total
         report(table, total)
+
+
+def _tid(text: Any) -> tuple[int, int]:
+    """``"(12,7)"`` -> (12, 7): block and line, in heap order."""
+    block, line = str(text).strip("()").split(",")
+    return int(block), int(line)
 
 
 def _hypertables(conn: psycopg.Connection[Any], ext: str) -> set[str]:

@@ -118,7 +118,7 @@ def test_a_bad_duration_exits_2(settings: Settings) -> None:
     assert missing.returncode == ExitCode.USAGE and "--older-than" in error_line(missing)
 
 
-@hsettings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     ages=st.lists(st.integers(0, 10 * DAY), max_size=60),
     older_than=st.integers(1, 10 * DAY),
