@@ -33,11 +33,11 @@ import orjson
 from bench_aggregate import (
     SYMBOLS,
     aggregator_rate,
-    free_port,
     fresh,
     produce,
 )
 from bench_process import messages
+from benchlib import free_port
 
 from cryptoctl.alerts.rules import Rule, RuleStates
 from cryptoctl.settings import Settings, load_settings

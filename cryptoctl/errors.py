@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     DATABASE = 6  # PostgreSQL answered but refused a statement (schema, query)
     TOPIC_MISSING = 7  # Kafka answered but the topic does not exist
     DIFFERENCES = 8  # verify: a minute of ours is not the exchange's (or is incomplete)
+    PIPELINE_STALLED = 9  # status: a partition has messages waiting and no recent commit
     INTERRUPTED = 130  # stopped by a second Ctrl-C before finishing cleanly
 
 
@@ -138,6 +139,26 @@ class DatabaseError(CryptoctlError):
         self.address = address
         self.doing = doing
         self.detail = detail
+
+
+class PipelineStalled(CryptoctlError):
+    """``status``: some partitions have messages waiting and nobody committed for a while
+    (after its output). Names each pipeline and its stalled partitions."""
+
+    exit_code = ExitCode.PIPELINE_STALLED
+
+    def __init__(self, stalled: list[tuple[str, str, list[int], int]], after: str) -> None:
+        found = "; ".join(
+            f"{group} on {topic}: partition{'s' if len(parts) > 1 else ''} "
+            f"{', '.join(map(str, parts))} ({lag:,} messages waiting)"
+            for group, topic, parts, lag in stalled
+        )
+        super().__init__(
+            f"pipeline stalled, no commit for {after} with messages waiting: {found}",
+            hint="is `cryptoctl aggregate` running and able to reach PostgreSQL? "
+            "see docs/operations.md, Reading `status`",
+        )
+        self.stalled = stalled
 
 
 class InvalidTick(ValueError):

@@ -72,8 +72,9 @@ def test_0_ok(settings: Settings) -> None:
         (["candles", "--xyzzy"], "error: No such option: --xyzzy — see `cryptoctl candles --help`"),
         (["config", "--format", "csv"], "'csv' is not one of 'table', 'json'"),
         (["status", "--format", "csv"], "'csv' is not one of 'table', 'json'"),
+        (["db", "prune", "--older-than", "soon"], "invalid duration 'soon'"),
     ],
-    ids=["bad flag", "config --format csv", "status --format csv"],
+    ids=["bad flag", "config --format csv", "status --format csv", "db prune bad duration"],
 )
 def test_2_usage(nowhere: dict[str, str], args: list[str], says: str) -> None:
     result = cryptoctl(*args, env=nowhere)
@@ -180,6 +181,34 @@ def test_6_database_refuses_a_statement(settings: Settings) -> None:
     assert line.startswith("error: PostgreSQL at 127.0.0.1:"), line
     assert 'reading candles failed: relation "price_aggregates_1m" does not exist' in line
     assert "cryptoctl db init" in line
+
+
+# --- 9 ---------------------------------------------------------------------------------
+
+
+def test_9_pipeline_stalled(settings: Settings) -> None:
+    from tests.aggregator.data import make_ticks
+    from tests.aggregator.procs import wait_for
+    from tests.helpers import produce_ticks
+    from tests.stack.test_pipeline_status import aggregate_once
+
+    env = stack_env(settings)
+    aggregate_once(settings)  # a checkpoint, then nobody consumes
+    assert cryptoctl("status", "--stalled-after", "1s", env=env).returncode == ExitCode.OK
+    for seed in (9, 10):  # two batches, so the local broker's end offsets move past it
+        produce_ticks(settings, make_ticks(30, seed=seed))
+
+    def stalled() -> bool:
+        return cryptoctl("status", "--stalled-after", "1s", env=env).returncode == ExitCode.PIPELINE_STALLED
+
+    wait_for("exit 9", stalled, 60)
+    result = cryptoctl("status", "--stalled-after", "1s", env=env)
+    assert result.returncode == ExitCode.PIPELINE_STALLED == 9
+    assert "stalled" in result.stdout and settings.group in result.stdout  # the table first
+    line = error_line(result)
+    says = f"error: pipeline stalled, no commit for 1.0s with messages waiting: {settings.group} on"
+    assert line.startswith(says), line
+    assert "cryptoctl aggregate" in line
 
 
 # --- 130 -------------------------------------------------------------------------------

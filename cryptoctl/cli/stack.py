@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
+import threading
+from typing import TYPE_CHECKING
 
 import typer
 
-from cryptoctl.cli.context import state
-from cryptoctl.cli.options import ViewFormat, format_option
+from cryptoctl.cli.context import CliState, state
+from cryptoctl.cli.options import ViewFormat, duration_option, format_option
 from cryptoctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from cryptoctl.settings import Settings
+    from cryptoctl.stack.pipeline import HealthRules
+    from cryptoctl.stack.status import StackStatus
 
 
 class Profile(enum.StrEnum):
@@ -88,22 +98,91 @@ def down(
 def status(
     ctx: typer.Context,
     fmt: ViewFormat = format_option(ViewFormat.table, "Output format."),
+    watch: bool = typer.Option(
+        False, "--watch", "-w", help="Refresh until Ctrl-C: in place on a terminal, repeated otherwise."
+    ),
+    every: int = duration_option("2s", "--every", help="How often --watch refreshes."),
+    count: int | None = typer.Option(
+        None, "--count", "-n", min=1, help="With --watch: stop after N refreshes."
+    ),
+    stalled_after: int = duration_option(
+        "60s", "--stalled-after",
+        help="A partition with messages waiting and no commit for this long is stalled.",
+    ),
+    lagging_over: int = typer.Option(
+        1000, "--lagging-over", min=0, help="A partition with more messages waiting is lagging."
+    ),
 ) -> None:
-    """Show every service (up/down, address, version, round-trip ms), topics and tables.
+    """Show every service (up/down, address, version, round-trip ms), topics and tables,
+    and the pipeline: per consumer group and partition, the stored offset, the topic's end,
+    lag, watermark, last commit and a health word (ok, lagging, stalled, unowned).
 
-    Exits 3 when any service is down, so scripts can wait on it.
+    Exits 3 when any service is down, 9 when a partition is stalled, so scripts and
+    health checks can use it. --watch exits 0 on Ctrl-C; after --count, as the last report.
     """
+    from cryptoctl.stack.pipeline import HealthRules
+
     st = state(ctx)
+    settings = st.settings()
+    rules = HealthRules(lagging_over=lagging_over, stalled_after_ms=stalled_after)
+    if watch:
+        _watch_status(st, settings, rules, fmt, every / 1000, count)
+        return
     from cryptoctl.stack.status import stack_status
 
-    result = stack_status(st.settings())
+    result = stack_status(settings, rules)
+    _print_status(st, result, fmt)
+    error = result.problem()
+    if error is not None:
+        raise error
+
+
+def _print_status(st: CliState, result: StackStatus, fmt: ViewFormat) -> None:
     if fmt is ViewFormat.json:
         st.out.print_json(json.dumps(result.to_dict()))
     else:
         from cryptoctl.render.stack import status_view
 
         st.out.print(status_view(result, width=st.out.width))
-    error = result.unavailable()
+
+
+def _watch_status(
+    st: CliState, settings: Settings, rules: HealthRules, fmt: ViewFormat, every_s: float,
+    count: int | None,
+) -> None:
+    """`status --watch`: a live view on a terminal (table format), else the report again
+    every ``every_s`` (JSON: one document per refresh)."""
+    from cryptoctl.cli.live import LiveRun, Status
+    from cryptoctl.render.stack import status_view
+    from cryptoctl.stack.status import stack_status
+
+    live_view = fmt is ViewFormat.table and st.stdout_is_tty
+    latest: list[StackStatus] = [stack_status(settings, rules)]
+
+    def view() -> RenderableType:
+        return status_view(latest[-1], width=st.out.width)
+
+    run: LiveRun[None] = LiveRun(
+        st, Status(view=view if live_view else None, screen="stdout", transient=False,
+                   self_refresh=False),
+        log_level=logging.WARNING,
+    )  # fmt: skip
+
+    def work(stop: threading.Event) -> None:
+        shown = 0
+        while True:
+            if live_view:
+                run.refresh()
+            else:
+                _print_status(st, latest[-1], fmt)
+            shown += 1
+            if (count is not None and shown >= count) or stop.wait(every_s):
+                return
+            latest.append(stack_status(settings, rules))
+            del latest[:-1]
+
+    run.run(work)
+    error = None if run.stop.is_set() else latest[-1].problem()  # --count ran out: say how it was
     if error is not None:
         raise error
 

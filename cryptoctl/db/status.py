@@ -62,6 +62,12 @@ def ensure_database(conn: psycopg.Connection[Any], name: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def relation_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Whether table or view ``name`` exists on the connection's search_path."""
+    row = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+    return bool(row and row[0] is not None)
+
+
 _GAPS = """
 SELECT source, symbol, quote, first_trade_id, last_trade_id,
        (extract(epoch FROM after_time) * 1000)::bigint,
@@ -76,8 +82,7 @@ def feed_gaps(conn: psycopg.Connection[Any], limit: int = 10) -> tuple[int, list
     """(how many gaps exchange feeds recorded, the newest ``limit`` of them as rows of
     source, symbol, quote, first id, last id, after ms, before ms, reason). A schema without
     the table (an older release's) has none."""
-    exists = conn.execute("SELECT to_regclass('feed_gaps')").fetchone()
-    if not exists or exists[0] is None:
+    if not relation_exists(conn, "feed_gaps"):
         return 0, []
     rows = conn.execute(_GAPS, (limit,)).fetchall()
     return (int(rows[0][8]) if rows else 0), [tuple(r[:8]) for r in rows]
@@ -90,8 +95,30 @@ def table_rows(conn: psycopg.Connection[Any], names: tuple[str, ...] | None = No
 
     out = []
     for name in schema_objects().tables if names is None else names:
-        exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
-        if exists and exists[0] is not None:
+        if relation_exists(conn, name):
             count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
             out.append((name, int(count[0]) if count else 0))
     return out
+
+
+_CHECKPOINTS = """
+SELECT m.consumer_group, m.topic, m.kafka_partition, m.next_offset, m.watermark_ms, m.owner,
+       m.cluster_id, (extract(epoch FROM now() - m.updated_at) * 1000)::bigint, {generation}
+  FROM processing_metadata m {join}
+ ORDER BY m.consumer_group, m.topic, m.kafka_partition
+"""
+
+
+def checkpoints(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    """The aggregators' stored checkpoints, one row per (group, topic, partition): group,
+    topic, partition, next offset, watermark ms, owner, cluster id, ms since the last claim
+    or commit (by the server's clock), and the pipeline's Kafka group generation. A schema
+    without the tables (not initialised, an older release's) has none."""
+    if not relation_exists(conn, "processing_metadata"):
+        return []
+    with_generations = relation_exists(conn, "kafka_generations")
+    query = _CHECKPOINTS.format(
+        generation="coalesce(g.generation, 0)" if with_generations else "0",
+        join="LEFT JOIN kafka_generations g USING (consumer_group, topic)" if with_generations else "",
+    )
+    return [tuple(r) for r in conn.execute(query).fetchall()]

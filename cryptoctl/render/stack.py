@@ -14,6 +14,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:  # annotations only: rendering loads no stack runtime (nor psutil)
     from cryptoctl.stack.local import DownOutcome, UpResult
+    from cryptoctl.stack.pipeline import GroupStatus, PartitionStatus, PipelineStatus
     from cryptoctl.stack.status import StackStatus
 
 _LABELS = {"kafka": "Kafka", "postgres": "PostgreSQL", "redis": "Redis"}
@@ -133,8 +134,90 @@ def status_view(status: StackStatus, width: int = STATUS_WIDE) -> RenderableType
             cells = [g.market, ids, between, *([g.reason] if wide else [])]
             gaps.add_row(*cells)
         parts += [Text(), gaps]
+    parts += pipeline_parts(status.pipeline, width)
     if status.alert_deliveries_failed:
         line = f"alerts: {status.alert_deliveries_failed:,} failed deliveries (`cryptoctl alerts history`)"
         parts += [Text(), Text(line, style="yellow")]
     return Group(*parts)
+
+
+_HEALTH_STYLES = {
+    "ok": "bold green", "lagging": "bold yellow", "stalled": "bold red",
+    "unowned": "bold magenta", "unknown": "dim",
+}  # fmt: skip
+
+
+def _ago(ms: int) -> str:
+    from cryptoctl.times import format_duration_ms
+
+    return f"{format_duration_ms(ms)} ago"
+
+
+def _count(value: int | None, approximate: bool) -> str:
+    if value is None:
+        return "-"
+    return ("≈" if approximate else "") + f"{value:,}"
+
+
+def _group_title(g: GroupStatus, approximate: bool) -> Text:
+    title = Text(f"pipeline {g.group} on {g.topic}: ")
+    title.append(g.health, style=_HEALTH_STYLES[g.health])
+    title.append(f", lag {_count(g.lag, approximate)}")
+    kafka = [f"Kafka group {g.kafka_group}"] if g.kafka_group != g.group else []
+    if g.state:
+        kafka.append(g.state)
+    if kafka:
+        title.append(f" ({', '.join(kafka)})")
+    return title
+
+
+def _partition_row(p: PartitionStatus, approximate: bool, wide: bool) -> list[RenderableType]:
+    watermark = p.watermark[:19].replace("T", " ") if p.watermark else "-"
+    row: list[RenderableType] = [str(p.partition)]
+    if wide:
+        row.append(Text(p.owner or "-"))  # a Text: "host:1234:..." is no emoji code
+    row += [
+        f"{p.next_offset:,}" + ("*" if p.earlier_broker else ""),
+        _count(p.end_offset, approximate), _count(p.lag, approximate),
+        watermark if wide else watermark[5:], _ago(p.since_commit_ms),
+        Text(p.health, style=_HEALTH_STYLES[p.health]),
+    ]  # fmt: skip
+    return row
+
+
+def pipeline_parts(pipeline: PipelineStatus, width: int = STATUS_WIDE) -> list[RenderableType]:
+    """A table per pipeline (consumer group and topic) with a row per partition, and the
+    notes that go with them; nothing when no aggregator ever stored a checkpoint."""
+    from cryptoctl.stack.pipeline import APPROXIMATE_NOTE
+
+    wide = width >= STATUS_WIDE
+    parts: list[RenderableType] = []
+    for g in pipeline.groups:
+        table = _table("")
+        table.title = _group_title(g, pipeline.approximate)
+        table.add_column("part", justify="right", no_wrap=True)
+        if wide:
+            table.add_column("owner", overflow="fold")
+        for name in ("next", "end", "lag"):
+            table.add_column(name, justify="right", no_wrap=True)
+        table.add_column("watermark (UTC)", no_wrap=True)
+        table.add_column("commit", justify="right", no_wrap=True)
+        table.add_column("health", no_wrap=True)
+        for p in g.partitions:
+            table.add_row(*_partition_row(p, pipeline.approximate, wide))
+        parts += [Text(), table]
+    notes = []
+    if pipeline.approximate and pipeline.groups:
+        notes.append(APPROXIMATE_NOTE)
+    if any(p.earlier_broker for g in pipeline.groups for p in g.partitions):
+        notes.append("* stored for an earlier broker log: the aggregator reads the new one from 0")
+    if pipeline.error and pipeline.groups:
+        notes.append(f"pipeline: {pipeline.error}")
+    if notes:  # a grid, so that a note wraps to the width (the console does not wrap)
+        grid = Table.grid()
+        grid.add_column()
+        for note in notes:
+            grid.add_row(Text(note, style="dim"))
+        parts.append(grid)
+    return parts
 

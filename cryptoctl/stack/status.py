@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptoctl.errors import ServiceUnavailable
+from cryptoctl.errors import CryptoctlError, PipelineStalled, ServiceUnavailable
 from cryptoctl.settings import Settings, redact
+from cryptoctl.stack.pipeline import HealthRules, PipelineStatus
 
 # How errors name each service (ServiceUnavailable's wording, and its hint's setting).
 _LABELS = {"kafka": "Kafka", "postgres": "PostgreSQL", "redis": "Redis"}
@@ -61,6 +62,7 @@ class StackStatus:
     cluster_id: str | None = None
     gaps: list[GapStatus] = field(default_factory=list)  # the newest few
     gaps_total: int = 0
+    pipeline: PipelineStatus = field(default_factory=PipelineStatus)
     alert_deliveries_failed: int = 0  # fired alerts whose delivery ran out of retries
 
     @property
@@ -80,10 +82,28 @@ class StackStatus:
             hint="start the local stack with `cryptoctl up`" if others else None,
         )
 
+    def problem(self) -> CryptoctlError | None:
+        """What makes `status` exit non-zero: a service down (first), else a stalled
+        pipeline; None when healthy."""
+        down = self.unavailable()
+        if down is not None:
+            return down
+        stalled = self.pipeline.stalled()
+        if not stalled:
+            return None
+        from cryptoctl.times import format_duration_ms
+
+        return PipelineStalled(
+            [(g.group, g.topic, [p.partition for p in parts], sum(p.lag or 0 for p in parts))
+             for g, parts in stalled],
+            format_duration_ms(self.pipeline.rules.stalled_after_ms),
+        )  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return asdict(self) | {"all_up": self.all_up}
+        plain = {k: v for k, v in asdict(self).items() if k != "pipeline"}
+        return plain | {"pipeline": self.pipeline.to_dict(), "all_up": self.all_up}
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -104,19 +124,26 @@ def _probe_kafka(settings: Settings) -> tuple[ServiceStatus, list[TopicStatus], 
     return ServiceStatus("kafka", True, settings.kafka_bootstrap, version, rtt), topics, info.cluster_id
 
 
-_Gaps = tuple[int, list[GapStatus]]
+@dataclass
+class _Found:
+    """What the PostgreSQL probe read besides the server's state."""
+
+    tables: list[TableStatus] = field(default_factory=list)
+    gaps_total: int = 0
+    gaps: list[GapStatus] = field(default_factory=list)
+    checkpoints: list[Any] = field(default_factory=list)
 
 
-def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus], _Gaps]:
+def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, _Found]:
     from cryptoctl.db.connection import connect, database_errors, db_address, timescale_available
-    from cryptoctl.db.status import feed_gaps, server_version, table_rows
+    from cryptoctl.db.status import checkpoints, feed_gaps, server_version, table_rows
     from cryptoctl.times import iso_utc
 
     address = db_address(settings)
     try:
         conn, rtt = _timed(lambda: connect(settings, autocommit=True, timeout=3))
     except ServiceUnavailable as exc:
-        return ServiceStatus("postgres", False, address, detail=exc.detail), [], (0, [])
+        return ServiceStatus("postgres", False, address, detail=exc.detail), _Found()
     with database_errors(settings, "reading server and table status"), conn:
         reported = server_version(conn)
         # "16.4 (Ubuntu 16.4-1.pgdg22.04+1)": the build after the number says little here
@@ -129,7 +156,8 @@ def _probe_postgres(settings: Settings) -> tuple[ServiceStatus, list[TableStatus
             GapStatus(f"{src} {sym}/{quote}", first, last, iso_utc(after), iso_utc(before), why)
             for src, sym, quote, first, last, after, before, why in rows
         ]
-    return ServiceStatus("postgres", True, address, version, rtt), tables, (total, gaps)
+        stored = checkpoints(conn)
+    return ServiceStatus("postgres", True, address, version, rtt), _Found(tables, total, gaps, stored)
 
 
 def _probe_redis(settings: Settings) -> ServiceStatus:
@@ -162,13 +190,20 @@ def _probe_alert_failures(settings: Settings, postgres_up: bool) -> int:
         return 0
 
 
-def stack_status(settings: Settings) -> StackStatus:
+def stack_status(settings: Settings, rules: HealthRules | None = None) -> StackStatus:
+    """Every service, topic and table, and the pipeline's health by ``rules``."""
     from cryptoctl.stack.local import running_records
+    from cryptoctl.stack.pipeline import pipeline_status
 
     records = running_records(settings)
     kafka, topics, cluster_id = _probe_kafka(settings)
-    postgres, tables, (gaps_total, gaps) = _probe_postgres(settings)
+    postgres, found = _probe_postgres(settings)
     redis = _probe_redis(settings)
+    pipeline = pipeline_status(
+        settings, found.checkpoints, cluster_id=cluster_id, kafka_up=kafka.up,
+        approximate="kafka" in records,  # the local runtime's broker is Tansu
+        rules=rules or HealthRules(),
+    )  # fmt: skip
     services = []
     for status in (kafka, postgres, redis):
         record = records.get(status.name)
@@ -176,6 +211,6 @@ def stack_status(settings: Settings) -> StackStatus:
             ServiceStatus(**{**status.__dict__, "pid": record.pid if record else None})
         )
     return StackStatus(
-        services, topics, tables, str(settings.home), cluster_id, gaps, gaps_total,
-        _probe_alert_failures(settings, postgres.up),
+        services, topics, found.tables, str(settings.home), cluster_id, found.gaps,
+        found.gaps_total, pipeline, _probe_alert_failures(settings, postgres.up),
     )  # fmt: skip

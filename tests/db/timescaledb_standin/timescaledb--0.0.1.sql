@@ -92,3 +92,47 @@ RETURNS timestamptz
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT @extschema@.time_bucket(bucket_width, ts, timestamptz '2000-01-03 00:00:00+00')
 $$;
+
+-- drop_chunks: "drops" by deleting the rows before older_than (a chunk per call that found
+-- any), on the time column create_hypertable was given; records the call.
+CREATE FUNCTION @extschema@.drop_chunks(
+    relation        regclass,
+    older_than      anyelement = NULL::timestamptz,
+    newer_than      anyelement = NULL::timestamptz,
+    verbose         boolean = false
+) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    nsp name;
+    rel name;
+    col name;
+    n bigint;
+BEGIN
+    SELECT n.nspname, c.relname INTO nsp, rel
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = relation;
+    SELECT k.args->>'time_column_name' INTO col FROM @extschema@.standin_calls k
+     WHERE k.function = 'create_hypertable' AND k.created
+       AND k.relation_schema = nsp AND k.relation_name = rel;
+    IF col IS NULL THEN
+        RAISE EXCEPTION 'table "%" is not a hypertable', rel;
+    END IF;
+    INSERT INTO @extschema@.standin_calls (function, relation_schema, relation_name, args, created)
+    VALUES ('drop_chunks', nsp, rel, jsonb_build_object('older_than', older_than::text), true);
+    EXECUTE format('DELETE FROM %I.%I WHERE %I < $1', nsp, rel, col) USING older_than;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        RETURN NEXT format('_timescaledb_internal._hyper_standin_%s_chunk', rel);
+    END IF;
+END
+$$;
+
+-- The information views cryptoctl reads, over the recorded calls.
+CREATE SCHEMA timescaledb_information;
+CREATE VIEW timescaledb_information.hypertables AS
+    SELECT relation_schema AS hypertable_schema, relation_name AS hypertable_name
+      FROM @extschema@.standin_calls WHERE function = 'create_hypertable' AND created;
+CREATE VIEW timescaledb_information.jobs AS
+    SELECT id AS job_id, 'policy_retention'::name AS proc_name,
+           relation_schema AS hypertable_schema, relation_name AS hypertable_name,
+           jsonb_build_object('drop_after', args->>'drop_after') AS config
+      FROM @extschema@.standin_calls WHERE function = 'add_retention_policy';
