@@ -598,7 +598,14 @@ class Aggregator:
         log.warning("Kafka error: %s", err.str())
 
     def _advance_idle(self, now: float) -> None:
-        for ps in self._states.values():
+        """The idle rule, for partitions read to their end only: one with messages still
+        unread (the broker serves it slowly, the consumer is behind) is not quiet, and
+        moving its watermark by the wall clock would make its own backlog late."""
+        ends = self._end_offsets
+        for p, ps in self._states.items():
+            end = ends.get(p)
+            if end is not None and ps.next_offset is not None and ps.next_offset < end:
+                continue
             ps.windows.advance_idle(int((now - ps.last_tick) * 1000))
 
     # --- flush ----------------------------------------------------------------------------

@@ -48,3 +48,23 @@ def test_an_idle_aggregator_does_not_write(settings, cli):
     assert summary["ticks"] == 50
     # One flush per batch read, not one every 40 ms of the 3 s spent idle (about 75).
     assert summary["flushes"] < 20, summary
+
+
+def test_the_idle_rule_waits_for_a_partition_read_to_its_end(settings):
+    """A partition whose backlog is unread is behind, not idle: its watermark stays where
+    its ticks put it, so the backlog is not made late (seen in a soak on a slow broker)."""
+    agg = Aggregator(settings)
+    for p in (0, 1):
+        windows = PartitionWindows(5_000, 60_000)
+        windows.add("BTC", 1_763_000_000_000, 100.0, 1.0)
+        agg._states[p] = PartitionState(1, windows, 42, 0.0, committed_offset=0)
+    agg._end_offsets = {0: 42, 1: 500}  # 0 is read to its end, 1 has 458 messages unread
+    before = {p: ps.windows.watermark for p, ps in agg._states.items()}
+
+    agg._advance_idle(600.0)  # ten minutes without a tick
+
+    assert agg._states[0].windows.watermark == before[0] + 600_000
+    assert agg._states[1].windows.watermark == before[1]
+    agg._end_offsets = {}  # end unknown: the idle rule as before
+    agg._advance_idle(600.0)
+    assert agg._states[1].windows.watermark == before[1] + 600_000
