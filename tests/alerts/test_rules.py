@@ -114,11 +114,13 @@ def test_hovering_at_the_threshold_fires_once_per_crossing():
     assert got == [1, 6] == [i for i, *_ in fired([rule], ticks)]
 
 
-def test_one_shot_fires_once_over_all_markets():
+def test_one_shot_fires_once_in_each_market():
     rule = Rule(1, "BTC", "below", 90.0)
     ticks = [("binance", "BTC", "USDT", 89.0, BASE), ("coinbase", "BTC", "USD", 80.0, BASE + 1),
-             ("binance", "BTC", "USDT", 95.0, BASE + 2), ("binance", "BTC", "USDT", 85.0, BASE + 3)]
-    assert run([rule], ticks) == [(0, 1, "binance", "USDT", 89.0, None)]
+             ("binance", "BTC", "USDT", 95.0, BASE + 2), ("binance", "BTC", "USDT", 85.0, BASE + 3),
+             ("coinbase", "BTC", "USD", 70.0, BASE + 4)]
+    want = [(0, 1, "binance", "USDT", 89.0, None), (1, 1, "coinbase", "USD", 80.0, None)]
+    assert run([rule], ticks) == want == fired([rule], ticks)
 
 
 def test_change_within_a_window_names_its_reference():
