@@ -222,21 +222,6 @@ class Running:
         self.lows: deque[tuple[int, float]] = deque()
         self.highs: deque[tuple[int, float]] = deque()
 
-    def push(self, ts: int, price: float) -> None:
-        """A tick no earlier than any pushed before."""
-        lows, highs = self.lows, self.highs
-        while lows and lows[-1][1] >= price:
-            lows.pop()
-        lows.append((ts, price))
-        while highs and highs[-1][1] <= price:
-            highs.pop()
-        highs.append((ts, price))
-        cut = ts - self.width  # the tick itself stays: width >= 1
-        while lows[0][0] <= cut:
-            lows.popleft()
-        while highs[0][0] <= cut:
-            highs.popleft()
-
     def insert(self, ts: int, price: float, newest: int) -> None:
         """A tick earlier than the newest: in no later window once out of this one."""
         if ts > newest - self.width:
@@ -319,7 +304,7 @@ class MarketWindow:
         widest = max(rules, key=lambda rs: rs[0].window_ms or 0)
         assert widest[1].window is not None and widest[0].window_ms is not None
         entries = widest[1].window.entries()  # a wider window holds what narrower ones need
-        self.window = ChangeWindow(widest[0].window_ms, entries)
+        self.window = ChangeWindow(widest[0].window_ms)
         running = {w: Running(w) for w in sorted({r.window_ms or 0 for r, _ in rules})}
         self.running = list(running.values())
         self.rules = [(r, s, running[r.window_ms or 0]) for r, s in rules]
@@ -327,17 +312,26 @@ class MarketWindow:
             s.window = self.window
         self.newest = -(1 << 62)
         for ts, price in entries:  # in ts order
-            self.newest = ts
-            for run in self.running:
-                run.push(ts, price)
+            self.add(ts, price)
 
     def add(self, ts: int, price: float) -> bool:
         """Take one tick; True if in event-time order (Running has its extremes)."""
         self.window.add(ts, price)
         if ts >= self.newest:
             self.newest = ts
-            for run in self.running:
-                run.push(ts, price)
+            for run in self.running:  # in order: amortised O(1)
+                lows, highs = run.lows, run.highs
+                while lows and lows[-1][1] >= price:
+                    lows.pop()
+                lows.append((ts, price))
+                while highs and highs[-1][1] <= price:
+                    highs.pop()
+                highs.append((ts, price))
+                cut = ts - run.width
+                while lows[0][0] <= cut:
+                    lows.popleft()
+                while highs[0][0] <= cut:
+                    highs.popleft()
             return True
         for run in self.running:
             run.insert(ts, price, self.newest)

@@ -146,3 +146,19 @@ def test_window_extremes_and_pruning(entries, width, floor):
         want = (min(inside), max(inside)) if inside else (float("inf"), float("-inf"))
         assert window.extremes(ts) == want
         assert pruned.extremes(ts) == want
+
+
+@given(st.lists(st.tuples(st.integers(0, 3_000), st.integers(0, 5_000), prices), max_size=80),
+       st.lists(st.tuples(st.sampled_from([1, 700, 2_500, 9_000]),
+                          st.sampled_from([0.5, 2.0, 10.0]), st.booleans()),
+                min_size=1, max_size=5))
+def test_change_rules_sharing_a_window_fire_as_the_reference_says(moves, specs):
+    """Several change rules of one market, of different widths, share its window: ticks in
+    order (the running low/high) and far behind (the exact fallback) both exact."""
+    rules = [Rule(i, "BTC", "change", t, window_ms=w, repeat=r) for i, (w, t, r) in
+             enumerate(specs, 1)]
+    now, ticks = BASE, []
+    for step, behind, price in moves:
+        now += step
+        ticks.append(("binance", "BTC", "USDT", price, now - behind))
+    assert run(rules, ticks) == fired(rules, ticks)
