@@ -31,7 +31,7 @@ N = 12_000
 # 100..110 (a fifth exactly 100.0); binance BTC/ETH/SOL USDT trades beside synthetic USD.
 RULES = [
     ("BTC", "above", 109.5, None, None, None, True),  # every market, re-armed often
-    ("ETH", "below", 100.0, None, None, None, False),  # one-shot per market, at 100.0
+    ("ETH", "below", 100.5, None, None, None, False),  # one-shot, once in each market
     ("SOL", "below", 100.5, "binance", "USDT", None, False),  # one-shot, one market
     ("SOL", "above", 109.9, "binance", "USDT", None, True),
     ("ADA", "change", 8.0, None, None, 10_000, True),
