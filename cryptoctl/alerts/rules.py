@@ -9,6 +9,7 @@ candles (cryptoctl/alerts/engine.py), so a replay continues from exactly this st
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -134,8 +135,9 @@ class ChangeWindow:
         if price > self.hi:
             self.hi = price
 
-    def extremes(self, ts: int) -> tuple[float, float]:
-        start, step, buckets = ts - self.width, self.step, self.buckets
+    def extremes(self, ts: int, width: int | None = None) -> tuple[float, float]:
+        """(low, high) of the ticks in (ts - width, ts]; width at most the window's."""
+        start, step, buckets = ts - (width or self.width), self.step, self.buckets
         first, last = start // step, ts // step
         lo, hi = float("inf"), float("-inf")
         for k in range(first, last + 1):
@@ -206,6 +208,41 @@ class ChangeWindow:
             self.prune(floor)
 
 
+class Running:
+    """(low, high) of the ticks in (t - width, t], t the newest tick so far: monotonic
+    deques of (ts, price), amortised O(1) per tick in event-time order. ``lows`` holds the
+    ticks no later tick is as low as (prices rising), ``highs`` likewise; a tick out of
+    order is inserted where it belongs (its own window is not this one: see
+    MarketWindow)."""
+
+    __slots__ = ("highs", "lows", "width")
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.lows: deque[tuple[int, float]] = deque()
+        self.highs: deque[tuple[int, float]] = deque()
+
+    def insert(self, ts: int, price: float, newest: int) -> None:
+        """A tick earlier than the newest: in no later window once out of this one."""
+        if ts > newest - self.width:
+            _insert(self.lows, ts, price, 1.0)
+            _insert(self.highs, ts, price, -1.0)
+
+
+def _insert(dq: deque[tuple[int, float]], ts: int, price: float, sign: float) -> None:
+    i = len(dq)
+    while i and dq[i - 1][0] > ts:  # out-of-order ticks are mostly near the newest
+        i -= 1
+    if i < len(dq) and sign * dq[i][1] <= sign * price:
+        return  # a later tick is as low (high): this one is no window's extreme
+    j = i
+    while j and sign * dq[j - 1][1] >= sign * price:
+        j -= 1
+    for _ in range(i - j):  # earlier ticks this one is as low (high) as
+        del dq[j]
+    dq.insert(j, (ts, price))
+
+
 @dataclass(slots=True)
 class MarketState:
     """One rule on one market. armed: may fire at the next tick that meets the rule.
@@ -255,6 +292,52 @@ def new_state(rule: Rule) -> MarketState:
     return MarketState()
 
 
+class MarketWindow:
+    """The change rules of one market that started at the same tick (``since``) share its
+    ticks: one ChangeWindow as wide as the widest of them (stored, pruned, and read for a
+    tick out of event-time order) and a Running low/high per distinct width (read for a
+    tick in order, the common case)."""
+
+    __slots__ = ("newest", "rules", "running", "window")
+
+    def __init__(self, rules: list[tuple[Rule, MarketState]]) -> None:
+        widest = max(rules, key=lambda rs: rs[0].window_ms or 0)
+        assert widest[1].window is not None and widest[0].window_ms is not None
+        entries = widest[1].window.entries()  # a wider window holds what narrower ones need
+        self.window = ChangeWindow(widest[0].window_ms)
+        running = {w: Running(w) for w in sorted({r.window_ms or 0 for r, _ in rules})}
+        self.running = list(running.values())
+        self.rules = [(r, s, running[r.window_ms or 0]) for r, s in rules]
+        for _, s in rules:
+            s.window = self.window
+        self.newest = -(1 << 62)
+        for ts, price in entries:  # in ts order
+            self.add(ts, price)
+
+    def add(self, ts: int, price: float) -> bool:
+        """Take one tick; True if in event-time order (Running has its extremes)."""
+        self.window.add(ts, price)
+        if ts >= self.newest:
+            self.newest = ts
+            for run in self.running:  # in order: amortised O(1)
+                lows, highs = run.lows, run.highs
+                while lows and lows[-1][1] >= price:
+                    lows.pop()
+                lows.append((ts, price))
+                while highs and highs[-1][1] <= price:
+                    highs.pop()
+                highs.append((ts, price))
+                cut = ts - run.width
+                while lows[0][0] <= cut:
+                    lows.popleft()
+                while highs[0][0] <= cut:
+                    highs.popleft()
+            return True
+        for run in self.running:
+            run.insert(ts, price, self.newest)
+        return False
+
+
 def change_met(threshold: float, price: float, low: float, high: float) -> float | None:
     """The reference a change of ``threshold`` % is met against (the low for a rise, the
     high for a fall; a rise is looked at first), or None."""
@@ -284,11 +367,17 @@ def evaluate(
             window.add(ts, price)
         factor = rule.threshold / 100
         if window.lo * (1 + factor) <= price or price <= window.hi * (1 - factor):
-            low, high = window.extremes(ts)
+            low, high = window.extremes(ts, rule.window_ms)
             reference = change_met(rule.threshold, price, low, high)
         met = reference is not None
+    return settle(rule, state, met, source, quote, price, ts, reference)
+
+
+def settle(rule: Rule, state: MarketState, met: bool, source: str, quote: str, price: float,
+           ts: int, reference: float | None = None) -> Fired | None:
+    """Fire, disarm or re-arm the rule's market on a tick that met (or not) its condition."""
     if not met:
-        if not state.armed:
+        if not state.armed and rule.repeat:
             state.armed = state.changed = True  # crossed back: may fire again
         return None
     if not state.armed:
@@ -308,21 +397,26 @@ RecentTicks = dict[tuple[str, str, str], list[tuple[int, int, float]]]
 class MarketRules:
     """The rules watching one market and their states. ``levels`` (above/below) have a
     quiet band: a tick priced strictly inside (lo, hi) changes none of their states and
-    fires none of them, so it is not evaluated. ``changes`` take every tick (windows)."""
+    fires none of them, so it is not evaluated. ``changes`` take every tick: one
+    shared MarketWindow per start (``since``) of their windows."""
 
     __slots__ = ("changes", "hi", "levels", "lo", "rules")
 
     def __init__(self, rules: list[Rule], entries: list[tuple[Rule, MarketState]]) -> None:
         self.rules = rules  # the symbol's rule list this was built from (identity)
         self.levels = [(r, s) for r, s in entries if r.condition != "change"]
-        self.changes = [(r, s) for r, s in entries if r.condition == "change"]
+        starts: dict[int | None, list[tuple[Rule, MarketState]]] = {}
+        for r, s in entries:
+            if r.condition == "change" and not (s.fired and not r.repeat):
+                starts.setdefault(s.since, []).append((r, s))
+        self.changes = [MarketWindow(group) for group in starts.values()]
         self.lo, self.hi = float("inf"), float("-inf")
 
-    def update_band(self, spent: set[int]) -> None:
+    def update_band(self) -> None:
         lo, hi = float("-inf"), float("inf")
         for rule, state in self.levels:
-            if not rule.repeat and rule.id in spent:
-                continue
+            if state.fired and not rule.repeat:
+                continue  # a one-shot rule fired in this market: never again
             # Quiet: armed and not met, or disarmed and met (not crossing back). Strict
             # on both sides: a tick at a threshold takes the exact path.
             if (rule.condition == "above") == state.armed:
@@ -334,14 +428,14 @@ class MarketRules:
 
 class RuleStates:
     """The state of every (rule, market) of one Kafka partition, restored lazily from what
-    was stored at the checkpoint. A one-shot rule is spent once any market fired it.
+    was stored at the checkpoint. A one-shot rule fires once per market: a market that
+    fired it is never re-armed (its other markets still may fire it, once each).
 
     ``store_windows``: a change window's ticks are stored with its state (at each flush
     that changed it); otherwise only where it starts, and a restore takes its ticks from
     ``recent`` (the raw ticks stored with the candles: far cheaper to flush)."""
 
-    __slots__ = ("_recent", "_stored", "markets", "spent", "states", "store_windows",
-                 "symbols")
+    __slots__ = ("_recent", "_stored", "markets", "states", "store_windows", "symbols")
 
     def __init__(self, stored: StoredStates | None = None, *, store_windows: bool = True,
                  recent: RecentTicks | None = None) -> None:
@@ -352,8 +446,6 @@ class RuleStates:
         self.symbols: dict[int, str] = {}  # rule id -> its symbol
         # (symbol, source, quote) -> its rules; the aggregator reads the quiet band here
         self.markets: dict[tuple[str, str, str], MarketRules] = {}
-        self.spent: set[int] = {rid for (rid, _, _), (_, fired, _) in self._stored.items()
-                                if fired}
 
     def on_tick(
         self, rules: list[Rule], source: str, quote: str, price: float, ts: int, offset: int
@@ -366,38 +458,43 @@ class RuleStates:
         if market is None or market.rules is not rules:
             market = self.markets[key] = self._market(rules, source, quote)
         out: list[Fired] = []
-        spent = self.spent
         if not market.lo < price < market.hi:
             for rule, state in market.levels:
-                if not rule.repeat and rule.id in spent:
-                    continue  # inactive once this flush commits
+                if state.fired and not rule.repeat:
+                    continue  # spent in this market
                 fired = evaluate(rule, state, source, quote, price, ts)
                 if fired is not None:
                     out.append(fired)
-                    if not rule.repeat:
-                        spent.add(rule.id)
-            market.update_band(spent)
-        for rule, state in market.changes:
-            if not rule.repeat and rule.id in spent:
-                continue
-            if state.since is None:
-                state.since, state.changed = offset, True
-            elif self.store_windows:
-                state.changed = True
-            window = state.window
-            assert window is not None
-            window.add(ts, price)
-            # Within the threshold of every tick held (a superset of its window): not met.
-            factor = rule.threshold / 100
-            if window.lo * (1 + factor) > price > window.hi * (1 - factor):
-                if not state.armed:
-                    state.armed = state.changed = True
-                continue
-            fired = evaluate(rule, state, source, quote, price, ts, added=True)
-            if fired is not None:
-                out.append(fired)
-                if not rule.repeat:
-                    spent.add(rule.id)
+            market.update_band()
+        store = self.store_windows
+        for shared in market.changes:
+            in_order = shared.add(ts, price)
+            window = shared.window
+            for rule, state, running in shared.rules:
+                if state.fired and not rule.repeat:
+                    continue
+                if state.since is None:
+                    state.since, state.changed = offset, True
+                elif store:
+                    state.changed = True
+                if in_order:
+                    low, high = running.lows[0][1], running.highs[0][1]
+                else:
+                    # Within the threshold of every tick held (a superset of its window):
+                    # not met; else the exact extremes of its own window.
+                    factor = rule.threshold / 100
+                    if window.lo * (1 + factor) > price > window.hi * (1 - factor):
+                        low, high = price, price
+                    else:
+                        low, high = window.extremes(ts, rule.window_ms)
+                reference = change_met(rule.threshold, price, low, high)
+                if reference is None:
+                    if not state.armed and rule.repeat:
+                        state.armed = state.changed = True
+                    continue
+                fired = settle(rule, state, True, source, quote, price, ts, reference)
+                if fired is not None:
+                    out.append(fired)
         return out
 
     def _market(self, rules: list[Rule], source: str, quote: str) -> MarketRules:
@@ -412,7 +509,7 @@ class RuleStates:
                 self.symbols[rule.id] = rule.symbol
             entries.append((rule, state))
         market = MarketRules(rules, entries)
-        market.update_band(self.spent)
+        market.update_band()
         return market
 
     def _state(self, rule: Rule, key: tuple[int, str, str]) -> MarketState:
@@ -438,5 +535,4 @@ class RuleStates:
         """Drop the states of rules no longer active (removed, or spent and stored)."""
         for key in [k for k in self.states if k[0] not in live]:
             del self.states[key]
-        self.spent &= live  # a one-shot rule made active again may fire again
         self.markets.clear()  # rebuilt from the current rules at their next tick

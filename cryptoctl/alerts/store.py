@@ -80,10 +80,13 @@ class Rule:
     @property
     def state(self) -> str:
         """``armed``, ``inactive`` or ``fired 1 time`` (a one-shot rule that fired), with
-        the count for a repeating rule: ``armed, fired 3 times``."""
+        the count for a repeating rule: ``armed, fired 3 times``; a one-shot rule of several
+        markets fires once in each: ``armed, fired 2 markets``."""
         times = f"fired {self.fired} time" + ("" if self.fired == 1 else "s")
         if not self.active:
             return times if self.fired and not self.repeat else "inactive"
+        if self.fired and not self.repeat:
+            times = f"fired {self.fired} market" + ("" if self.fired == 1 else "s")
         return f"armed, {times}" if self.fired else "armed"
 
 

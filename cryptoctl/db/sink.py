@@ -192,14 +192,27 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 # Alerts: the rules of this flush's events and states, locked against a concurrent
 # `alerts rm` (a state row of a deleted rule would break the foreign key); a one-shot
-# rule fires only if this transaction is the one that makes it inactive.
+# rule fires in a market only if this transaction is the one that marks that market's
+# state fired (an upsert: a concurrent one waits for it, then finds it fired).
 _ALERT_RULES = """
 SELECT id, active FROM price_alerts WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE
 """
+_ALERT_SPEND_MARKETS = """
+INSERT INTO alert_state AS s (alert_id, source, symbol, quote, armed, fired, last_fired_at)
+SELECT *, false, 1, now() FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])
+ON CONFLICT (alert_id, source, symbol, quote) DO UPDATE
+   SET armed = false, fired = 1, last_fired_at = now(), updated_at = now()
+ WHERE s.fired = 0
+RETURNING alert_id, source, quote
+"""
+# A one-shot rule naming one market is spent with it; one watching several stays active
+# (each market fires once) and keeps the time of its first firing.
 _ALERT_SPEND = """
-UPDATE price_alerts SET active = false, triggered_at = now(), updated_at = now()
+UPDATE price_alerts
+   SET active = (source IS NULL OR quote IS NULL),
+       triggered_at = coalesce(triggered_at, now()), updated_at = now()
  WHERE id = ANY(%s) AND active
-RETURNING id
+   AND (triggered_at IS NULL OR (source IS NOT NULL AND quote IS NOT NULL))
 """
 _ALERT_EVENT = """
 INSERT INTO alert_events (alert_id, source, symbol, quote, condition, threshold, window_ms,
@@ -552,15 +565,21 @@ def _write_alerts(cur: psycopg.Cursor[Any], flushes: Sequence[PartitionFlush]) -
     ids = sorted({e.rule.id for f in flushes if f.alerts for e, _ in f.alerts.events}
                  | {s[0] for f in flushes if f.alerts for s in f.alerts.states})
     active = dict(cur.execute(_ALERT_RULES, (ids,)).fetchall())
-    one_shot = sorted({e.rule.id for f in flushes if f.alerts for e, _ in f.alerts.events
+    one_shot = sorted({(e.rule.id, e.source, e.symbol, e.quote) for f in flushes if f.alerts
+                       for e, _ in f.alerts.events
                        if not e.rule.repeat and active.get(e.rule.id)})
-    spent = {r[0] for r in cur.execute(_ALERT_SPEND, (one_shot,)).fetchall()} if one_shot else set()
+    spent: set[tuple[int, str, str]] = set()  # (rule id, source, quote) fired here
+    if one_shot:
+        cur.execute(_ALERT_SPEND_MARKETS, [list(c) for c in zip(*one_shot, strict=True)])
+        spent = {(int(rid), source, quote) for rid, source, quote in cur.fetchall()}
+        cur.execute(_ALERT_SPEND, (sorted({rid for rid, _, _ in spent}),))
     for f in flushes:
         assert f.alerts is not None
         fired_now = set()
         for e, offset in f.alerts.events:
-            if not (e.rule.id in spent if not e.rule.repeat else active.get(e.rule.id)):
-                continue  # removed, deactivated, or (one-shot) already spent
+            market = (e.rule.id, e.source, e.quote)
+            if not (market in spent if not e.rule.repeat else active.get(e.rule.id)):
+                continue  # removed, deactivated, or (one-shot) this market already fired
             r = e.rule
             cur.execute(_ALERT_EVENT, (
                 r.id, e.source, e.symbol, e.quote, r.condition, r.threshold, r.window_ms,

@@ -16,7 +16,7 @@ def fired(rules: Sequence[Rule], ticks: Sequence[Applied]) -> list[tuple[Any, ..
     """Every firing as (tick index, rule id, source, quote, price, reference), in order."""
     out = []
     for rule in rules:
-        spent = False
+        spent: set[tuple[str, str]] = set()  # one-shot: the markets that fired it
         armed: dict[tuple[str, str], bool] = defaultdict(lambda: True)
         seen: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
         for i, (source, symbol, quote, price, ts) in enumerate(ticks):
@@ -26,7 +26,7 @@ def fired(rules: Sequence[Rule], ticks: Sequence[Applied]) -> list[tuple[Any, ..
                 continue
             market = (source, quote)
             seen[market].append((ts, price))
-            if spent:
+            if market in spent:
                 continue
             reference = None
             if rule.condition == "above":
@@ -47,5 +47,6 @@ def fired(rules: Sequence[Rule], ticks: Sequence[Applied]) -> list[tuple[Any, ..
             elif armed[market]:
                 armed[market] = False
                 out.append((i, rule.id, source, quote, price, reference))
-                spent = not rule.repeat
+                if not rule.repeat:
+                    spent.add(market)
     return sorted(out)

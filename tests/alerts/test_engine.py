@@ -12,19 +12,24 @@ from tests.aggregator.test_sink import sink
 from tests.alerts.test_engine_e2e import add_rules
 
 
-def event_flush(epoch: int, rule: Rule, offset: int, *, armed: bool = False) -> PartitionFlush:
-    fired = Fired(rule, "binance", rule.symbol, "USDT", 99.0, BASE + offset)
-    state = (rule.id, "binance", rule.symbol, "USDT", armed, 1, None)
-    return PartitionFlush(0, epoch, offset + 1, BASE, alerts=AlertFlush([(fired, offset)], [state]))
+def event_flush(epoch: int, rule: Rule, *offsets: int,
+                markets: tuple[tuple[str, str], ...] = (("binance", "USDT"),)) -> PartitionFlush:
+    """A flush of events of ``rule``: one per offset, the i-th in the i-th market (cycled)."""
+    events, states = [], []
+    for i, offset in enumerate(offsets):
+        source, quote = markets[i % len(markets)]
+        events.append((Fired(rule, source, rule.symbol, quote, 99.0, BASE + offset), offset))
+        states.append((rule.id, source, rule.symbol, quote, False, 1, None))
+    return PartitionFlush(0, epoch, max(offsets) + 1, BASE, alerts=AlertFlush(events, states))
 
 
 def test_a_one_shot_rule_commits_one_event_whoever_fires_it(settings):
-    (rule,) = add_rules(settings, [("BTC", "below", 100.0, None, None, None, False)])
+    (rule,) = add_rules(settings, [("BTC", "below", 100.0, "binance", "USDT", None, False)])
     a, b = sink(settings, "a"), sink(settings, "b")
     first = event_flush(a.claim([0], "c1")[0].epoch, rule, 5)
     assert a.commit([first], "c1") == set()
     assert first.alerts is not None and first.alerts.inserted == 1
-    # A member that had not heard the rule is spent fires it at a later tick: not stored.
+    # A member whose state did not know the market fired fires it at a later tick: not stored.
     again = event_flush(b.claim([0], "c1")[0].epoch, rule, 9)
     assert b.commit([again], "c1") == set()
     assert again.alerts is not None and again.alerts.inserted == 0
@@ -32,6 +37,30 @@ def test_a_one_shot_rule_commits_one_event_whoever_fires_it(settings):
     assert scalar(settings, "SELECT kafka_offset FROM alert_events") == 5
     assert scalar(settings, "SELECT NOT active AND triggered_at IS NOT NULL FROM price_alerts")
     assert scalar(settings, "SELECT fired FROM alert_state") == 1
+    a.close()
+    b.close()
+
+
+def test_a_one_shot_rule_of_several_markets_fires_once_in_each(settings):
+    (rule,) = add_rules(settings, [("BTC", "below", 100.0, None, None, None, False)])
+    a, b = sink(settings, "a"), sink(settings, "b")
+    two = (("binance", "USDT"), ("coinbase", "USD"))
+    first = event_flush(a.claim([0], "c1")[0].epoch, rule, 5, markets=two[:1])
+    assert a.commit([first], "c1") == set()
+    triggered = scalar(settings, "SELECT triggered_at FROM price_alerts")
+    assert triggered is not None
+    assert scalar(settings, "SELECT active FROM price_alerts")  # its other markets may fire
+    # Another member fires both markets (the first again, wrongly): only the new one stored.
+    both = event_flush(b.claim([0], "c1")[0].epoch, rule, 8, 9, markets=two)
+    assert b.commit([both], "c1") == set()
+    assert both.alerts is not None and both.alerts.inserted == 1
+    with connect(settings) as conn:
+        events = conn.execute("SELECT source, quote, kafka_offset FROM alert_events"
+                              " ORDER BY kafka_offset").fetchall()
+    assert events == [("binance", "USDT", 5), ("coinbase", "USD", 9)]
+    assert scalar(settings, "SELECT triggered_at FROM price_alerts") == triggered  # the first
+    assert scalar(settings, "SELECT active FROM price_alerts")
+    assert scalar(settings, "SELECT array_agg(fired ORDER BY source) FROM alert_state") == [1, 1]
     a.close()
     b.close()
 

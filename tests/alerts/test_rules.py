@@ -114,11 +114,13 @@ def test_hovering_at_the_threshold_fires_once_per_crossing():
     assert got == [1, 6] == [i for i, *_ in fired([rule], ticks)]
 
 
-def test_one_shot_fires_once_over_all_markets():
+def test_one_shot_fires_once_in_each_market():
     rule = Rule(1, "BTC", "below", 90.0)
     ticks = [("binance", "BTC", "USDT", 89.0, BASE), ("coinbase", "BTC", "USD", 80.0, BASE + 1),
-             ("binance", "BTC", "USDT", 95.0, BASE + 2), ("binance", "BTC", "USDT", 85.0, BASE + 3)]
-    assert run([rule], ticks) == [(0, 1, "binance", "USDT", 89.0, None)]
+             ("binance", "BTC", "USDT", 95.0, BASE + 2), ("binance", "BTC", "USDT", 85.0, BASE + 3),
+             ("coinbase", "BTC", "USD", 70.0, BASE + 4)]
+    want = [(0, 1, "binance", "USDT", 89.0, None), (1, 1, "coinbase", "USD", 80.0, None)]
+    assert run([rule], ticks) == want == fired([rule], ticks)
 
 
 def test_change_within_a_window_names_its_reference():
@@ -144,3 +146,19 @@ def test_window_extremes_and_pruning(entries, width, floor):
         want = (min(inside), max(inside)) if inside else (float("inf"), float("-inf"))
         assert window.extremes(ts) == want
         assert pruned.extremes(ts) == want
+
+
+@given(st.lists(st.tuples(st.integers(0, 3_000), st.integers(0, 5_000), prices), max_size=80),
+       st.lists(st.tuples(st.sampled_from([1, 700, 2_500, 9_000]),
+                          st.sampled_from([0.5, 2.0, 10.0]), st.booleans()),
+                min_size=1, max_size=5))
+def test_change_rules_sharing_a_window_fire_as_the_reference_says(moves, specs):
+    """Several change rules of one market, of different widths, share its window: ticks in
+    order (the running low/high) and far behind (the exact fallback) both exact."""
+    rules = [Rule(i, "BTC", "change", t, window_ms=w, repeat=r) for i, (w, t, r) in
+             enumerate(specs, 1)]
+    now, ticks = BASE, []
+    for step, behind, price in moves:
+        now += step
+        ticks.append(("binance", "BTC", "USDT", price, now - behind))
+    assert run(rules, ticks) == fired(rules, ticks)

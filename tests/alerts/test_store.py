@@ -116,11 +116,16 @@ def test_add_list_and_remove_rules_with_their_state(settings: Settings) -> None:
         conn.execute("UPDATE price_alerts SET active = false WHERE id = %s", (one.id,))
     fire(settings, rep.id, symbol="SOL", fired_ms=T0 + 2000)
     fire(settings, rep.id, symbol="SOL", fired_ms=T0 + 3000)
+    # A one-shot rule of every market stays active: each market fires it once.
+    anywhere = store.add_rule(settings, NewRule("ETH", "below", 3_000.0))
+    fire(settings, anywhere.id, symbol="ETH", fired_ms=T0 + 4000)
+    fire(settings, anywhere.id, symbol="ETH", source="coinbase", quote="USD", fired_ms=T0 + 5000)
     rules = {r.id: r for r in store.list_rules(settings)}
-    assert [rules[one.id].state, rules[rep.id].state] == ["fired 1 time", "armed, fired 2 times"]
+    assert [rules[one.id].state, rules[rep.id].state, rules[anywhere.id].state] == [
+        "fired 1 time", "armed, fired 2 times", "armed, fired 2 markets"]
     assert rules[rep.id].last_fired_ms == T0 + 3000
     assert store.remove_rule(settings, one.id).id == one.id
-    assert [r.id for r in store.list_rules(settings)] == [rep.id]
+    assert [r.id for r in store.list_rules(settings)] == [rep.id, anywhere.id]
     assert [e.alert_id for e in store.history(settings, symbols=["BTC"])] == [one.id]  # history stays
     with pytest.raises(UnknownAlert, match=f"no alert rule with id {one.id}"):
         store.remove_rule(settings, one.id)
