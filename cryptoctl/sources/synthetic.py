@@ -38,6 +38,10 @@ SOURCE = "synthetic"
 _MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
 _BATCH = 2000  # ticks per batch when unthrottled
 _MAX_WAIT_S = 0.05  # a paced source wakes at least this often (stop flag, delivery reports)
+# ...and at most this often: at 2,000 ticks/s a wake-up per due tick was a batch of one or
+# two, and the per-batch work of the producer loop took most of a core. Event times stay
+# nominal; a tick leaves at most this much after its time.
+_MIN_WAIT_S = 0.01
 _LOG_INVALID_EVERY = 10_000  # an invalid tick is logged the first time, then this seldom
 # Standard normal quantiles: one uniform draw + a lookup is ~5x cheaper than random.gauss,
 # and 65,536 levels are plenty for a demo market (tails are cut at about 4.3 sigma).
@@ -190,7 +194,7 @@ class SyntheticSource:
             due = min(due, _BATCH)
             if due == 0:
                 nxt = origin + i * step
-                stop.wait(min(_MAX_WAIT_S, max(0.001, (nxt - wall) / 1000)))
+                stop.wait(min(_MAX_WAIT_S, max(_MIN_WAIT_S, (nxt - wall) / 1000)))
                 continue
             yield self._batch(i, due, origin, step, step)
             i += due

@@ -36,6 +36,22 @@ def test_batches_match_ticks_in_history_mode() -> None:
     assert [t.to_json() for t in got[:3000]] == [t.to_json() for t in expected]
 
 
+def test_a_fast_live_feed_wakes_at_most_every_10_ms() -> None:
+    """At 2,000 ticks/s the live feed gives batches of many ticks, not one per wake-up (a
+    batch per due tick cost the producer most of a core); every tick still comes, in
+    order of its nominal time."""
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)
+    timer.start()
+    batches = list(source(rate=2000.0, start_ms=None).batches(stop))
+    timer.cancel()
+    ticks = [t for b in batches for t in b]
+    assert len(batches) <= 0.5 / 0.01 + 5  # wakes at most every 10 ms, whatever the load
+    assert len(ticks) >= 10 * len(batches) / 2  # so most batches hold ~20 ticks
+    times = [t.ts for t in ticks]
+    assert times == sorted(times)
+
+
 @given(rate=st.floats(1, 10_000), n=st.integers(10, 3000))
 @settings(max_examples=30, deadline=None)
 def test_event_times_follow_the_rate(rate: float, n: int) -> None:
