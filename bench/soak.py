@@ -415,6 +415,11 @@ _ERRORS = {
 }
 
 
+def _cell(value: object) -> object:
+    """A figure for the table: '-' where a minute has none (None or missing)."""
+    return "-" if value is None else value
+
+
 def table(result: dict[str, Any], out: IO[str]) -> None:
     rss_names = list(result["per_minute"][0].get("rss_mib", {}))
     head = f"{'min':>4} {'p50 ms':>8} {'p99 ms':>8} {'topic p50':>9} "
@@ -429,10 +434,10 @@ def table(result: dict[str, Any], out: IO[str]) -> None:
             for k, v in row.get(f"{name}_counters", {}).items() if k in keys and v
         ) or "-"  # fmt: skip
         rss = row.get("rss_mib", {})
-        print(f"{row['minute']:>4} {row.get('p50_ms', '-'):>8} {row.get('p99_ms', '-'):>8} "
-              f"{row.get('topic_p50_ms', '-'):>9} "
-              + " ".join(f"{rss.get(n, '-'):>9}" for n in rss_names)
-              + f" {row.get('load1', '-'):>6}  {errors}", file=out)  # fmt: skip
+        print(f"{row['minute']:>4} {_cell(row.get('p50_ms')):>8} {_cell(row.get('p99_ms')):>8} "
+              f"{_cell(row.get('topic_p50_ms')):>9} "
+              + " ".join(f"{_cell(rss.get(n)):>9}" for n in rss_names)
+              + f" {_cell(row.get('load1')):>6}  {errors}", file=out)  # fmt: skip
     for key in ("lag_at_producer_stop", "lag_after_drain"):
         print(f"{key.replace('_', ' ')}: {result[key]['total']:,} messages", file=out)
     print(f"drain: {result['drain_s']} s; sampled ticks {result['sampled_ticks']:,}, "
@@ -456,9 +461,9 @@ def main() -> None:
     with local_stack("bench-soak-") as settings:
         result = run(settings, args, versions(settings))
     result["command"] = " ".join(["bench/soak.py", *sys.argv[1:]])
-    table(result, sys.stdout)
-    if args.json:
+    if args.json:  # first: a table that cannot be printed loses no figure
         args.json.write_text(json.dumps(result, indent=1))
+    table(result, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -160,6 +160,7 @@ class Aggregator:
         self._next_end_check = 0.0
         self._reported_behind: tuple[int, ...] = ()
         self._end_offsets: dict[int, int] = {}  # partition -> end offset (the loop writes it)
+        self._positions: dict[int, int] = {}  # partition -> the consumer's position
         self._next_end_offsets = 0.0
 
     # --- public -------------------------------------------------------------------------
@@ -369,23 +370,29 @@ class Aggregator:
 
     def _note_end_offsets(self, now: float) -> None:
         """On the loop thread (the consumer is not shared): each owned partition's end
-        offset from the client's cache of the last fetch, for the lag in stats."""
+        offset from the client's cache of the last fetch (for the lag in stats), and the
+        consumer's position (past transaction markers too, which are never delivered:
+        the idle rule compares it with the end)."""
         if now < self._next_end_offsets or self._consumer is None:
             return
         from confluent_kafka import KafkaException, TopicPartition
 
         self._next_end_offsets = now + END_OFFSETS_S
         ends = {}
-        for p in list(self._states):
+        owned = [TopicPartition(self.topic, p) for p in list(self._states)]
+        for tp in owned:
             try:
-                _low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), cached=True
-                )
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:
                 continue
             if high >= 0:
-                ends[p] = high
+                ends[tp.partition] = high
         self._end_offsets = ends
+        try:
+            positions = self._consumer.position(owned) if owned else []
+        except KafkaException:
+            positions = []
+        self._positions = {tp.partition: tp.offset for tp in positions if tp.offset >= 0}
 
     # --- a wedged consumer group ------------------------------------------------------------
 
@@ -601,10 +608,10 @@ class Aggregator:
         """The idle rule, for partitions read to their end only: one with messages still
         unread (the broker serves it slowly, the consumer is behind) is not quiet, and
         moving its watermark by the wall clock would make its own backlog late."""
-        ends = self._end_offsets
+        ends, positions = self._end_offsets, self._positions
         for p, ps in self._states.items():
             end = ends.get(p)
-            if end is not None and ps.next_offset is not None and ps.next_offset < end:
+            if end is not None and max(ps.next_offset or 0, positions.get(p, 0)) < end:
                 continue
             ps.windows.advance_idle(int((now - ps.last_tick) * 1000))
 

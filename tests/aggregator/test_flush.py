@@ -65,6 +65,11 @@ def test_the_idle_rule_waits_for_a_partition_read_to_its_end(settings):
 
     assert agg._states[0].windows.watermark == before[0] + 600_000
     assert agg._states[1].windows.watermark == before[1]
-    agg._end_offsets = {}  # end unknown: the idle rule as before
+    # The consumer's position is past the end's last offsets (transaction markers take
+    # offsets but are never delivered): read to its end, idle.
+    agg._positions = {1: 500}
     agg._advance_idle(600.0)
     assert agg._states[1].windows.watermark == before[1] + 600_000
+    agg._positions, agg._end_offsets = {}, {}  # end unknown: the idle rule as before
+    agg._advance_idle(1200.0)
+    assert agg._states[1].windows.watermark == before[1] + 1_200_000
