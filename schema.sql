@@ -174,7 +174,8 @@ CREATE TABLE IF NOT EXISTS processing_metadata (
     owner_epoch      bigint NOT NULL DEFAULT 0,
     owner            text,
     cluster_id       text,
-    updated_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),  -- claimed or committed
+    committed_at     timestamptz,                   -- offsets last advanced by a flush
     PRIMARY KEY (consumer_group, topic, kafka_partition)
 );
 
@@ -273,6 +274,8 @@ BEGIN
         ALTER TABLE price_alerts ADD CONSTRAINT price_alerts_window_check
             CHECK ((condition = 'change') = (window_ms IS NOT NULL));
     END IF;
+    -- `status` tells a pipeline that commits from one that only claims (a crash loop).
+    ALTER TABLE processing_metadata ADD COLUMN IF NOT EXISTS committed_at timestamptz;
     DELETE FROM cryptoctl_schema WHERE version < 3;
     INSERT INTO cryptoctl_schema (version) SELECT 3
     WHERE NOT EXISTS (SELECT 1 FROM cryptoctl_schema);

@@ -236,7 +236,8 @@ ON CONFLICT (alert_id, source, symbol, quote) DO UPDATE
 """
 _ADVANCE = """
 UPDATE processing_metadata
-   SET next_offset = %s, watermark_ms = %s, cluster_id = %s, updated_at = now()
+   SET next_offset = %s, watermark_ms = %s, cluster_id = %s, updated_at = now(),
+       committed_at = now()
  WHERE consumer_group = %s AND topic = %s AND kafka_partition = %s AND owner_epoch = %s
 """
 

@@ -103,7 +103,9 @@ def table_rows(conn: psycopg.Connection[Any], names: tuple[str, ...] | None = No
 
 _CHECKPOINTS = """
 SELECT m.consumer_group, m.topic, m.kafka_partition, m.next_offset, m.watermark_ms, m.owner,
-       m.cluster_id, (extract(epoch FROM now() - m.updated_at) * 1000)::bigint, {generation}
+       m.cluster_id,
+       (extract(epoch FROM now() - coalesce(m.committed_at, m.updated_at)) * 1000)::bigint,
+       {generation}
   FROM processing_metadata m {join}
  ORDER BY m.consumer_group, m.topic, m.kafka_partition
 """
@@ -111,8 +113,9 @@ SELECT m.consumer_group, m.topic, m.kafka_partition, m.next_offset, m.watermark_
 
 def checkpoints(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     """The aggregators' stored checkpoints, one row per (group, topic, partition): group,
-    topic, partition, next offset, watermark ms, owner, cluster id, ms since the last claim
-    or commit (by the server's clock), and the pipeline's Kafka group generation. A schema
+    topic, partition, next offset, watermark ms, owner, cluster id, ms since the last commit
+    (since the claim if it never committed; a claim alone does not count: an aggregator
+    restarting in a loop without committing is stalled; by the server's clock), and the pipeline's Kafka group generation. A schema
     without the tables (not initialised, an older release's) has none."""
     if not relation_exists(conn, "processing_metadata"):
         return []

@@ -106,3 +106,22 @@ def test_a_retried_flush_is_logged_while_it_retries(settings, caplog):
     assert len(warnings) == 1, warnings
     assert "flushing to PostgreSQL failed" in warnings[0]
     assert "retrying for up to 0s" in warnings[0] or "retrying for up to 1s" in warnings[0]
+
+
+def test_a_claim_is_not_a_commit_for_status(settings):
+    """`status` calls a partition stalled by the time since its last commit: an aggregator
+    that restarts in a loop claims again and again and commits nothing — still stalled."""
+    from cryptoctl.db.status import checkpoints
+
+    a = sink(settings, "a")
+    claim = a.claim([0], "c1")[0]
+    assert a.commit([PartitionFlush(0, claim.epoch, 7, BASE, [candle(3)])], "c1") == set()
+    with connect(settings) as conn:
+        conn.execute("UPDATE processing_metadata SET committed_at = now() - interval '10 min'")
+        conn.commit()
+    for _ in range(3):  # three restarts, each claiming the partition again
+        a.claim([0], "c1")
+    with connect(settings) as conn:
+        (row,) = checkpoints(conn)
+    assert row[7] >= 600_000  # ms since the last commit, not since the last claim
+    a.close()
