@@ -8,8 +8,9 @@ Per event: published once on ``<redis prefix>alerts`` (``published``), then ever
 not yet in ``delivered_targets`` is tried once: http(s) URLs get one JSON object by POST
 with ``Idempotency-Key: <event id>`` (httpx), other schemes go through apprise. A failed
 target is tried again after a backoff (doubling, capped, with jitter: ``next_attempt_at``);
-after ``alert_attempts`` tries the event is ``failed`` and ``last_error`` says why. An event
-without targets is ``delivered`` once published.
+after ``alert_attempts`` tries of its targets the event is ``failed`` and ``last_error``
+says why (publishing to Redis is retried without a budget). An event without targets
+is ``delivered`` once published.
 
 The worker wakes on ``LISTEN cryptoctl_alert_events`` and polls every ``poll_s`` anyway
 (retries come due without a notification). It runs in a daemon thread beside the
@@ -44,7 +45,7 @@ PER_PASS = 500  # events one pass tries at most (the next pass goes on at once)
 
 _DUE = (
     f"SELECT {EVENT_COLUMNS}, published, notify, delivered_targets FROM alert_events"
-    " WHERE (delivered = 'pending' OR NOT published) AND delivered <> 'failed'"
+    " WHERE (delivered = 'pending' OR NOT published)"
     " AND next_attempt_at <= now() AND id <> ALL(%s)"
     " ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
@@ -64,10 +65,14 @@ def backoff_ms(attempts: int, base_ms: int, rng: Callable[[], float] = random.ra
 
 def target_name(url: str) -> str:
     """A target as errors name it: scheme and host only (apprise URLs carry tokens)."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() in ("http", "https"):
-        return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return f"{parts.scheme}://…"
+    try:
+        parts = urlsplit(url)
+        if parts.scheme.lower() in ("http", "https"):
+            port = f":{parts.port}" if parts.port else ""
+            return f"{parts.scheme}://{parts.hostname or ''}{port}"
+        return f"{parts.scheme}://…"
+    except ValueError:  # a port that is no number, a broken IPv6 address
+        return "a malformed URL"
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,7 @@ class DeliveryWorker:
         if not published:
             outcome.published = self._publish(event, outcome.errors)
         for url in notify:
-            if url in done:
+            if url in done or event.delivered == "failed":  # failed: only published now
                 continue
             error = self._send(url, event)
             if error is None:
@@ -219,11 +224,16 @@ class DeliveryWorker:
         notify: list[str], done: list[str],
     ) -> None:  # fmt: skip
         targets = done + outcome.done
-        complete = outcome.published and set(notify) <= set(targets)
+        taken = set(notify) <= set(targets)
+        complete = outcome.published and taken
         attempts = event.attempts + 1
-        if complete:
+        # The retry budget is the notify targets': a Redis outage alone never makes an
+        # event failed (it is published once Redis is back, however long that takes).
+        if event.delivered == "failed":
+            status = "failed"
+        elif complete:
             status = "delivered"
-        elif attempts >= self.settings.alert_attempts:
+        elif not taken and attempts >= self.settings.alert_attempts:
             status = "failed"
         else:
             status = "pending"
@@ -238,7 +248,8 @@ class DeliveryWorker:
         )  # fmt: skip
         self._count(
             outcome.errors[-1] if outcome.errors else None, delivered=int(complete),
-            failed=int(status == "failed"), retries=int(status == "pending"),
+            failed=int(status == "failed" and event.delivered != "failed"),
+            retries=int(status == "pending"),
         )  # fmt: skip
 
     # --- the channels --------------------------------------------------------------
@@ -260,10 +271,15 @@ class DeliveryWorker:
         return True
 
     def _send(self, url: str, event: AlertEvent) -> str | None:
-        """None when the target took the event, else why not."""
-        if urlsplit(url).scheme.lower() in ("http", "https"):
-            return self._post(url, event)
-        return _apprise(url, event)
+        """None when the target took the event, else why not. Whatever goes wrong with one
+        target is that target's failure (retried, then `failed`), never an exception: one
+        would roll back the event's bookkeeping and keep it first in line, for ever."""
+        try:
+            if urlsplit(url).scheme.lower() in ("http", "https"):
+                return self._post(url, event)
+            return _apprise(url, event)
+        except Exception as exc:  # the URL is not named: it may carry a token
+            return f"{type(exc).__name__}"
 
     def _post(self, url: str, event: AlertEvent) -> str | None:
         import httpx

@@ -26,6 +26,10 @@ CONDITIONS = ("above", "below", "change")
 HTTP_SCHEMES = ("http", "https")
 # Sources whose symbols are the coin list (cryptoctl.sources.coins) and need no stored data.
 KNOWN_SOURCES = ("binance", "coinbase", "kraken", "coingecko", "synthetic", "replay")
+# The quote a source's markets have unless told otherwise (`produce --quote`): a known coin
+# in this quote is a known market without any data stored yet.
+DEFAULT_QUOTES = {"binance": "USDT", "coinbase": "USD", "kraken": "USD", "coingecko": "USD",
+                  "synthetic": "USD", "replay": "USD"}  # fmt: skip
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*%?\s*$")
 
 
@@ -158,20 +162,35 @@ def check_notify_url(url: str) -> str:
     """An http(s) webhook, or a notification URL apprise knows (validated without sending)."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = urlsplit("")
     if parts.scheme.lower() in HTTP_SCHEMES:
-        if parts.netloc:
+        if parts.netloc and _http_url_ok(url.strip()):
             return url.strip()
-    else:
+    elif parts.scheme:
         import apprise
 
-        if parts.scheme and apprise.Apprise().add(url.strip()):
+        if apprise.Apprise().add(url.strip()):
             return url.strip()
     raise UsageError(
         f"--notify {url!r} is no webhook or notification URL",
         hint="use https://host/path (a webhook), or an apprise URL such as "
         "tgram://TOKEN/CHAT, ntfy://topic, json://host/path",
     )
+
+
+def _http_url_ok(url: str) -> bool:
+    """What the webhook client will accept: a host, a numeric port, an encodable name."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+        _ = parsed.port  # a port that is not a number raises here
+    except (httpx.InvalidURL, ValueError, UnicodeError):
+        return False
+    return bool(parsed.host)
 
 
 def build_rule(
@@ -199,7 +218,8 @@ def build_rule(
         threshold = parse_threshold(f"--{condition}", text)
     return NewRule(
         symbol=symbol, condition=condition, threshold=threshold, window_ms=window_ms,
-        source=source.lower() if source else None, quote=quote, repeat=repeat,
+        source=source.lower() if source else None, quote=quote.upper() if quote else None,
+        repeat=repeat,
         notify=tuple(check_notify_url(u) for u in notify),
     )  # fmt: skip
 
@@ -207,8 +227,10 @@ def build_rule(
 def _known_market(conn: psycopg.Connection[Any], rule: NewRule) -> bool:
     from cryptoctl.sources.coins import COINS
 
-    if rule.symbol in COINS and (rule.source is None or rule.source.lower() in KNOWN_SOURCES):
-        return True
+    if rule.symbol in COINS and (rule.source is None or rule.source in KNOWN_SOURCES):
+        quotes = {DEFAULT_QUOTES[rule.source]} if rule.source else set(DEFAULT_QUOTES.values())
+        if rule.quote is None or rule.quote in quotes:
+            return True
     where = (
         "symbol = %(symbol)s AND (%(source)s::text IS NULL OR lower(source) = lower(%(source)s))"
         " AND (%(quote)s::text IS NULL OR quote = %(quote)s)"

@@ -389,7 +389,13 @@ class Sink:
         self, conn: psycopg.Connection[Any], partitions: Sequence[int], cluster_id: str | None
     ) -> dict[int, Claim]:
         self._check_pipeline(conn)
-        out = {}
+        # Claim (lock and fence) every partition first: a claim waits for a flush of the
+        # old owner that is committing, and everything read after it (candles, trade
+        # checkpoints, alert states) is then that flush's, not what was before it.
+        claimed = {
+            p: conn.execute(_CLAIM, (self.group, self.topic, p, self.owner)).fetchone()
+            for p in sorted(partitions)  # a fixed lock order: two claimers cannot deadlock
+        }
         homes: dict[MarketKey, int] = {}
         trades: dict[int, dict[MarketKey, int]] = {}
         for symbol, source, quote, home, last in conn.execute(
@@ -398,10 +404,9 @@ class Sink:
             homes[(symbol, source, quote)] = home
             trades.setdefault(home, {})[(symbol, source, quote)] = last
         alerts, windows = stored_states(conn.execute(STATES_SQL).fetchall())
-        for p in sorted(partitions):  # a fixed lock order: two claimers cannot deadlock
-            epoch, next_offset, watermark, cluster = conn.execute(
-                _CLAIM, (self.group, self.topic, p, self.owner)
-            ).fetchone()  # type: ignore[misc]
+        out = {}
+        for p, row in claimed.items():
+            epoch, next_offset, watermark, cluster = row  # type: ignore[misc]
             candles = [_restored(row) for row in conn.execute(_LOAD, (p,)).fetchall()]
             # The stored offset belongs to the broker that had that cluster id; a new
             # broker (the memory-only local one restarted empty) starts over from its
@@ -563,6 +568,9 @@ def _write_alerts(cur: psycopg.Cursor[Any], flushes: Sequence[PartitionFlush]) -
     import orjson
     from psycopg.types.json import Jsonb
 
+    for f in flushes:  # a commit retried after a lost connection counts afresh
+        if f.alerts is not None:
+            f.alerts.inserted = 0
     ids = sorted({e.rule.id for f in flushes if f.alerts for e, _ in f.alerts.events}
                  | {s[0] for f in flushes if f.alerts for s in f.alerts.states})
     active = dict(cur.execute(_ALERT_RULES, (ids,)).fetchall())

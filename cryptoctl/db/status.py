@@ -115,8 +115,9 @@ def checkpoints(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     """The aggregators' stored checkpoints, one row per (group, topic, partition): group,
     topic, partition, next offset, watermark ms, owner, cluster id, ms since the last commit
     (since the claim if it never committed; a claim alone does not count: an aggregator
-    restarting in a loop without committing is stalled; by the server's clock), and the pipeline's Kafka group generation. A schema
-    without the tables (not initialised, an older release's) has none."""
+    restarting in a loop without committing is stalled; by the server's clock), and the
+    pipeline's Kafka group generation. A schema without the tables (not initialised, an
+    older release's) has none."""
     if not relation_exists(conn, "processing_metadata"):
         return []
     with_generations = relation_exists(conn, "kafka_generations")

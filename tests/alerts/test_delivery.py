@@ -223,3 +223,49 @@ def test_the_retry_settings_are_checked_when_read() -> None:
                 {"CRYPTOCTL_ALERT_ATTEMPTS": "0"}):  # fmt: skip
         with pytest.raises(ConfigError, match="alert_"):
             load_settings(environ=bad)
+
+
+def test_a_redis_outage_longer_than_the_budget_fails_no_event(
+    fast: Settings, channel: Callable[[], list[dict[str, Any]]]
+) -> None:
+    """The retry budget is the notify targets': an event whose only outstanding channel is
+    Redis stays pending through any number of tries, and is published once Redis is back."""
+    event_id = fire(fast, 3)
+    down = DeliveryWorker(replace(fast, redis_url="redis://127.0.0.1:1/0"))
+    for _ in range(fast.alert_attempts + 2):
+        down.deliver_due()
+        time.sleep(0.01)
+    row = event_row(fast, event_id)
+    assert (row["published"], row["delivered"]) == (False, "pending")
+    assert row["attempts"] > fast.alert_attempts
+    until(lambda: event_row(fast, event_id)["delivered"] == "delivered", DeliveryWorker(fast))
+    assert [e["id"] for e in channel()] == [event_id]
+
+
+def test_a_failed_event_is_still_published_once_redis_is_back(
+    fast: Settings, httpserver: HTTPServer, channel: Callable[[], list[dict[str, Any]]]
+) -> None:
+    httpserver.expect_request(HOOK).respond_with_data("down", status=500)
+    event_id = fire(fast, 4, notify=(httpserver.url_for(HOOK),))
+    until(lambda: event_row(fast, event_id)["delivered"] == "failed",
+          DeliveryWorker(replace(fast, redis_url="redis://127.0.0.1:1/0")))  # fmt: skip
+    assert len(httpserver.log) == fast.alert_attempts
+    until(lambda: event_row(fast, event_id)["published"], DeliveryWorker(fast))
+    assert event_row(fast, event_id)["delivered"] == "failed"  # and its target is not retried
+    assert len(httpserver.log) == fast.alert_attempts
+    assert [e["id"] for e in channel()] == [event_id]
+
+
+@pytest.mark.parametrize("bad", ["http://host:abc/x", f"http://{'a' * 300}/x", "http://[::1"])
+def test_a_target_the_client_cannot_use_fails_alone_and_blocks_no_other_event(
+    fast: Settings, httpserver: HTTPServer, bad: str
+) -> None:
+    """A target URL stored by hand (`alerts add` refuses these) that makes the client raise
+    is that target's failure: its event is tried and failed, the next one delivered."""
+    httpserver.expect_request(HOOK).respond_with_data("ok")
+    broken = fire(fast, 6, notify=(bad,))
+    fine = fire(fast, 7, notify=(httpserver.url_for(HOOK),))
+    worker = DeliveryWorker(fast)
+    until(lambda: event_row(fast, fine)["delivered"] == "delivered", worker)
+    until(lambda: event_row(fast, broken)["delivered"] == "failed", worker)
+    assert bad not in str(event_row(fast, broken)["last_error"])  # a URL may carry a token

@@ -106,6 +106,15 @@ BAD_INPUT = [
          " — e.g. cryptoctl alerts add --symbol BTC --above 100000"),
     (["--above", "1", "--notify", "nowhere"],
      f"--notify 'nowhere' is no webhook or notification URL — {NOTIFY_HINT}"),
+    (["--above", "1", "--notify", "http://[::1"],
+     f"--notify 'http://[::1' is no webhook or notification URL — {NOTIFY_HINT}"),
+    (["--above", "1", "--notify", "http://host:abc/x"],
+     f"--notify 'http://host:abc/x' is no webhook or notification URL — {NOTIFY_HINT}"),
+    (["--above", "1", "--quote", "XYZ"],
+     f"no market BTC in XYZ: no candle or tick of it is stored and it is not a known coin — {MARKET_HINT}"),
+    (["--above", "1", "--source", "binance", "--quote", "USD"],
+     "no market BTC from binance in USD: no candle or tick of it is stored and it is not a known"
+     f" coin — {MARKET_HINT}"),
     (["--above", "1", "--source", "nosuch"],
      "no market BTC from nosuch: no candle or tick of it is stored and it is not a known coin"
      f" — {MARKET_HINT}"),
