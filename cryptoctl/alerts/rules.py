@@ -11,12 +11,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
-from itertools import chain
+from operator import itemgetter
 from typing import Any
-
-# A change window is kept in this many buckets of event time: a query reads the cached
-# extremes of the buckets inside the range and bisects the two at its edges.
-WINDOW_BUCKETS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,86 +46,48 @@ class Fired:
     reference: float | None = None
 
 
-class _Bucket:
-    __slots__ = ("hi", "lo", "prices", "suffix", "times")
-
-    def __init__(self) -> None:
-        self.times: list[int] = []  # sorted
-        self.prices: list[float] = []  # in the order of times
-        self.lo = float("inf")
-        self.hi = float("-inf")
-        self.suffix: tuple[list[float], list[float]] | None = None  # min/max from i on
-
-    def add(self, ts: int, price: float) -> None:
-        if not self.times or ts >= self.times[-1]:
-            self.times.append(ts)
-            self.prices.append(price)
-        else:
-            i = bisect_right(self.times, ts)
-            self.times.insert(i, ts)
-            self.prices.insert(i, price)
-        self.lo = min(self.lo, price)
-        self.hi = max(self.hi, price)
-        self.suffix = None
-
-    def after(self, ts: int) -> tuple[float, float]:
-        """(min, max) of the prices later than ``ts`` (inf, -inf if none)."""
-        i = bisect_right(self.times, ts)
-        if i == 0:
-            return self.lo, self.hi
-        if i == len(self.times):
-            return float("inf"), float("-inf")
-        if self.suffix is None:
-            lows, highs = self.prices[:], self.prices[:]
-            for j in range(len(lows) - 2, -1, -1):
-                lows[j] = min(lows[j], lows[j + 1])
-                highs[j] = max(highs[j], highs[j + 1])
-            self.suffix = (lows, highs)
-        return self.suffix[0][i], self.suffix[1][i]
-
-    def until(self, ts: int) -> tuple[float, float]:
-        """(min, max) of the prices at or before ``ts``."""
-        i = bisect_right(self.times, ts)
-        if i == len(self.times):
-            return self.lo, self.hi
-        part = self.prices[:i]
-        return (min(part), max(part)) if part else (float("inf"), float("-inf"))
+# A change window's ticks are kept in two plain sorted lists (a tick in event-time order is
+# two appends); a range query reads the cached extremes of the whole blocks of this many
+# ticks inside it (built lazily, on the first query that needs them) and slices the edges.
+BLOCK = 64
 
 
 class ChangeWindow:
     """The applied ticks of one market within a change rule's window, out of order too:
     ``extremes(ts)`` is the (low, high) of the ticks in (ts - width, ts]."""
 
-    __slots__ = ("buckets", "hi", "lo", "pruned_size", "size", "step", "width")
+    __slots__ = ("hi", "highs", "lo", "lows", "prices", "pruned_size", "times", "width")
 
     def __init__(self, width_ms: int, entries: list[tuple[int, float]] | None = None) -> None:
         self.width = width_ms
-        self.step = max(1, width_ms // WINDOW_BUCKETS)
-        self.buckets: dict[int, _Bucket] = {}
+        # sorted by ts; ticks of one ts in the order they were added (a stable sort)
+        ordered = sorted(entries or (), key=itemgetter(0))
+        self.times: list[int] = [t for t, _ in ordered]
+        self.prices: list[float] = [p for _, p in ordered]
+        # min/max of the prices of block b (prices[b*BLOCK:(b+1)*BLOCK]), for the leading
+        # whole blocks not changed since they were computed
+        self.lows: list[float] = []
+        self.highs: list[float] = []
         # Extremes of every tick held (a superset of any window): a tick within
         # threshold of both cannot meet a change rule, whatever its window holds.
-        self.lo, self.hi = float("inf"), float("-inf")
-        self.size = self.pruned_size = 0
-        for ts, price in entries or ():
-            self.add(ts, price)
+        self.lo = min(self.prices, default=float("inf"))
+        self.hi = max(self.prices, default=float("-inf"))
+        self.pruned_size = len(self.times)
+
+    @property
+    def size(self) -> int:
+        return len(self.times)
 
     def add(self, ts: int, price: float) -> None:
-        k = ts // self.step
-        b = self.buckets.get(k)
-        if b is None:
-            b = self.buckets[k] = _Bucket()
-        times = b.times
-        if not times or ts >= times[-1]:  # _Bucket.add, inlined: once per tick and rule
+        times = self.times
+        if not times or ts >= times[-1]:
             times.append(ts)
-            b.prices.append(price)
-            if price < b.lo:
-                b.lo = price
-            if price > b.hi:
-                b.hi = price
-            b.suffix = None
+            self.prices.append(price)
         else:
-            b.add(ts, price)
-        self.size += 1
+            i = bisect_right(times, ts)
+            times.insert(i, ts)
+            self.prices.insert(i, price)
+            del self.lows[i // BLOCK :], self.highs[i // BLOCK :]  # blocks from i on moved
         if price < self.lo:
             self.lo = price
         if price > self.hi:
@@ -137,74 +95,59 @@ class ChangeWindow:
 
     def extremes(self, ts: int, width: int | None = None) -> tuple[float, float]:
         """(low, high) of the ticks in (ts - width, ts]; width at most the window's."""
-        start, step, buckets = ts - (width or self.width), self.step, self.buckets
-        first, last = start // step, ts // step
-        lo, hi = float("inf"), float("-inf")
-        for k in range(first, last + 1):
-            b = buckets.get(k)
-            if b is None:
-                continue
-            if k == first and k == last:
-                i, j = bisect_right(b.times, start), bisect_right(b.times, ts)
-                part = b.prices[i:j]
-                if part:
-                    lo, hi = min(lo, *part), max(hi, *part)
-                continue
-            if k == first:
-                blo, bhi = b.after(start)
-            elif k == last:
-                blo, bhi = b.until(ts)
-            else:
-                blo, bhi = b.lo, b.hi
-            if blo < lo:
-                lo = blo
-            if bhi > hi:
-                hi = bhi
-        return lo, hi
+        times, prices = self.times, self.prices
+        i = bisect_right(times, ts - (width or self.width))
+        j = bisect_right(times, ts)
+        first, last = -(-i // BLOCK), j // BLOCK  # the whole blocks inside [i, j)
+        if first >= last:
+            part = prices[i:j]
+            return (min(part), max(part)) if part else (float("inf"), float("-inf"))
+        lows, highs = self.lows, self.highs
+        for b in range(len(lows), last):
+            block = prices[b * BLOCK : (b + 1) * BLOCK]
+            lows.append(min(block))
+            highs.append(max(block))
+        head, tail = prices[i : first * BLOCK], prices[last * BLOCK : j]
+        return (min(min(lows[first:last]), *head, *tail),
+                max(max(highs[first:last]), *head, *tail))
 
     def entries(self) -> list[tuple[int, float]]:
-        return [
-            (t, p)
-            for k in sorted(self.buckets)
-            for t, p in zip(self.buckets[k].times, self.buckets[k].prices, strict=True)
-        ]
+        return list(zip(self.times, self.prices, strict=True))
 
     def prune(self, floor: int) -> None:
         """No tick earlier than ``floor`` will be applied any more: forget what no later
         window can hold, and of the ticks before ``floor`` keep only those that are a
         window's low or high for some later tick (a newer tick at or below ``floor`` with a
-        lower low, or a higher high, always shares the window of an older one)."""
-        cut = floor - self.width
-        kept_old: list[tuple[int, float]] = []
-        newer: list[tuple[int, float]] = []
+        lower low, or a higher high, always shares the window of an older one). Ticks
+        thinned by an earlier prune stay thinned: the ones kept again are the same."""
+        times, prices = self.times, self.prices
+        k = bisect_right(times, floor - self.width)
+        j = bisect_right(times, floor)
+        kept_t: list[int] = []
+        kept_p: list[float] = []
         lo, hi = float("inf"), float("-inf")
-        for ts, price in reversed(self.entries()):
-            if ts > floor:
-                newer.append((ts, price))
-            elif ts > cut and (price < lo or price > hi):
-                kept_old.append((ts, price))
-            if cut < ts <= floor:
-                lo, hi = min(lo, price), max(hi, price)
-        kept = sorted(kept_old + newer)
-        self.buckets = {}
-        step = self.step
-        for ts, price in kept:  # in ts order: every bucket appended to, as add() would
-            b = self.buckets.get(ts // step)
-            if b is None:
-                b = self.buckets[ts // step] = _Bucket()
-            b.times.append(ts)
-            b.prices.append(price)
-        for b in self.buckets.values():
-            b.lo, b.hi = min(b.prices), max(b.prices)
-        prices = [p for _, p in kept]
-        self.lo = min(prices, default=float("inf"))
-        self.hi = max(prices, default=float("-inf"))
-        self.size = self.pruned_size = len(kept)
+        for n in range(j - 1, k - 1, -1):
+            price = prices[n]
+            if price < lo or price > hi:
+                kept_t.append(times[n])
+                kept_p.append(price)
+                if price < lo:
+                    lo = price
+                if price > hi:
+                    hi = price
+        kept_t.reverse()
+        kept_p.reverse()
+        self.times = kept_t + times[j:]
+        self.prices = kept_p + prices[j:]
+        self.lows, self.highs = [], []
+        self.lo = min(self.prices, default=float("inf"))
+        self.hi = max(self.prices, default=float("-inf"))
+        self.pruned_size = len(self.times)
 
     def prune_grown(self, floor: int) -> None:
         """Prune once the window doubled since it was last pruned (amortised: a window
         not pruned holds more than it needs, never less)."""
-        if self.size > 2 * self.pruned_size + 64:
+        if len(self.times) > 2 * self.pruned_size + 64:
             self.prune(floor)
 
 
@@ -261,9 +204,7 @@ class MarketState:
             return None
         out: dict[str, Any] = {"since": self.since}
         if with_window:
-            buckets = [self.window.buckets[k] for k in sorted(self.window.buckets)]
-            out["t"] = list(chain.from_iterable(b.times for b in buckets))
-            out["p"] = list(chain.from_iterable(b.prices for b in buckets))
+            out["t"], out["p"] = self.window.times[:], self.window.prices[:]
         return out
 
     @classmethod
@@ -298,7 +239,7 @@ class MarketWindow:
     tick out of event-time order) and a Running low/high per distinct width (read for a
     tick in order, the common case)."""
 
-    __slots__ = ("newest", "rules", "running", "window")
+    __slots__ = ("newest", "rules", "running", "started", "window")
 
     def __init__(self, rules: list[tuple[Rule, MarketState]]) -> None:
         widest = max(rules, key=lambda rs: rs[0].window_ms or 0)
@@ -307,7 +248,10 @@ class MarketWindow:
         self.window = ChangeWindow(widest[0].window_ms)
         running = {w: Running(w) for w in sorted({r.window_ms or 0 for r, _ in rules})}
         self.running = list(running.values())
-        self.rules = [(r, s, running[r.window_ms or 0]) for r, s in rules]
+        # per rule: the factors its change is met by (as change_met computes them)
+        self.rules = [(r, s, running[r.window_ms or 0], 1 + r.threshold / 100,
+                       1 - r.threshold / 100) for r, s in rules]
+        self.started = rules[0][1].since is not None  # one start: all or none
         for _, s in rules:
             s.window = self.window
         self.newest = -(1 << 62)
@@ -316,26 +260,33 @@ class MarketWindow:
 
     def add(self, ts: int, price: float) -> bool:
         """Take one tick; True if in event-time order (Running has its extremes)."""
-        self.window.add(ts, price)
-        if ts >= self.newest:
-            self.newest = ts
-            for run in self.running:  # in order: amortised O(1)
-                lows, highs = run.lows, run.highs
-                while lows and lows[-1][1] >= price:
-                    lows.pop()
-                lows.append((ts, price))
-                while highs and highs[-1][1] <= price:
-                    highs.pop()
-                highs.append((ts, price))
-                cut = ts - run.width
-                while lows[0][0] <= cut:
-                    lows.popleft()
-                while highs[0][0] <= cut:
-                    highs.popleft()
-            return True
-        for run in self.running:
-            run.insert(ts, price, self.newest)
-        return False
+        window = self.window
+        if ts < self.newest:
+            window.add(ts, price)
+            for run in self.running:
+                run.insert(ts, price, self.newest)
+            return False
+        self.newest = ts
+        window.times.append(ts)  # ChangeWindow.add, inlined: the newest tick
+        window.prices.append(price)
+        if price < window.lo:
+            window.lo = price
+        if price > window.hi:
+            window.hi = price
+        for run in self.running:  # in order: amortised O(1)
+            lows, highs = run.lows, run.highs
+            while lows and lows[-1][1] >= price:
+                lows.pop()
+            lows.append((ts, price))
+            while highs and highs[-1][1] <= price:
+                highs.pop()
+            highs.append((ts, price))
+            cut = ts - run.width
+            while lows[0][0] <= cut:
+                lows.popleft()
+            while highs[0][0] <= cut:
+                highs.popleft()
+        return True
 
 
 def change_met(threshold: float, price: float, low: float, high: float) -> float | None:
@@ -469,26 +420,32 @@ class RuleStates:
         store = self.store_windows
         for shared in market.changes:
             in_order = shared.add(ts, price)
-            window = shared.window
-            for rule, state, running in shared.rules:
-                if state.fired and not rule.repeat:
-                    continue
-                if state.since is None:
+            if not shared.started:
+                shared.started = True
+                for _, state, *_ in shared.rules:
                     state.since, state.changed = offset, True
-                elif store:
-                    state.changed = True
+            elif store:
+                for rule, state, *_ in shared.rules:
+                    if not (state.fired and not rule.repeat):
+                        state.changed = True
+            # A one-shot rule that fired here is never armed again: below, it neither
+            # fires nor re-arms, as if skipped.
+            window = shared.window
+            for rule, state, running, up, down in shared.rules:
                 if in_order:
                     low, high = running.lows[0][1], running.highs[0][1]
                 else:
                     # Within the threshold of every tick held (a superset of its window):
                     # not met; else the exact extremes of its own window.
-                    factor = rule.threshold / 100
-                    if window.lo * (1 + factor) > price > window.hi * (1 - factor):
+                    if window.lo * up > price > window.hi * down:
                         low, high = price, price
                     else:
                         low, high = window.extremes(ts, rule.window_ms)
-                reference = change_met(rule.threshold, price, low, high)
-                if reference is None:
+                if price >= low * up:  # change_met, inlined
+                    reference = low
+                elif price <= high * down:
+                    reference = high
+                else:
                     if not state.armed and rule.repeat:
                         state.armed = state.changed = True
                     continue
