@@ -9,7 +9,6 @@ candles (cryptoctl/alerts/engine.py), so a replay continues from exactly this st
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import deque
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -56,7 +55,7 @@ class ChangeWindow:
     """The applied ticks of one market within a change rule's window, out of order too:
     ``extremes(ts)`` is the (low, high) of the ticks in (ts - width, ts]."""
 
-    __slots__ = ("hi", "highs", "lo", "lows", "prices", "pruned_size", "times", "width")
+    __slots__ = ("highs", "lows", "prices", "pruned_size", "times", "width")
 
     def __init__(self, width_ms: int, entries: list[tuple[int, float]] | None = None) -> None:
         self.width = width_ms
@@ -68,10 +67,6 @@ class ChangeWindow:
         # whole blocks not changed since they were computed
         self.lows: list[float] = []
         self.highs: list[float] = []
-        # Extremes of every tick held (a superset of any window): a tick within
-        # threshold of both cannot meet a change rule, whatever its window holds.
-        self.lo = min(self.prices, default=float("inf"))
-        self.hi = max(self.prices, default=float("-inf"))
         self.pruned_size = len(self.times)
 
     @property
@@ -88,10 +83,6 @@ class ChangeWindow:
             times.insert(i, ts)
             self.prices.insert(i, price)
             del self.lows[i // BLOCK :], self.highs[i // BLOCK :]  # blocks from i on moved
-        if price < self.lo:
-            self.lo = price
-        if price > self.hi:
-            self.hi = price
 
     def extremes(self, ts: int, width: int | None = None) -> tuple[float, float]:
         """(low, high) of the ticks in (ts - width, ts]; width at most the window's."""
@@ -107,9 +98,11 @@ class ChangeWindow:
             block = prices[b * BLOCK : (b + 1) * BLOCK]
             lows.append(min(block))
             highs.append(max(block))
-        head, tail = prices[i : first * BLOCK], prices[last * BLOCK : j]
-        return (min(min(lows[first:last]), *head, *tail),
-                max(max(highs[first:last]), *head, *tail))
+        lo, hi = min(lows[first:last]), max(highs[first:last])
+        edges = prices[i : first * BLOCK] + prices[last * BLOCK : j]
+        if edges:
+            lo, hi = min(lo, min(edges)), max(hi, max(edges))
+        return lo, hi
 
     def entries(self) -> list[tuple[int, float]]:
         return list(zip(self.times, self.prices, strict=True))
@@ -140,8 +133,6 @@ class ChangeWindow:
         self.times = kept_t + times[j:]
         self.prices = kept_p + prices[j:]
         self.lows, self.highs = [], []
-        self.lo = min(self.prices, default=float("inf"))
-        self.hi = max(self.prices, default=float("-inf"))
         self.pruned_size = len(self.times)
 
     def prune_grown(self, floor: int) -> None:
@@ -149,41 +140,6 @@ class ChangeWindow:
         not pruned holds more than it needs, never less)."""
         if len(self.times) > 2 * self.pruned_size + 64:
             self.prune(floor)
-
-
-class Running:
-    """(low, high) of the ticks in (t - width, t], t the newest tick so far: monotonic
-    deques of (ts, price), amortised O(1) per tick in event-time order. ``lows`` holds the
-    ticks no later tick is as low as (prices rising), ``highs`` likewise; a tick out of
-    order is inserted where it belongs (its own window is not this one: see
-    MarketWindow)."""
-
-    __slots__ = ("highs", "lows", "width")
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.lows: deque[tuple[int, float]] = deque()
-        self.highs: deque[tuple[int, float]] = deque()
-
-    def insert(self, ts: int, price: float, newest: int) -> None:
-        """A tick earlier than the newest: in no later window once out of this one."""
-        if ts > newest - self.width:
-            _insert(self.lows, ts, price, 1.0)
-            _insert(self.highs, ts, price, -1.0)
-
-
-def _insert(dq: deque[tuple[int, float]], ts: int, price: float, sign: float) -> None:
-    i = len(dq)
-    while i and dq[i - 1][0] > ts:  # out-of-order ticks are mostly near the newest
-        i -= 1
-    if i < len(dq) and sign * dq[i][1] <= sign * price:
-        return  # a later tick is as low (high): this one is no window's extreme
-    j = i
-    while j and sign * dq[j - 1][1] >= sign * price:
-        j -= 1
-    for _ in range(i - j):  # earlier ticks this one is as low (high) as
-        del dq[j]
-    dq.insert(j, (ts, price))
 
 
 @dataclass(slots=True)
@@ -233,60 +189,49 @@ def new_state(rule: Rule) -> MarketState:
     return MarketState()
 
 
+class Band:
+    """The change rules of one width in a MarketWindow, and a low/high no higher/lower
+    than the extremes of the window of any tick in event-time order from now on: those
+    of a window of the newest tick (exact when refreshed), and every tick taken since.
+    A tick in order whose price is within the narrowest threshold of both meets none of
+    the rules: only a disarmed repeat rule has something to do (re-arm)."""
+
+    __slots__ = ("down", "hi", "lo", "rearm", "rules", "up", "width")
+
+    def __init__(self, width: int, rules: list[tuple[Rule, MarketState]]) -> None:
+        self.width = width
+        # per rule: the factors its change is met by (as change_met computes them)
+        self.rules = [(r, s, 1 + r.threshold / 100, 1 - r.threshold / 100) for r, s in rules]
+        narrowest = min(r.threshold for r, _ in rules)
+        self.up, self.down = 1 + narrowest / 100, 1 - narrowest / 100
+        self.lo, self.hi = float("inf"), float("-inf")
+        self.rearm = True  # a repeat rule may be disarmed
+
+
 class MarketWindow:
     """The change rules of one market that started at the same tick (``since``) share its
-    ticks: one ChangeWindow as wide as the widest of them (stored, pruned, and read for a
-    tick out of event-time order) and a Running low/high per distinct width (read for a
-    tick in order, the common case)."""
+    ticks: one ChangeWindow as wide as the widest of them (stored, pruned, and read for
+    exact extremes) and a Band per distinct width (the quiet test of a tick in event-time
+    order, the common case: no extremes read)."""
 
-    __slots__ = ("newest", "rules", "running", "started", "window")
+    __slots__ = ("bands", "newest", "rules", "started", "window")
 
     def __init__(self, rules: list[tuple[Rule, MarketState]]) -> None:
         widest = max(rules, key=lambda rs: rs[0].window_ms or 0)
         assert widest[1].window is not None and widest[0].window_ms is not None
-        entries = widest[1].window.entries()  # a wider window holds what narrower ones need
-        self.window = ChangeWindow(widest[0].window_ms)
-        running = {w: Running(w) for w in sorted({r.window_ms or 0 for r, _ in rules})}
-        self.running = list(running.values())
-        # per rule: the factors its change is met by (as change_met computes them)
-        self.rules = [(r, s, running[r.window_ms or 0], 1 + r.threshold / 100,
-                       1 - r.threshold / 100) for r, s in rules]
-        self.started = rules[0][1].since is not None  # one start: all or none
-        for _, s in rules:
+        # a wider window holds what narrower ones need
+        self.window = ChangeWindow(widest[0].window_ms, widest[1].window.entries())
+        widths: dict[int, list[tuple[Rule, MarketState]]] = {}
+        for r, s in rules:
+            widths.setdefault(r.window_ms or 0, []).append((r, s))
             s.window = self.window
-        self.newest = -(1 << 62)
-        for ts, price in entries:  # in ts order
-            self.add(ts, price)
-
-    def add(self, ts: int, price: float) -> bool:
-        """Take one tick; True if in event-time order (Running has its extremes)."""
-        window = self.window
-        if ts < self.newest:
-            window.add(ts, price)
-            for run in self.running:
-                run.insert(ts, price, self.newest)
-            return False
-        self.newest = ts
-        window.times.append(ts)  # ChangeWindow.add, inlined: the newest tick
-        window.prices.append(price)
-        if price < window.lo:
-            window.lo = price
-        if price > window.hi:
-            window.hi = price
-        for run in self.running:  # in order: amortised O(1)
-            lows, highs = run.lows, run.highs
-            while lows and lows[-1][1] >= price:
-                lows.pop()
-            lows.append((ts, price))
-            while highs and highs[-1][1] <= price:
-                highs.pop()
-            highs.append((ts, price))
-            cut = ts - run.width
-            while lows[0][0] <= cut:
-                lows.popleft()
-            while highs[0][0] <= cut:
-                highs.popleft()
-        return True
+        self.rules = rules
+        self.bands = [Band(w, rs) for w, rs in sorted(widths.items())]
+        self.started = rules[0][1].since is not None  # one start: all or none
+        self.newest = self.window.times[-1] if self.window.times else -(1 << 62)
+        prices = self.window.prices  # held: no later window holds more
+        for band in self.bands:
+            band.lo, band.hi = min(prices, default=band.lo), max(prices, default=band.hi)
 
 
 def change_met(threshold: float, price: float, low: float, high: float) -> float | None:
@@ -316,10 +261,7 @@ def evaluate(
         assert window is not None
         if not added:
             window.add(ts, price)
-        factor = rule.threshold / 100
-        if window.lo * (1 + factor) <= price or price <= window.hi * (1 - factor):
-            low, high = window.extremes(ts, rule.window_ms)
-            reference = change_met(rule.threshold, price, low, high)
+        reference = change_met(rule.threshold, price, *window.extremes(ts, rule.window_ms))
         met = reference is not None
     return settle(rule, state, met, source, quote, price, ts, reference)
 
@@ -408,6 +350,11 @@ class RuleStates:
         market = self.markets.get(key)
         if market is None or market.rules is not rules:
             market = self.markets[key] = self._market(rules, source, quote)
+        return self.apply(market, source, quote, price, ts, offset)
+
+    def apply(self, market: MarketRules, source: str, quote: str, price: float, ts: int,
+              offset: int) -> list[Fired]:
+        """on_tick, the market's rules looked up already (``markets``, current rules)."""
         out: list[Fired] = []
         if not market.lo < price < market.hi:
             for rule, state in market.levels:
@@ -417,41 +364,55 @@ class RuleStates:
                 if fired is not None:
                     out.append(fired)
             market.update_band()
-        store = self.store_windows
         for shared in market.changes:
-            in_order = shared.add(ts, price)
+            window = shared.window
+            in_order = ts >= shared.newest
+            if in_order:
+                shared.newest = ts
+                window.times.append(ts)  # ChangeWindow.add, inlined: the newest tick
+                window.prices.append(price)
+            else:
+                window.add(ts, price)
             if not shared.started:
                 shared.started = True
-                for _, state, *_ in shared.rules:
+                for _, state in shared.rules:
                     state.since, state.changed = offset, True
-            elif store:
-                for rule, state, *_ in shared.rules:
+            elif self.store_windows:
+                for rule, state in shared.rules:
                     if not (state.fired and not rule.repeat):
                         state.changed = True
             # A one-shot rule that fired here is never armed again: below, it neither
             # fires nor re-arms, as if skipped.
-            window = shared.window
-            for rule, state, running, up, down in shared.rules:
-                if in_order:
-                    low, high = running.lows[0][1], running.highs[0][1]
-                else:
-                    # Within the threshold of every tick held (a superset of its window):
-                    # not met; else the exact extremes of its own window.
-                    if window.lo * up > price > window.hi * down:
-                        low, high = price, price
-                    else:
-                        low, high = window.extremes(ts, rule.window_ms)
-                if price >= low * up:  # change_met, inlined
-                    reference = low
-                elif price <= high * down:
-                    reference = high
-                else:
-                    if not state.armed and rule.repeat:
-                        state.armed = state.changed = True
+            for band in shared.bands:
+                low, high = band.lo, band.hi
+                if price < low:
+                    band.lo = low = price
+                if price > high:
+                    band.hi = high = price
+                if not in_order:
+                    low, high = window.extremes(ts, band.width)
+                elif low * band.up > price > high * band.down:  # quiet
+                    if band.rearm:
+                        for rule, state, _, _ in band.rules:
+                            if not state.armed and rule.repeat:
+                                state.armed = state.changed = True
+                        band.rearm = False
                     continue
-                fired = settle(rule, state, True, source, quote, price, ts, reference)
-                if fired is not None:
-                    out.append(fired)
+                else:  # exact now: the window of this tick, the newest
+                    low, high = band.lo, band.hi = window.extremes(ts, band.width)
+                for rule, state, up, down in band.rules:
+                    if price >= low * up:  # change_met, inlined
+                        reference = low
+                    elif price <= high * down:
+                        reference = high
+                    else:
+                        if not state.armed and rule.repeat:
+                            state.armed = state.changed = True
+                        continue
+                    fired = settle(rule, state, True, source, quote, price, ts, reference)
+                    if fired is not None:
+                        out.append(fired)
+                        band.rearm = True
         return out
 
     def _market(self, rules: list[Rule], source: str, quote: str) -> MarketRules:
