@@ -191,30 +191,36 @@ def new_state(rule: Rule) -> MarketState:
 
 class Band:
     """The change rules of one width in a MarketWindow, and a low/high no higher/lower
-    than the extremes of the window of any tick in event-time order from now on: those
-    of a window of the newest tick (exact when refreshed), and every tick taken since.
-    A tick in order whose price is within the narrowest threshold of both meets none of
-    the rules: only a disarmed repeat rule has something to do (re-arm)."""
+    than the extremes of the window of any tick in event-time order from now on (but
+    the ticks the MarketWindow took since, see there): those of a window of the newest
+    tick (exact when refreshed), and every tick taken since."""
 
-    __slots__ = ("down", "hi", "lo", "rearm", "rules", "up", "width")
+    __slots__ = ("down", "hi", "lo", "rules", "up", "width")
 
-    def __init__(self, width: int, rules: list[tuple[Rule, MarketState]]) -> None:
+    def __init__(self, width: int, rules: list[tuple[Rule, MarketState]], lo: float,
+                 hi: float) -> None:
         self.width = width
         # per rule: the factors its change is met by (as change_met computes them)
         self.rules = [(r, s, 1 + r.threshold / 100, 1 - r.threshold / 100) for r, s in rules]
         narrowest = min(r.threshold for r, _ in rules)
         self.up, self.down = 1 + narrowest / 100, 1 - narrowest / 100
-        self.lo, self.hi = float("inf"), float("-inf")
-        self.rearm = True  # a repeat rule may be disarmed
+        self.lo, self.hi = lo, hi
 
 
 class MarketWindow:
     """The change rules of one market that started at the same tick (``since``) share its
     ticks: one ChangeWindow as wide as the widest of them (stored, pruned, and read for
-    exact extremes) and a Band per distinct width (the quiet test of a tick in event-time
-    order, the common case: no extremes read)."""
+    exact extremes) and a Band per distinct width.
 
-    __slots__ = ("bands", "newest", "rules", "started", "window")
+    The quiet test of a tick in event-time order (the common case: no extremes read):
+    its price is below ``above`` and over ``below`` (every band's low/high times its
+    narrowest threshold, as of the last tick that was not quiet) and within the narrowest
+    threshold of all (``up``, ``down``) of ``lo``/``hi``, the extremes of the ticks taken
+    since. Such a tick meets none of the rules: only a disarmed repeat rule has something
+    to do (re-arm; ``rearm``: one may be disarmed)."""
+
+    __slots__ = ("above", "bands", "below", "down", "hi", "lo", "newest", "rearm", "rules",
+                 "started", "up", "window")
 
     def __init__(self, rules: list[tuple[Rule, MarketState]]) -> None:
         widest = max(rules, key=lambda rs: rs[0].window_ms or 0)
@@ -226,12 +232,16 @@ class MarketWindow:
             widths.setdefault(r.window_ms or 0, []).append((r, s))
             s.window = self.window
         self.rules = rules
-        self.bands = [Band(w, rs) for w, rs in sorted(widths.items())]
+        prices = self.window.prices  # held: no later window holds more
+        held = min(prices, default=float("inf")), max(prices, default=float("-inf"))
+        self.bands = [Band(w, rs, *held) for w, rs in sorted(widths.items())]
+        self.up = min(b.up for b in self.bands)
+        self.down = max(b.down for b in self.bands)
+        self.lo, self.hi = float("inf"), float("-inf")
+        self.above, self.below = float("-inf"), float("inf")  # the first tick is not quiet
+        self.rearm = True
         self.started = rules[0][1].since is not None  # one start: all or none
         self.newest = self.window.times[-1] if self.window.times else -(1 << 62)
-        prices = self.window.prices  # held: no later window holds more
-        for band in self.bands:
-            band.lo, band.hi = min(prices, default=band.lo), max(prices, default=band.hi)
 
 
 def change_met(threshold: float, price: float, low: float, high: float) -> float | None:
@@ -381,25 +391,34 @@ class RuleStates:
                 for rule, state in shared.rules:
                     if not (state.fired and not rule.repeat):
                         state.changed = True
+            if price < shared.lo:
+                shared.lo = price
+            if price > shared.hi:
+                shared.hi = price
+            if (in_order and shared.below < price < shared.above
+                    and shared.hi * shared.down < price < shared.lo * shared.up):  # quiet
+                if shared.rearm:
+                    for rule, state in shared.rules:
+                        if not state.armed and rule.repeat:
+                            state.armed = state.changed = True
+                    shared.rearm = False
+                continue
+            # The bands take the ticks since the last such tick; then each is evaluated.
             # A one-shot rule that fired here is never armed again: below, it neither
             # fires nor re-arms, as if skipped.
+            since_lo, since_hi = shared.lo, shared.hi
+            shared.lo, shared.hi = float("inf"), float("-inf")
+            above, below = float("inf"), float("-inf")
             for band in shared.bands:
-                low, high = band.lo, band.hi
-                if price < low:
-                    band.lo = low = price
-                if price > high:
-                    band.hi = high = price
+                low = band.lo = min(band.lo, since_lo)
+                high = band.hi = max(band.hi, since_hi)
                 if not in_order:
                     low, high = window.extremes(ts, band.width)
-                elif low * band.up > price > high * band.down:  # quiet
-                    if band.rearm:
-                        for rule, state, _, _ in band.rules:
-                            if not state.armed and rule.repeat:
-                                state.armed = state.changed = True
-                        band.rearm = False
-                    continue
-                else:  # exact now: the window of this tick, the newest
+                elif not low * band.up > price > high * band.down:
+                    # exact now: the window of this tick, the newest
                     low, high = band.lo, band.hi = window.extremes(ts, band.width)
+                above = min(above, band.lo * band.up)
+                below = max(below, band.hi * band.down)
                 for rule, state, up, down in band.rules:
                     if price >= low * up:  # change_met, inlined
                         reference = low
@@ -412,7 +431,8 @@ class RuleStates:
                     fired = settle(rule, state, True, source, quote, price, ts, reference)
                     if fired is not None:
                         out.append(fired)
-                        band.rearm = True
+                        shared.rearm = True
+            shared.above, shared.below = above, below
         return out
 
     def _market(self, rules: list[Rule], source: str, quote: str) -> MarketRules:

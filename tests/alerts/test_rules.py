@@ -217,3 +217,14 @@ def test_change_rules_over_long_walks_fire_as_the_reference_says(moves, specs, l
         price = round(price * (1 + move / 1000), 4)
         ticks.append(("binance", "BTC", "USDT", price, now - behind))
     assert run(rules, ticks) == fired(rules, ticks)
+
+
+def test_a_repeat_change_rule_re_arms_on_a_quiet_tick_after_firing():
+    """Fired on a rise, then a tick in order within the threshold of its window's low and
+    high (the quiet path: no extremes read) re-arms it, and the next rise fires again."""
+    rule = Rule(3, "SOL", "change", 1.0, window_ms=10_000, repeat=True)
+    ticks = [("kraken", "SOL", "USD", p, BASE + t) for t, p in
+             [(0, 100.0), (500, 100.2), (1_000, 102.0), (2_000, 100.99), (3_000, 103.0)]]
+    got = run([rule], ticks)
+    assert [i for i, *_ in got] == [2, 4]
+    assert got == fired([rule], ticks)
