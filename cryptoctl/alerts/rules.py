@@ -69,10 +69,6 @@ class ChangeWindow:
         self.highs: list[float] = []
         self.pruned_size = len(self.times)
 
-    @property
-    def size(self) -> int:
-        return len(self.times)
-
     def add(self, ts: int, price: float) -> None:
         times = self.times
         if not times or ts >= times[-1]:
