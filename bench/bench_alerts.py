@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -56,7 +57,6 @@ VARIANTS = ("absent", "no-rules", "100-levels", "100-mixed")
 
 
 def platform_line() -> str:
-    import os
     import platform
 
     import confluent_kafka
@@ -144,7 +144,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     out: dict[str, Any] = {"machine": platform_line(), "ticks": args.ticks,
-                           "process_ticks": args.process_ticks, "rounds": args.rounds}
+                           "process_ticks": args.process_ticks, "rounds": args.rounds,
+                           "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                           "load_average_at_start": os.getloadavg()}
 
     msgs = messages(args.process_ticks, symbols=SYMBOLS)
     runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -185,6 +187,8 @@ def main() -> None:
                                  for v, ns in out["hot_path_ns_per_tick"].items()}
     e = out["end_to_end_ticks_per_s"]
     out["end_to_end_vs_absent"] = {v: f"{(r / e['absent'] - 1) * 100:+.1f} %" for v, r in e.items()}
+    out["load_average_at_end"] = os.getloadavg()
+    out["ended"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     print(json.dumps(out, indent=2))
 
 

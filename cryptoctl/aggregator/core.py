@@ -529,14 +529,16 @@ class Aggregator:
                     watching = rules.get(symbol)
                     if watching is not None:
                         # Inside its market's quiet band a tick changes nothing: skipped.
-                        m = ps.alerts.markets.get((symbol, source, quote))
-                        if (m is None or m.rules is not watching or m.changes
-                                or not m.lo < price < m.hi):
-                            hits = ps.alerts.on_tick(
-                                watching, source, quote, price, ts, offset
-                            )
-                            if hits:
-                                ps.fired.extend((h, offset) for h in hits)
+                        a = ps.alerts
+                        m = a.markets.get((symbol, source, quote))
+                        if m is None or m.rules is not watching:
+                            hits = a.on_tick(watching, source, quote, price, ts, offset)
+                        elif m.changes or not m.lo < price < m.hi:
+                            hits = a.apply(m, source, quote, price, ts, offset)
+                        else:
+                            continue
+                        if hits:
+                            ps.fired.extend((h, offset) for h in hits)
             else:
                 ps.late.append((row, offset, ps.windows.watermark))
                 counters.late += 1

@@ -9,14 +9,9 @@ candles (cryptoctl/alerts/engine.py), so a replay continues from exactly this st
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import deque
 from dataclasses import dataclass, field
-from itertools import chain
+from operator import itemgetter
 from typing import Any
-
-# A change window is kept in this many buckets of event time: a query reads the cached
-# extremes of the buckets inside the range and bisects the two at its edges.
-WINDOW_BUCKETS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,197 +45,97 @@ class Fired:
     reference: float | None = None
 
 
-class _Bucket:
-    __slots__ = ("hi", "lo", "prices", "suffix", "times")
-
-    def __init__(self) -> None:
-        self.times: list[int] = []  # sorted
-        self.prices: list[float] = []  # in the order of times
-        self.lo = float("inf")
-        self.hi = float("-inf")
-        self.suffix: tuple[list[float], list[float]] | None = None  # min/max from i on
-
-    def add(self, ts: int, price: float) -> None:
-        if not self.times or ts >= self.times[-1]:
-            self.times.append(ts)
-            self.prices.append(price)
-        else:
-            i = bisect_right(self.times, ts)
-            self.times.insert(i, ts)
-            self.prices.insert(i, price)
-        self.lo = min(self.lo, price)
-        self.hi = max(self.hi, price)
-        self.suffix = None
-
-    def after(self, ts: int) -> tuple[float, float]:
-        """(min, max) of the prices later than ``ts`` (inf, -inf if none)."""
-        i = bisect_right(self.times, ts)
-        if i == 0:
-            return self.lo, self.hi
-        if i == len(self.times):
-            return float("inf"), float("-inf")
-        if self.suffix is None:
-            lows, highs = self.prices[:], self.prices[:]
-            for j in range(len(lows) - 2, -1, -1):
-                lows[j] = min(lows[j], lows[j + 1])
-                highs[j] = max(highs[j], highs[j + 1])
-            self.suffix = (lows, highs)
-        return self.suffix[0][i], self.suffix[1][i]
-
-    def until(self, ts: int) -> tuple[float, float]:
-        """(min, max) of the prices at or before ``ts``."""
-        i = bisect_right(self.times, ts)
-        if i == len(self.times):
-            return self.lo, self.hi
-        part = self.prices[:i]
-        return (min(part), max(part)) if part else (float("inf"), float("-inf"))
+# A change window's ticks are kept in two plain sorted lists (a tick in event-time order is
+# two appends); a range query reads the cached extremes of the whole blocks of this many
+# ticks inside it (built lazily, on the first query that needs them) and slices the edges.
+BLOCK = 64
 
 
 class ChangeWindow:
     """The applied ticks of one market within a change rule's window, out of order too:
     ``extremes(ts)`` is the (low, high) of the ticks in (ts - width, ts]."""
 
-    __slots__ = ("buckets", "hi", "lo", "pruned_size", "size", "step", "width")
+    __slots__ = ("highs", "lows", "prices", "pruned_size", "times", "width")
 
     def __init__(self, width_ms: int, entries: list[tuple[int, float]] | None = None) -> None:
         self.width = width_ms
-        self.step = max(1, width_ms // WINDOW_BUCKETS)
-        self.buckets: dict[int, _Bucket] = {}
-        # Extremes of every tick held (a superset of any window): a tick within
-        # threshold of both cannot meet a change rule, whatever its window holds.
-        self.lo, self.hi = float("inf"), float("-inf")
-        self.size = self.pruned_size = 0
-        for ts, price in entries or ():
-            self.add(ts, price)
+        # sorted by ts; ticks of one ts in the order they were added (a stable sort)
+        ordered = sorted(entries or (), key=itemgetter(0))
+        self.times: list[int] = [t for t, _ in ordered]
+        self.prices: list[float] = [p for _, p in ordered]
+        # min/max of the prices of block b (prices[b*BLOCK:(b+1)*BLOCK]), for the leading
+        # whole blocks not changed since they were computed
+        self.lows: list[float] = []
+        self.highs: list[float] = []
+        self.pruned_size = len(self.times)
 
     def add(self, ts: int, price: float) -> None:
-        k = ts // self.step
-        b = self.buckets.get(k)
-        if b is None:
-            b = self.buckets[k] = _Bucket()
-        times = b.times
-        if not times or ts >= times[-1]:  # _Bucket.add, inlined: once per tick and rule
+        times = self.times
+        if not times or ts >= times[-1]:
             times.append(ts)
-            b.prices.append(price)
-            if price < b.lo:
-                b.lo = price
-            if price > b.hi:
-                b.hi = price
-            b.suffix = None
+            self.prices.append(price)
         else:
-            b.add(ts, price)
-        self.size += 1
-        if price < self.lo:
-            self.lo = price
-        if price > self.hi:
-            self.hi = price
+            i = bisect_right(times, ts)
+            times.insert(i, ts)
+            self.prices.insert(i, price)
+            del self.lows[i // BLOCK :], self.highs[i // BLOCK :]  # blocks from i on moved
 
     def extremes(self, ts: int, width: int | None = None) -> tuple[float, float]:
         """(low, high) of the ticks in (ts - width, ts]; width at most the window's."""
-        start, step, buckets = ts - (width or self.width), self.step, self.buckets
-        first, last = start // step, ts // step
-        lo, hi = float("inf"), float("-inf")
-        for k in range(first, last + 1):
-            b = buckets.get(k)
-            if b is None:
-                continue
-            if k == first and k == last:
-                i, j = bisect_right(b.times, start), bisect_right(b.times, ts)
-                part = b.prices[i:j]
-                if part:
-                    lo, hi = min(lo, *part), max(hi, *part)
-                continue
-            if k == first:
-                blo, bhi = b.after(start)
-            elif k == last:
-                blo, bhi = b.until(ts)
-            else:
-                blo, bhi = b.lo, b.hi
-            if blo < lo:
-                lo = blo
-            if bhi > hi:
-                hi = bhi
+        times, prices = self.times, self.prices
+        i = bisect_right(times, ts - (width or self.width))
+        j = bisect_right(times, ts)
+        first, last = -(-i // BLOCK), j // BLOCK  # the whole blocks inside [i, j)
+        if first >= last:
+            part = prices[i:j]
+            return (min(part), max(part)) if part else (float("inf"), float("-inf"))
+        lows, highs = self.lows, self.highs
+        for b in range(len(lows), last):
+            block = prices[b * BLOCK : (b + 1) * BLOCK]
+            lows.append(min(block))
+            highs.append(max(block))
+        lo, hi = min(lows[first:last]), max(highs[first:last])
+        edges = prices[i : first * BLOCK] + prices[last * BLOCK : j]
+        if edges:
+            lo, hi = min(lo, min(edges)), max(hi, max(edges))
         return lo, hi
 
     def entries(self) -> list[tuple[int, float]]:
-        return [
-            (t, p)
-            for k in sorted(self.buckets)
-            for t, p in zip(self.buckets[k].times, self.buckets[k].prices, strict=True)
-        ]
+        return list(zip(self.times, self.prices, strict=True))
 
     def prune(self, floor: int) -> None:
         """No tick earlier than ``floor`` will be applied any more: forget what no later
         window can hold, and of the ticks before ``floor`` keep only those that are a
         window's low or high for some later tick (a newer tick at or below ``floor`` with a
-        lower low, or a higher high, always shares the window of an older one)."""
-        cut = floor - self.width
-        kept_old: list[tuple[int, float]] = []
-        newer: list[tuple[int, float]] = []
+        lower low, or a higher high, always shares the window of an older one). Ticks
+        thinned by an earlier prune stay thinned: the ones kept again are the same."""
+        times, prices = self.times, self.prices
+        k = bisect_right(times, floor - self.width)
+        j = bisect_right(times, floor)
+        kept_t: list[int] = []
+        kept_p: list[float] = []
         lo, hi = float("inf"), float("-inf")
-        for ts, price in reversed(self.entries()):
-            if ts > floor:
-                newer.append((ts, price))
-            elif ts > cut and (price < lo or price > hi):
-                kept_old.append((ts, price))
-            if cut < ts <= floor:
-                lo, hi = min(lo, price), max(hi, price)
-        kept = sorted(kept_old + newer)
-        self.buckets = {}
-        step = self.step
-        for ts, price in kept:  # in ts order: every bucket appended to, as add() would
-            b = self.buckets.get(ts // step)
-            if b is None:
-                b = self.buckets[ts // step] = _Bucket()
-            b.times.append(ts)
-            b.prices.append(price)
-        for b in self.buckets.values():
-            b.lo, b.hi = min(b.prices), max(b.prices)
-        prices = [p for _, p in kept]
-        self.lo = min(prices, default=float("inf"))
-        self.hi = max(prices, default=float("-inf"))
-        self.size = self.pruned_size = len(kept)
+        for n in range(j - 1, k - 1, -1):
+            price = prices[n]
+            if price < lo or price > hi:
+                kept_t.append(times[n])
+                kept_p.append(price)
+                if price < lo:
+                    lo = price
+                if price > hi:
+                    hi = price
+        kept_t.reverse()
+        kept_p.reverse()
+        self.times = kept_t + times[j:]
+        self.prices = kept_p + prices[j:]
+        self.lows, self.highs = [], []
+        self.pruned_size = len(self.times)
 
     def prune_grown(self, floor: int) -> None:
         """Prune once the window doubled since it was last pruned (amortised: a window
         not pruned holds more than it needs, never less)."""
-        if self.size > 2 * self.pruned_size + 64:
+        if len(self.times) > 2 * self.pruned_size + 64:
             self.prune(floor)
-
-
-class Running:
-    """(low, high) of the ticks in (t - width, t], t the newest tick so far: monotonic
-    deques of (ts, price), amortised O(1) per tick in event-time order. ``lows`` holds the
-    ticks no later tick is as low as (prices rising), ``highs`` likewise; a tick out of
-    order is inserted where it belongs (its own window is not this one: see
-    MarketWindow)."""
-
-    __slots__ = ("highs", "lows", "width")
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.lows: deque[tuple[int, float]] = deque()
-        self.highs: deque[tuple[int, float]] = deque()
-
-    def insert(self, ts: int, price: float, newest: int) -> None:
-        """A tick earlier than the newest: in no later window once out of this one."""
-        if ts > newest - self.width:
-            _insert(self.lows, ts, price, 1.0)
-            _insert(self.highs, ts, price, -1.0)
-
-
-def _insert(dq: deque[tuple[int, float]], ts: int, price: float, sign: float) -> None:
-    i = len(dq)
-    while i and dq[i - 1][0] > ts:  # out-of-order ticks are mostly near the newest
-        i -= 1
-    if i < len(dq) and sign * dq[i][1] <= sign * price:
-        return  # a later tick is as low (high): this one is no window's extreme
-    j = i
-    while j and sign * dq[j - 1][1] >= sign * price:
-        j -= 1
-    for _ in range(i - j):  # earlier ticks this one is as low (high) as
-        del dq[j]
-    dq.insert(j, (ts, price))
 
 
 @dataclass(slots=True)
@@ -261,9 +156,7 @@ class MarketState:
             return None
         out: dict[str, Any] = {"since": self.since}
         if with_window:
-            buckets = [self.window.buckets[k] for k in sorted(self.window.buckets)]
-            out["t"] = list(chain.from_iterable(b.times for b in buckets))
-            out["p"] = list(chain.from_iterable(b.prices for b in buckets))
+            out["t"], out["p"] = self.window.times[:], self.window.prices[:]
         return out
 
     @classmethod
@@ -292,50 +185,59 @@ def new_state(rule: Rule) -> MarketState:
     return MarketState()
 
 
+class Band:
+    """The change rules of one width in a MarketWindow, and a low/high no higher/lower
+    than the extremes of the window of any tick in event-time order from now on (but
+    the ticks the MarketWindow took since, see there): those of a window of the newest
+    tick (exact when refreshed), and every tick taken since."""
+
+    __slots__ = ("down", "hi", "lo", "rules", "up", "width")
+
+    def __init__(self, width: int, rules: list[tuple[Rule, MarketState]], lo: float,
+                 hi: float) -> None:
+        self.width = width
+        # per rule: the factors its change is met by (as change_met computes them)
+        self.rules = [(r, s, 1 + r.threshold / 100, 1 - r.threshold / 100) for r, s in rules]
+        narrowest = min(r.threshold for r, _ in rules)
+        self.up, self.down = 1 + narrowest / 100, 1 - narrowest / 100
+        self.lo, self.hi = lo, hi
+
+
 class MarketWindow:
     """The change rules of one market that started at the same tick (``since``) share its
-    ticks: one ChangeWindow as wide as the widest of them (stored, pruned, and read for a
-    tick out of event-time order) and a Running low/high per distinct width (read for a
-    tick in order, the common case)."""
+    ticks: one ChangeWindow as wide as the widest of them (stored, pruned, and read for
+    exact extremes) and a Band per distinct width.
 
-    __slots__ = ("newest", "rules", "running", "window")
+    The quiet test of a tick in event-time order (the common case: no extremes read):
+    its price is below ``above`` and over ``below`` (every band's low/high times its
+    narrowest threshold, as of the last tick that was not quiet) and within the narrowest
+    threshold of all (``up``, ``down``) of ``lo``/``hi``, the extremes of the ticks taken
+    since. Such a tick meets none of the rules: only a disarmed repeat rule has something
+    to do (re-arm; ``rearm``: one may be disarmed)."""
+
+    __slots__ = ("above", "bands", "below", "down", "hi", "lo", "newest", "rearm", "rules",
+                 "started", "up", "window")
 
     def __init__(self, rules: list[tuple[Rule, MarketState]]) -> None:
         widest = max(rules, key=lambda rs: rs[0].window_ms or 0)
         assert widest[1].window is not None and widest[0].window_ms is not None
-        entries = widest[1].window.entries()  # a wider window holds what narrower ones need
-        self.window = ChangeWindow(widest[0].window_ms)
-        running = {w: Running(w) for w in sorted({r.window_ms or 0 for r, _ in rules})}
-        self.running = list(running.values())
-        self.rules = [(r, s, running[r.window_ms or 0]) for r, s in rules]
-        for _, s in rules:
+        # a wider window holds what narrower ones need
+        self.window = ChangeWindow(widest[0].window_ms, widest[1].window.entries())
+        widths: dict[int, list[tuple[Rule, MarketState]]] = {}
+        for r, s in rules:
+            widths.setdefault(r.window_ms or 0, []).append((r, s))
             s.window = self.window
-        self.newest = -(1 << 62)
-        for ts, price in entries:  # in ts order
-            self.add(ts, price)
-
-    def add(self, ts: int, price: float) -> bool:
-        """Take one tick; True if in event-time order (Running has its extremes)."""
-        self.window.add(ts, price)
-        if ts >= self.newest:
-            self.newest = ts
-            for run in self.running:  # in order: amortised O(1)
-                lows, highs = run.lows, run.highs
-                while lows and lows[-1][1] >= price:
-                    lows.pop()
-                lows.append((ts, price))
-                while highs and highs[-1][1] <= price:
-                    highs.pop()
-                highs.append((ts, price))
-                cut = ts - run.width
-                while lows[0][0] <= cut:
-                    lows.popleft()
-                while highs[0][0] <= cut:
-                    highs.popleft()
-            return True
-        for run in self.running:
-            run.insert(ts, price, self.newest)
-        return False
+        self.rules = rules
+        prices = self.window.prices  # held: no later window holds more
+        held = min(prices, default=float("inf")), max(prices, default=float("-inf"))
+        self.bands = [Band(w, rs, *held) for w, rs in sorted(widths.items())]
+        self.up = min(b.up for b in self.bands)
+        self.down = max(b.down for b in self.bands)
+        self.lo, self.hi = float("inf"), float("-inf")
+        self.above, self.below = float("-inf"), float("inf")  # the first tick is not quiet
+        self.rearm = True
+        self.started = rules[0][1].since is not None  # one start: all or none
+        self.newest = self.window.times[-1] if self.window.times else -(1 << 62)
 
 
 def change_met(threshold: float, price: float, low: float, high: float) -> float | None:
@@ -365,10 +267,7 @@ def evaluate(
         assert window is not None
         if not added:
             window.add(ts, price)
-        factor = rule.threshold / 100
-        if window.lo * (1 + factor) <= price or price <= window.hi * (1 - factor):
-            low, high = window.extremes(ts, rule.window_ms)
-            reference = change_met(rule.threshold, price, low, high)
+        reference = change_met(rule.threshold, price, *window.extremes(ts, rule.window_ms))
         met = reference is not None
     return settle(rule, state, met, source, quote, price, ts, reference)
 
@@ -457,6 +356,11 @@ class RuleStates:
         market = self.markets.get(key)
         if market is None or market.rules is not rules:
             market = self.markets[key] = self._market(rules, source, quote)
+        return self.apply(market, source, quote, price, ts, offset)
+
+    def apply(self, market: MarketRules, source: str, quote: str, price: float, ts: int,
+              offset: int) -> list[Fired]:
+        """on_tick, the market's rules looked up already (``markets``, current rules)."""
         out: list[Fired] = []
         if not market.lo < price < market.hi:
             for rule, state in market.levels:
@@ -466,35 +370,65 @@ class RuleStates:
                 if fired is not None:
                     out.append(fired)
             market.update_band()
-        store = self.store_windows
         for shared in market.changes:
-            in_order = shared.add(ts, price)
             window = shared.window
-            for rule, state, running in shared.rules:
-                if state.fired and not rule.repeat:
-                    continue
-                if state.since is None:
+            in_order = ts >= shared.newest
+            if in_order:
+                shared.newest = ts
+                window.times.append(ts)  # ChangeWindow.add, inlined: the newest tick
+                window.prices.append(price)
+            else:
+                window.add(ts, price)
+            if not shared.started:
+                shared.started = True
+                for _, state in shared.rules:
                     state.since, state.changed = offset, True
-                elif store:
-                    state.changed = True
-                if in_order:
-                    low, high = running.lows[0][1], running.highs[0][1]
-                else:
-                    # Within the threshold of every tick held (a superset of its window):
-                    # not met; else the exact extremes of its own window.
-                    factor = rule.threshold / 100
-                    if window.lo * (1 + factor) > price > window.hi * (1 - factor):
-                        low, high = price, price
+            elif self.store_windows:
+                for rule, state in shared.rules:
+                    if not (state.fired and not rule.repeat):
+                        state.changed = True
+            if price < shared.lo:
+                shared.lo = price
+            if price > shared.hi:
+                shared.hi = price
+            if (in_order and shared.below < price < shared.above
+                    and shared.hi * shared.down < price < shared.lo * shared.up):  # quiet
+                if shared.rearm:
+                    for rule, state in shared.rules:
+                        if not state.armed and rule.repeat:
+                            state.armed = state.changed = True
+                    shared.rearm = False
+                continue
+            # The bands take the ticks since the last such tick; then each is evaluated.
+            # A one-shot rule that fired here is never armed again: below, it neither
+            # fires nor re-arms, as if skipped.
+            since_lo, since_hi = shared.lo, shared.hi
+            shared.lo, shared.hi = float("inf"), float("-inf")
+            above, below = float("inf"), float("-inf")
+            for band in shared.bands:
+                low = band.lo = min(band.lo, since_lo)
+                high = band.hi = max(band.hi, since_hi)
+                if not in_order:
+                    low, high = window.extremes(ts, band.width)
+                elif not low * band.up > price > high * band.down:
+                    # exact now: the window of this tick, the newest
+                    low, high = band.lo, band.hi = window.extremes(ts, band.width)
+                above = min(above, band.lo * band.up)
+                below = max(below, band.hi * band.down)
+                for rule, state, up, down in band.rules:
+                    if price >= low * up:  # change_met, inlined
+                        reference = low
+                    elif price <= high * down:
+                        reference = high
                     else:
-                        low, high = window.extremes(ts, rule.window_ms)
-                reference = change_met(rule.threshold, price, low, high)
-                if reference is None:
-                    if not state.armed and rule.repeat:
-                        state.armed = state.changed = True
-                    continue
-                fired = settle(rule, state, True, source, quote, price, ts, reference)
-                if fired is not None:
-                    out.append(fired)
+                        if not state.armed and rule.repeat:
+                            state.armed = state.changed = True
+                        continue
+                    fired = settle(rule, state, True, source, quote, price, ts, reference)
+                    if fired is not None:
+                        out.append(fired)
+                        shared.rearm = True
+            shared.above, shared.below = above, below
         return out
 
     def _market(self, rules: list[Rule], source: str, quote: str) -> MarketRules:

@@ -162,3 +162,69 @@ def test_change_rules_sharing_a_window_fire_as_the_reference_says(moves, specs):
         now += step
         ticks.append(("binance", "BTC", "USDT", price, now - behind))
     assert run(rules, ticks) == fired(rules, ticks)
+
+
+# Ticks (step, how far behind, price), each followed by a query or a prune at some lag
+# (or nothing): enough of them for many whole blocks per window.
+window_ops = st.lists(st.tuples(st.integers(0, 20), st.sampled_from([0, 0, 0, 40, 900]), prices,
+                                st.sampled_from([None] * 8 + ["query"] * 3 + ["prune"]),
+                                st.integers(0, 5_000)), min_size=100, max_size=400)
+
+
+@given(window_ops, st.sampled_from([1, 500, 2_000, 9_000]))
+def test_window_extremes_as_ticks_come_out_of_order_and_are_pruned(ops, width):
+    """Many ticks per window (whole blocks, their cached extremes, blocks moved by a tick
+    out of order), pruned as the aggregator does (the floor only moves forward; no later
+    tick or query before it)."""
+    window, held = ChangeWindow(width), []
+    now = floor = BASE
+    for step, behind, price, then, lag in ops:
+        now += step
+        ts = max(now - behind, floor)
+        window.add(ts, price)
+        held.append((ts, price))
+        if then == "prune":
+            floor = max(floor, now - 1_000 - lag)  # behind the newest, as a watermark is
+            window.prune(floor)
+        elif then == "query":
+            ts = max(now - lag % 1_000, floor)
+            inside = [p for t, p in held if ts - width < t <= ts]
+            want = (min(inside), max(inside)) if inside else (float("inf"), float("-inf"))
+            assert window.extremes(ts) == want
+    assert window.times == sorted(window.times)
+
+
+# A price walking by up to 1.5 % a tick, event time mostly in order: change rules of a
+# fraction of that cross their thresholds often (fire, re-arm), over windows of many ticks.
+walks = st.lists(st.tuples(st.integers(0, 60), st.sampled_from([0] * 8 + [150, 2_500]),
+                           st.integers(-15, 15)), min_size=100, max_size=300)
+
+
+@given(walks, st.lists(st.tuples(st.sampled_from([700, 4_000, 15_000]),
+                                 st.sampled_from([0.3, 1.0, 2.5]), st.booleans()),
+                       min_size=1, max_size=4),
+       st.lists(st.sampled_from(["above", "below"]), max_size=2))
+def test_change_rules_over_long_walks_fire_as_the_reference_says(moves, specs, levels):
+    """The quiet band of each window width (no extremes read for a tick in order inside
+    it), its exact refresh when a tick leaves it, re-arming while quiet; with level rules
+    of the same market next to them."""
+    rules = [Rule(i, "BTC", "change", t, window_ms=w, repeat=r) for i, (w, t, r) in
+             enumerate(specs, 1)]
+    rules += [Rule(10 + i, "BTC", c, 100.0, repeat=True) for i, c in enumerate(levels)]
+    now, price, ticks = BASE, 100.0, []
+    for step, behind, move in moves:
+        now += step
+        price = round(price * (1 + move / 1000), 4)
+        ticks.append(("binance", "BTC", "USDT", price, now - behind))
+    assert run(rules, ticks) == fired(rules, ticks)
+
+
+def test_a_repeat_change_rule_re_arms_on_a_quiet_tick_after_firing():
+    """Fired on a rise, then a tick in order within the threshold of its window's low and
+    high (the quiet path: no extremes read) re-arms it, and the next rise fires again."""
+    rule = Rule(3, "SOL", "change", 1.0, window_ms=10_000, repeat=True)
+    ticks = [("kraken", "SOL", "USD", p, BASE + t) for t, p in
+             [(0, 100.0), (500, 100.2), (1_000, 102.0), (2_000, 100.99), (3_000, 103.0)]]
+    got = run([rule], ticks)
+    assert [i for i, *_ in got] == [2, 4]
+    assert got == fired([rule], ticks)
