@@ -81,7 +81,7 @@ STATUS_WIDE = 100
 
 
 def status_view(status: StackStatus, width: int = STATUS_WIDE) -> RenderableType:
-    """Services, topics and tables; fits ``width`` columns (80 and up) on one line each."""
+    """Services, the pipeline, topics and tables; fits ``width`` columns (80 and up) on one line each."""
     wide = width >= STATUS_WIDE
     services = _table(
         "services",
@@ -104,7 +104,12 @@ def status_view(status: StackStatus, width: int = STATUS_WIDE) -> RenderableType
         if wide:
             row.append(str(s.pid) if s.pid else "-")
         services.add_row(*row)
-    parts: list[RenderableType] = [services]
+    # The pipeline's health next, before the inventories: a broker with many topics makes
+    # the page taller than a terminal, and a live `status --watch` crops the bottom.
+    parts: list[RenderableType] = [services, *pipeline_parts(status.pipeline, width)]
+    if status.alert_deliveries_failed:
+        line = f"alerts: {status.alert_deliveries_failed:,} failed deliveries (`cryptoctl alerts history`)"
+        parts += [Text(), Text(line, style="yellow")]
     if status.topics:
         topics = _table("topics")
         topics.add_column("topic", overflow="fold")
@@ -134,10 +139,6 @@ def status_view(status: StackStatus, width: int = STATUS_WIDE) -> RenderableType
             cells = [g.market, ids, between, *([g.reason] if wide else [])]
             gaps.add_row(*cells)
         parts += [Text(), gaps]
-    parts += pipeline_parts(status.pipeline, width)
-    if status.alert_deliveries_failed:
-        line = f"alerts: {status.alert_deliveries_failed:,} failed deliveries (`cryptoctl alerts history`)"
-        parts += [Text(), Text(line, style="yellow")]
     return Group(*parts)
 
 
