@@ -1,15 +1,13 @@
 """The aggregator's per-tick cost alone: ``Aggregator._process`` over in-memory messages.
 
     .venv/bin/python bench/bench_process.py [--ticks 100000] [--repeat 7] [--store] [--trades]
-        [--no-ids]
 
 No broker, no database: messages are plain objects with the confluent-kafka Message
 methods the loop calls, values are real tick JSON (5 symbols, event time in order; with
 --trades, exchange trades with consecutive trade ids and a taker side, 1 % of them sent
-twice: the per-market exactly-once check and the trade-id tie rule run on each; with
---no-ids as well, the same trades without their ids: the cost of that check is the
-difference). A market's first trade claims its home partition in PostgreSQL: here a stub
-answers "this partition". It
+twice: the per-market exactly-once check and the trade-id tie rule run on each). A
+market's first trade claims its home partition in PostgreSQL: here a stub answers "this
+partition". It
 prints the best and the median nanoseconds per tick over --repeat runs. For an A/B of two
 checkouts, run this file with each checkout's interpreter, alternating:
 
@@ -69,9 +67,7 @@ class HomeHere:
         return partition, trade_id - 1
 
 
-def messages(
-    n: int, *, trades: bool = False, symbols: list[str] = SYMBOLS, ids: bool = True
-) -> list[Any]:
+def messages(n: int, *, trades: bool = False, symbols: list[str] = SYMBOLS) -> list[Any]:
     rng = random.Random(1)
     out: list[Any] = []
     for i in range(n):
@@ -81,9 +77,8 @@ def messages(
                                 "qty": round(rng.random(), 4), "ts": ts, "source": "synthetic",
                                 "recv_ts": ts}
         if trades:
-            tick |= {"source": "binance", "quote": "USDT", "side": "buy" if i % 2 else "sell"}
-            if ids:
-                tick["trade_id"] = 1_000 + i // len(symbols)
+            tick |= {"source": "binance", "quote": "USDT", "trade_id": 1_000 + i // len(symbols),
+                     "side": "buy" if i % 2 else "sell"}
             if i > 100 and rng.random() < 0.01:  # a re-sent trade: counted once
                 out.append(FakeMessage(out[-len(symbols)]._value, sym.encode(), i))
                 continue
@@ -97,9 +92,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--store", action="store_true", help="buffer raw ticks as `aggregate` does")
     ap.add_argument("--trades", action="store_true", help="exchange trades with trade ids")
-    ap.add_argument("--no-ids", action="store_true", help="--trades without their trade ids")
     args = ap.parse_args()
-    msgs = messages(args.ticks, trades=args.trades, ids=not args.no_ids)
+    msgs = messages(args.ticks, trades=args.trades)
     runs = []
     for _ in range(args.repeat):
         agg = Aggregator(load_settings(environ={}), AggregatorOptions(store_ticks=args.store))
@@ -112,7 +106,7 @@ def main() -> None:
     per_tick = [r / len(msgs) * 1e9 for r in runs]
     print(f"ns/tick best {min(per_tick):,.0f} median {statistics.median(per_tick):,.0f}"
           f" ({args.ticks:,} ticks, {args.repeat} runs, store={args.store},"
-          f" trades={args.trades}, ids={not args.no_ids})")
+          f" trades={args.trades})")
 
 
 if __name__ == "__main__":
