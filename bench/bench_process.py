@@ -7,9 +7,8 @@ methods the loop calls, values are real tick JSON (5 symbols, event time in orde
 --trades, exchange trades with consecutive trade ids and a taker side, 1 % of them sent
 twice: the per-market exactly-once check and the trade-id tie rule run on each). A
 market's first trade claims its home partition in PostgreSQL: here a stub answers "this
-partition". It
-prints the best and the median nanoseconds per tick over --repeat runs. For an A/B of two
-checkouts, run this file with each checkout's interpreter, alternating:
+partition". It prints the best and the median nanoseconds per tick over --repeat runs.
+For an A/B of two checkouts, run this file with each checkout's interpreter, alternating:
 
     /path/to/old/.venv/bin/python bench/bench_process.py
     .venv/bin/python bench/bench_process.py
