@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,11 +43,13 @@ def test_a_fast_live_feed_wakes_at_most_every_10_ms() -> None:
     order of its nominal time."""
     stop = threading.Event()
     timer = threading.Timer(0.5, stop.set)
+    started = time.monotonic()
     timer.start()
     batches = list(source(rate=2000.0, start_ms=None).batches(stop))
+    elapsed = time.monotonic() - started  # 0.5 s, or more on a loaded machine
     timer.cancel()
     ticks = [t for b in batches for t in b]
-    assert len(batches) <= 0.5 / 0.01 + 5  # wakes at most every 10 ms, whatever the load
+    assert len(batches) <= elapsed / 0.01 + 5  # wakes at most every 10 ms, whatever the load
     assert len(ticks) >= 10 * len(batches) / 2  # so most batches hold ~20 ticks
     times = [t.ts for t in ticks]
     assert times == sorted(times)
