@@ -198,6 +198,8 @@ class SyntheticSource:
                 continue
             yield self._batch(i, due, origin, step, step)
             i += due
+            if throttled and due < _BATCH:  # caught up: the next ticks are due later
+                stop.wait(_MIN_WAIT_S)
         if self._late:  # the held-back ticks are still emitted, late as promised
             yield [t for _, _, t in sorted(self._late)]
             self._late.clear()
