@@ -18,13 +18,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from cryptoctl.aggregator.stats import AggregatorStats, Counters
 from cryptoctl.alerts.engine import AlertFlush, RuleWatcher
-from cryptoctl.alerts.rules import Fired, RuleStates
+from cryptoctl.alerts.rules import Fired, MarketRules, RuleStates
 from cryptoctl.cache.documents import CandleDoc
 from cryptoctl.cache.writer import CacheWriter
 from cryptoctl.db.encode import LateTick, MarketKey
@@ -251,11 +252,7 @@ class Aggregator:
         from confluent_kafka import Consumer
 
         group_id = kafka_group_id(self.group, self._generation)
-        # A short broker-side fetch wait: the local broker does not answer a waiting fetch
-        # early when data arrives, so this bounds the produce -> candle latency.
-        self._consumer = new_client(
-            Consumer, consumer_config(self.settings, group_id, **{"fetch.wait.max.ms": 10})
-        )
+        self._consumer = new_client(Consumer, consumer_config(self.settings, group_id))
         self._consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -451,7 +448,21 @@ class Aggregator:
     # --- the hot path ---------------------------------------------------------------------
 
     def _process(self, msgs: list[Message], now: float) -> None:
-        """Apply one batch. Written for speed: locals, no per-tick helper calls."""
+        """Apply one batch; the alert rules of markets with change rules at its end."""
+        deferred: list[tuple[PartitionState, MarketRules, str, str]] = []
+        try:
+            self._apply(msgs, now, deferred)
+        finally:  # also when a tick failed half way: the ticks before it are applied
+            for ps, m, source, quote in deferred:
+                hits = ps.alerts.apply_pending(m, source, quote)
+                if hits:
+                    ps.fired.extend(hits)
+                    ps.fired.sort(key=itemgetter(1))  # in stream order, as fired one by one
+
+    def _apply(self, msgs: list[Message], now: float,
+               deferred: list[tuple[PartitionState, MarketRules, str, str]]) -> None:
+        """Apply one batch. Written for speed: locals, no per-tick helper calls. The ticks
+        of a market with change rules wait in ``deferred`` (its ``pending``)."""
         states = self._states
         loads, fast = orjson.loads, fast_tick_fields
         store = self.options.store_ticks
@@ -533,7 +544,12 @@ class Aggregator:
                         m = a.markets.get((symbol, source, quote))
                         if m is None or m.rules is not watching:
                             hits = a.on_tick(watching, source, quote, price, ts, offset)
-                        elif m.changes or not m.lo < price < m.hi:
+                        elif m.changes:  # applied at the end of the batch, many at once
+                            if not m.pending:
+                                deferred.append((ps, m, source, quote))
+                            m.pending.append((price, ts, offset))
+                            continue
+                        elif not m.lo < price < m.hi:
                             hits = a.apply(m, source, quote, price, ts, offset)
                         else:
                             continue

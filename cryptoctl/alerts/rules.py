@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import itemgetter, le
 from typing import Any
 
 
@@ -299,10 +299,13 @@ class MarketRules:
     fires none of them, so it is not evaluated. ``changes`` take every tick: one
     shared MarketWindow per start (``since``) of their windows."""
 
-    __slots__ = ("changes", "hi", "levels", "lo", "rules")
+    __slots__ = ("changes", "hi", "levels", "lo", "pending", "rules")
 
     def __init__(self, rules: list[Rule], entries: list[tuple[Rule, MarketState]]) -> None:
         self.rules = rules  # the symbol's rule list this was built from (identity)
+        # Ticks (price, ts, offset) of a market with change rules, in stream order, not yet
+        # applied: the aggregator defers them to the end of its batch (apply_pending).
+        self.pending: list[tuple[float, int, int]] = []
         self.levels = [(r, s) for r, s in entries if r.condition != "change"]
         starts: dict[int | None, list[tuple[Rule, MarketState]]] = {}
         for r, s in entries:
@@ -361,15 +364,8 @@ class RuleStates:
     def apply(self, market: MarketRules, source: str, quote: str, price: float, ts: int,
               offset: int) -> list[Fired]:
         """on_tick, the market's rules looked up already (``markets``, current rules)."""
-        out: list[Fired] = []
-        if not market.lo < price < market.hi:
-            for rule, state in market.levels:
-                if state.fired and not rule.repeat:
-                    continue  # spent in this market
-                fired = evaluate(rule, state, source, quote, price, ts)
-                if fired is not None:
-                    out.append(fired)
-            market.update_band()
+        out = [] if market.lo < price < market.hi else self._levels(market, source, quote,
+                                                                     price, ts)
         for shared in market.changes:
             window = shared.window
             in_order = ts >= shared.newest
@@ -429,6 +425,73 @@ class RuleStates:
                         out.append(fired)
                         shared.rearm = True
             shared.above, shared.below = above, below
+        return out
+
+    def apply_pending(self, market: MarketRules, source: str, quote: str
+                      ) -> list[tuple[Fired, int]]:
+        """Apply the ticks deferred on ``market`` (its ``pending``), as ``apply`` one by one
+        would: (event, offset of its tick). Ticks in event-time order inside the quiet band
+        of every change window are taken at once (the common case)."""
+        ticks, market.pending = market.pending, []
+        out: list[tuple[Fired, int]] = []
+        if not ticks:
+            return out
+        prices, times, _ = zip(*ticks, strict=True)
+        low, high = min(prices), max(prices)
+        if not self._take_quiet(market, prices, times, low, high):
+            for price, ts, offset in ticks:
+                out.extend((f, offset) for f in self.apply(market, source, quote, price, ts,
+                                                          offset))
+        elif not market.lo < low <= high < market.hi:  # the level rules, tick by tick
+            for price, ts, offset in ticks:
+                if not market.lo < price < market.hi:
+                    out.extend((f, offset) for f in self._levels(market, source, quote, price,
+                                                                ts))
+        return out
+
+    def _take_quiet(self, market: MarketRules, prices: tuple[float, ...],
+                    times: tuple[int, ...], low: float, high: float) -> bool:
+        """Give every change window of ``market`` the ticks (``low``/``high``: the extremes
+        of ``prices``) if each would be quiet there (``apply``: in order, inside every
+        band, within the narrowest threshold of the extremes since the last tick that was
+        not): then none of them fires a change rule. Else change nothing: False."""
+        if not all(map(le, times, times[1:])):
+            return False
+        first = times[0]
+        for shared in market.changes:
+            lo, hi = min(shared.lo, low), max(shared.hi, high)
+            # the extremes at the end bound those at every tick before it
+            if not (shared.started and first >= shared.newest and shared.below < low
+                    and high < shared.above and hi * shared.down < low
+                    and high < lo * shared.up):
+                return False
+        for shared in market.changes:
+            window = shared.window
+            window.times.extend(times)
+            window.prices.extend(prices)
+            shared.newest = times[-1]
+            shared.lo, shared.hi = min(shared.lo, low), max(shared.hi, high)
+            for rule, state in shared.rules:
+                if state.fired and not rule.repeat:
+                    continue  # spent in this market
+                if self.store_windows:
+                    state.changed = True
+                if shared.rearm and not state.armed and rule.repeat:
+                    state.armed = state.changed = True
+            shared.rearm = False
+        return True
+
+    def _levels(self, market: MarketRules, source: str, quote: str, price: float,
+                ts: int) -> list[Fired]:
+        """A tick outside the market's quiet band, applied to its level rules."""
+        out = []
+        for rule, state in market.levels:
+            if state.fired and not rule.repeat:
+                continue  # spent in this market
+            fired = evaluate(rule, state, source, quote, price, ts)
+            if fired is not None:
+                out.append(fired)
+        market.update_band()
         return out
 
     def _market(self, rules: list[Rule], source: str, quote: str) -> MarketRules:

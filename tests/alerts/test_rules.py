@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cryptoctl.alerts.rules import ChangeWindow, RecentTicks, Rule, RuleStates, StoredStates
+from cryptoctl.alerts.rules import (
+    ChangeWindow,
+    Fired,
+    MarketRules,
+    RecentTicks,
+    Rule,
+    RuleStates,
+    StoredStates,
+)
 from tests.alerts.reference import Applied, fired
 
 BASE = 1_704_067_200_000
@@ -48,22 +56,49 @@ def rule_sets(draw: st.DrawFn) -> list[Rule]:
 
 
 def run(rules: list[Rule], ticks: list[Applied], states: RuleStates | None = None,
-        start: int = 0) -> list[tuple]:
+        start: int = 0, batch: int = 1) -> list[tuple]:
+    """As the aggregator applies ticks, in batches of ``batch``: a tick inside its market's
+    quiet band is not evaluated; a market with change rules takes its ticks at the end of
+    the batch (apply_pending)."""
     states = states or RuleStates()
     by_symbol: dict[str, list[Rule]] = {}
     for r in rules:
         by_symbol.setdefault(r.symbol, []).append(r)
     out = []
+    deferred: list[tuple[MarketRules, str, str]] = []
+
+    def take(i: int, f: Fired) -> None:
+        source, symbol, quote, price, ts = ticks[i]
+        assert (f.symbol, f.source, f.quote, f.price, f.ts) == (symbol, source, quote, price, ts)
+        out.append((i, f.rule.id, f.source, f.quote, f.price, f.reference))
+
+    def end_of_batch() -> None:
+        for m, source, quote in deferred:
+            for f, i in states.apply_pending(m, source, quote):
+                take(i, f)
+        deferred.clear()
+
     for i, (source, symbol, quote, price, ts) in enumerate(ticks[start:], start):
-        # As the aggregator does: a tick inside the market's quiet band is not evaluated.
+        if (i - start) % batch == 0:
+            end_of_batch()
         watching = by_symbol.get(symbol, [])
         m = states.markets.get((symbol, source, quote))
-        if m is not None and m.rules is watching and not m.changes and m.lo < price < m.hi:
-            continue
+        if m is not None and m.rules is watching:
+            if m.changes:
+                if not m.pending:
+                    deferred.append((m, source, quote))
+                m.pending.append((price, ts, i))
+                continue
+            if m.lo < price < m.hi:
+                continue
         for f in states.on_tick(watching, source, quote, price, ts, i):
-            assert (f.symbol, f.price, f.ts) == (symbol, price, ts)
-            out.append((i, f.rule.id, f.source, f.quote, f.price, f.reference))
+            take(i, f)
+    end_of_batch()
     return sorted(out)
+
+
+# ticks per aggregator batch: one (each tick applied as it comes), a few, all of them
+batches = st.sampled_from([1, 2, 5, 1_000])
 
 
 def stored(states: RuleStates, floor: int | None) -> StoredStates:
@@ -77,31 +112,34 @@ def stored(states: RuleStates, floor: int | None) -> StoredStates:
     }
 
 
-@given(rule_sets(), streams())
-def test_rules_fire_as_the_reference_says(rules, ticks):
-    assert run(rules, ticks) == fired(rules, ticks)
+@given(rule_sets(), streams(), batches)
+def test_rules_fire_as_the_reference_says(rules, ticks, batch):
+    assert run(rules, ticks, batch=batch) == fired(rules, ticks)
 
 
-@given(rule_sets(), streams(), st.data(), st.booleans())
-def test_a_restored_state_continues_exactly(rules, ticks, data, store_windows):
+@given(rule_sets(), streams(), st.data(), st.booleans(), batches)
+def test_a_restored_state_continues_exactly(rules, ticks, data, store_windows, batch):
     """A checkpoint mid-stream (state stored and restored, windows pruned to what later
     ticks can see) fires what one uninterrupted run fires. Windows stored with their ticks,
     or read back from the applied ticks (the raw ticks stored with the candles)."""
     cut = data.draw(st.integers(0, len(ticks)))
     rules_at = data.draw(st.integers(0, cut))  # the rules loaded after this many ticks
     first = RuleStates(store_windows=store_windows)
-    before = run(rules, ticks[:cut], first, start=rules_at)
+    before = run(rules, ticks[:cut], first, start=rules_at, batch=batch)
     # Every later tick is at most 3 s behind the newest so far: nothing before that floor.
     floor = max((t[4] for t in ticks[:cut]), default=BASE) - 3_000
-    saved: StoredStates = {}
-    for _ in range(2):  # stored twice: a pruned window pruned again is the same
-        saved |= stored(first, floor)
+    saved = stored(first, floor)
+    for state in first.states.values():  # a pruned window pruned again is the same
+        if state.window is not None:
+            state.window.prune(floor)
+        state.changed = True
+    assert {k: v for k, v in stored(first, floor).items() if k in saved} == saved
     recent: RecentTicks = {}
     for i, (source, symbol, quote, price, ts) in enumerate(ticks[:cut]):
         if ts > floor - 20_000:  # the widest window
             recent.setdefault((symbol, source, quote), []).append((i, ts, price))
     after = run(rules, ticks, RuleStates(saved, store_windows=store_windows, recent=recent),
-                start=cut)
+                start=cut, batch=batch)
     want = [f for f in fired(rules, ticks[rules_at:])]
     assert before + after == [(i + rules_at, *rest) for i, *rest in want]
 
@@ -151,8 +189,8 @@ def test_window_extremes_and_pruning(entries, width, floor):
 @given(st.lists(st.tuples(st.integers(0, 3_000), st.integers(0, 5_000), prices), max_size=80),
        st.lists(st.tuples(st.sampled_from([1, 700, 2_500, 9_000]),
                           st.sampled_from([0.5, 2.0, 10.0]), st.booleans()),
-                min_size=1, max_size=5))
-def test_change_rules_sharing_a_window_fire_as_the_reference_says(moves, specs):
+                min_size=1, max_size=5), batches)
+def test_change_rules_sharing_a_window_fire_as_the_reference_says(moves, specs, batch):
     """Several change rules of one market, of different widths, share its window: ticks in
     order (the running low/high) and far behind (the exact fallback) both exact."""
     rules = [Rule(i, "BTC", "change", t, window_ms=w, repeat=r) for i, (w, t, r) in
@@ -161,7 +199,7 @@ def test_change_rules_sharing_a_window_fire_as_the_reference_says(moves, specs):
     for step, behind, price in moves:
         now += step
         ticks.append(("binance", "BTC", "USDT", price, now - behind))
-    assert run(rules, ticks) == fired(rules, ticks)
+    assert run(rules, ticks, batch=batch) == fired(rules, ticks)
 
 
 # Ticks (step, how far behind, price), each followed by a query or a prune at some lag
@@ -203,8 +241,8 @@ walks = st.lists(st.tuples(st.integers(0, 60), st.sampled_from([0] * 8 + [150, 2
 @given(walks, st.lists(st.tuples(st.sampled_from([700, 4_000, 15_000]),
                                  st.sampled_from([0.3, 1.0, 2.5]), st.booleans()),
                        min_size=1, max_size=4),
-       st.lists(st.sampled_from(["above", "below"]), max_size=2))
-def test_change_rules_over_long_walks_fire_as_the_reference_says(moves, specs, levels):
+       st.lists(st.sampled_from(["above", "below"]), max_size=2), batches)
+def test_change_rules_over_long_walks_fire_as_the_reference_says(moves, specs, levels, batch):
     """The quiet band of each window width (no extremes read for a tick in order inside
     it), its exact refresh when a tick leaves it, re-arming while quiet; with level rules
     of the same market next to them."""
@@ -216,7 +254,7 @@ def test_change_rules_over_long_walks_fire_as_the_reference_says(moves, specs, l
         now += step
         price = round(price * (1 + move / 1000), 4)
         ticks.append(("binance", "BTC", "USDT", price, now - behind))
-    assert run(rules, ticks) == fired(rules, ticks)
+    assert run(rules, ticks, batch=batch) == fired(rules, ticks)
 
 
 def test_a_repeat_change_rule_re_arms_on_a_quiet_tick_after_firing():
