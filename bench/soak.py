@@ -135,7 +135,7 @@ class LatencyProbe:
         self.read_ms: list[float] = []  # when this probe read each of them off the topic
         self.read_end: dict[int, int] = {}  # partition -> highest offset read + 1
         self.updates: list[tuple[float, str, int]] = []  # (arrival s, symbol, close_ts ms)
-        self._consumer = Consumer(consumer_config(settings, "soak-probe", **{"fetch.wait.max.ms": 10}))
+        self._consumer = Consumer(consumer_config(settings, "soak-probe"))
         self._consumer.assign([TopicPartition(settings.topic, p, 0) for p in partitions])
         self._pubsub = redis_client(settings, timeout=5).pubsub()
         self._pubsub.subscribe(Keys(settings.redis_prefix).channel)

@@ -45,43 +45,70 @@ def _librdkafka_logger() -> logging.Logger:
 
 
 def _base(settings: Settings, client_id: str) -> dict[str, Any]:
-    conf: dict[str, Any] = {
+    return {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": client_id,
         "socket.connection.setup.timeout.ms": 5000,
         "logger": _librdkafka_logger(),
     }
-    conf.update(settings.kafka_config)
-    return conf
+
+
+# Tuning cryptoctl chooses; the config file's [kafka] table overrides it (what a client
+# needs to be correct is set after the table, and by the caller).
+PRODUCER_TUNING: dict[str, Any] = {
+    "compression.type": "lz4",
+    "linger.ms": 20,
+    "batch.num.messages": 10000,
+    "queue.buffering.max.messages": 1_000_000,
+    "message.timeout.ms": 60_000,
+}
+CONSUMER_TUNING: dict[str, Any] = {
+    "session.timeout.ms": SESSION_TIMEOUT_MS,
+    "heartbeat.interval.ms": 1000,
+    # A real broker answers a waiting fetch as soon as data arrives; the local one only
+    # when the wait is over, so this is also its produce -> consume latency.
+    "fetch.wait.max.ms": 100,
+}
+# The local stack's broker (Tansu, memory engine) keeps each produced batch as an object
+# and lists a partition's objects on every fetch: its work grows with the batches stored
+# times the fetches made. Fewer, larger batches keep it steady for hours at thousands of
+# ticks a second (docs/local-stack.md, "Known limits").
+LOCAL_BROKER_PRODUCER_TUNING: dict[str, Any] = {"linger.ms": 100}
+
+
+def local_broker(settings: Settings) -> bool:
+    """Whether ``kafka_bootstrap`` is the local stack's running broker."""
+    from cryptoctl.stack.processes import StateFile
+
+    record = StateFile(settings.home).read().get("kafka")
+    if record is None or not record.alive:
+        return False
+    return settings.kafka_bootstrap.strip() in {
+        f"{host}:{record.port}" for host in (record.host, "127.0.0.1", "localhost")
+    }
+
+
+def _config(settings: Settings, client_id: str, tuning: Mapping[str, Any],
+            fixed: Mapping[str, Any]) -> dict[str, Any]:
+    return _base(settings, client_id) | dict(tuning) | dict(settings.kafka_config) | dict(fixed)
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    conf = _base(settings, "cryptoctl-producer") | {
-        "acks": "all",
-        "enable.idempotence": True,
-        "compression.type": "lz4",
-        "linger.ms": 20,
-        "batch.num.messages": 10000,
-        "queue.buffering.max.messages": 1_000_000,
-        "message.timeout.ms": 60_000,
-    }
-    conf.update(extra)
-    return conf
+    """``extra``: the caller's properties, over everything else."""
+    tuning = PRODUCER_TUNING | (LOCAL_BROKER_PRODUCER_TUNING if local_broker(settings) else {})
+    return _config(settings, "cryptoctl-producer", tuning,
+                   {"acks": "all", "enable.idempotence": True} | extra)
 
 
 def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
-    conf = _base(settings, "cryptoctl-consumer") | {
+    """``extra``: the caller's properties, over everything else."""
+    return _config(settings, "cryptoctl-consumer", CONSUMER_TUNING, {
         "group.id": group,
-        "session.timeout.ms": SESSION_TIMEOUT_MS,
-        "heartbeat.interval.ms": 1000,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_uncommitted",
-        "fetch.wait.max.ms": 100,
-    }
-    conf.update(extra)
-    return conf
+    } | extra)
 
 
 C = TypeVar("C")
@@ -107,7 +134,7 @@ def new_client(factory: Callable[[dict[str, Any]], C], conf: dict[str, Any]) -> 
 def admin_client(settings: Settings) -> AdminClient:
     from confluent_kafka.admin import AdminClient
 
-    return new_client(AdminClient, _base(settings, "cryptoctl-admin"))
+    return new_client(AdminClient, _base(settings, "cryptoctl-admin") | dict(settings.kafka_config))
 
 
 @dataclass(frozen=True)
