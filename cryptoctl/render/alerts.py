@@ -23,8 +23,21 @@ def _table(title: str) -> Table:
     )  # fmt: skip
 
 
+def masked_target(url: str) -> str:
+    """A notify URL as a table shows it: scheme and host, the rest (tokens, chat ids, a
+    webhook's secret path) masked; ``--format json`` has it in full."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "…"
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]  # no user:password@
+    if scheme.lower() not in {"http", "https", "json", "jsons", "xml", "xmls", "form", "forms"}:
+        host = ""  # apprise services keep their token where a host would be
+    return f"{scheme}://{host}/…" if host else f"{scheme}://…"
+
+
 def rules_table(rules: Sequence[Rule], width: int | None = None) -> Table:
-    """One row per rule. Narrow terminals lose the notify targets, then the last firing."""
+    """One row per rule. Narrow terminals lose the notify targets, then the last firing.
+    Notify targets are masked (``masked_target``)."""
 
     def build(left_out: set[str]) -> Table:
         table = _table("alert rules")
@@ -42,7 +55,7 @@ def rules_table(rules: Sequence[Rule], width: int | None = None) -> Table:
             if "last" not in left_out:
                 cells.append(fmt.utc_second(r.last_fired_ms) if r.last_fired_ms is not None else "—")
             if "notify" not in left_out:
-                cells.append(", ".join(r.notify) or "—")
+                cells.append(", ".join(masked_target(u) for u in r.notify) or "—")
             table.add_row(*cells)
         return table
 
