@@ -462,7 +462,7 @@ class Aggregator:
     def _apply(self, msgs: list[Message], now: float,
                deferred: list[tuple[PartitionState, MarketRules, str, str]]) -> None:
         """Apply one batch. Written for speed: locals, no per-tick helper calls. The ticks
-        of a market with change rules wait in ``deferred`` (its ``pending``)."""
+        of a market with change rules wait in ``deferred`` (its ``pending_*``)."""
         states = self._states
         loads, fast = orjson.loads, fast_tick_fields
         store = self.options.store_ticks
@@ -545,9 +545,11 @@ class Aggregator:
                         if m is None or m.rules is not watching:
                             hits = a.on_tick(watching, source, quote, price, ts, offset)
                         elif m.changes:  # applied at the end of the batch, many at once
-                            if not m.pending:
+                            if not m.pending_times:
                                 deferred.append((ps, m, source, quote))
-                            m.pending.append((price, ts, offset))
+                            m.pending_prices.append(price)
+                            m.pending_times.append(ts)
+                            m.pending_offsets.append(offset)
                             continue
                         elif not m.lo < price < m.hi:
                             hits = a.apply(m, source, quote, price, ts, offset)

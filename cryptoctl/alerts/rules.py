@@ -299,13 +299,17 @@ class MarketRules:
     fires none of them, so it is not evaluated. ``changes`` take every tick: one
     shared MarketWindow per start (``since``) of their windows."""
 
-    __slots__ = ("changes", "hi", "levels", "lo", "pending", "rules")
+    __slots__ = ("changes", "hi", "levels", "lo", "pending_offsets", "pending_prices",
+                 "pending_times", "rules")
 
     def __init__(self, rules: list[Rule], entries: list[tuple[Rule, MarketState]]) -> None:
         self.rules = rules  # the symbol's rule list this was built from (identity)
-        # Ticks (price, ts, offset) of a market with change rules, in stream order, not yet
-        # applied: the aggregator defers them to the end of its batch (apply_pending).
-        self.pending: list[tuple[float, int, int]] = []
+        # Ticks of a market with change rules, in stream order, not yet applied: the
+        # aggregator defers them to the end of its batch (apply_pending). Three lists of
+        # numbers, not a list of tuples: nothing the garbage collector has to track.
+        self.pending_prices: list[float] = []
+        self.pending_times: list[int] = []
+        self.pending_offsets: list[int] = []
         self.levels = [(r, s) for r, s in entries if r.condition != "change"]
         starts: dict[int | None, list[tuple[Rule, MarketState]]] = {}
         for r, s in entries:
@@ -429,28 +433,35 @@ class RuleStates:
 
     def apply_pending(self, market: MarketRules, source: str, quote: str
                       ) -> list[tuple[Fired, int]]:
-        """Apply the ticks deferred on ``market`` (its ``pending``), as ``apply`` one by one
-        would: (event, offset of its tick). Ticks in event-time order inside the quiet band
-        of every change window are taken at once (the common case)."""
-        ticks, market.pending = market.pending, []
+        """Apply the ticks deferred on ``market`` (its ``pending_*``), as ``apply`` one by
+        one would: (event, offset of its tick). Ticks in event-time order inside the quiet
+        band of every change window are taken at once (the common case)."""
+        prices, times, offsets = (market.pending_prices, market.pending_times,
+                                  market.pending_offsets)
+        market.pending_prices, market.pending_times, market.pending_offsets = [], [], []
         out: list[tuple[Fired, int]] = []
-        if not ticks:
+        if not prices:
             return out
-        prices, times, _ = zip(*ticks, strict=True)
         low, high = min(prices), max(prices)
         if not self._take_quiet(market, prices, times, low, high):
-            for price, ts, offset in ticks:
+            for price, ts, offset in zip(prices, times, offsets, strict=True):
                 out.extend((f, offset) for f in self.apply(market, source, quote, price, ts,
                                                           offset))
-        elif not market.lo < low <= high < market.hi:  # the level rules, tick by tick
-            for price, ts, offset in ticks:
+            return out
+        # The level rules: only the runs of ticks that leave their band, tick by tick.
+        n = len(prices)
+        for start in range(0, n if not market.lo < low <= high < market.hi else 0, BLOCK):
+            run = prices[start : start + BLOCK]
+            if market.lo < min(run) and max(run) < market.hi:
+                continue
+            for k, price in enumerate(run, start):
                 if not market.lo < price < market.hi:
-                    out.extend((f, offset) for f in self._levels(market, source, quote, price,
-                                                                ts))
+                    out.extend((f, offsets[k]) for f in self._levels(market, source, quote,
+                                                                     price, times[k]))
         return out
 
-    def _take_quiet(self, market: MarketRules, prices: tuple[float, ...],
-                    times: tuple[int, ...], low: float, high: float) -> bool:
+    def _take_quiet(self, market: MarketRules, prices: list[float], times: list[int],
+                    low: float, high: float) -> bool:
         """Give every change window of ``market`` the ticks (``low``/``high``: the extremes
         of ``prices``) if each would be quiet there (``apply``: in order, inside every
         band, within the narrowest threshold of the extremes since the last tick that was

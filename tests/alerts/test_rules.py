@@ -85,9 +85,11 @@ def run(rules: list[Rule], ticks: list[Applied], states: RuleStates | None = Non
         m = states.markets.get((symbol, source, quote))
         if m is not None and m.rules is watching:
             if m.changes:
-                if not m.pending:
+                if not m.pending_times:
                     deferred.append((m, source, quote))
-                m.pending.append((price, ts, i))
+                m.pending_prices.append(price)
+                m.pending_times.append(ts)
+                m.pending_offsets.append(i)
                 continue
             if m.lo < price < m.hi:
                 continue
@@ -265,4 +267,17 @@ def test_a_repeat_change_rule_re_arms_on_a_quiet_tick_after_firing():
              [(0, 100.0), (500, 100.2), (1_000, 102.0), (2_000, 100.99), (3_000, 103.0)]]
     got = run([rule], ticks)
     assert [i for i, *_ in got] == [2, 4]
+    assert got == fired([rule], ticks)
+
+
+@given(batches)
+def test_a_quiet_tick_behind_the_newest_keeps_the_window_in_order(batch):
+    """A tick older than the newest, inside the quiet band, is still placed by its time:
+    the window of a later tick holds what is really within it (here the high it falls
+    from), batched or not."""
+    rule = Rule(4, "ETH", "change", 1.0, window_ms=1_000)
+    ticks = [("binance", "ETH", "USDT", p, BASE + t) for t, p in
+             [(1_000, 100.0), (2_000, 100.5), (500, 99.6), (2_100, 99.4)]]
+    got = run([rule], ticks, batch=batch)
+    assert [(i, ref) for i, _, _, _, _, ref in got] == [(3, 100.5)]
     assert got == fired([rule], ticks)
