@@ -453,11 +453,17 @@ class Aggregator:
         try:
             self._apply(msgs, now, deferred)
         finally:  # also when a tick failed half way: the ticks before it are applied
-            for ps, m, source, quote in deferred:
-                hits = ps.alerts.apply_pending(m, source, quote)
-                if hits:
-                    ps.fired.extend(hits)
-                    ps.fired.sort(key=itemgetter(1))  # in stream order, as fired one by one
+            try:
+                for ps, m, source, quote in deferred:
+                    hits = ps.alerts.apply_pending(m, source, quote)
+                    if hits:
+                        ps.fired.extend(hits)
+                        ps.fired.sort(key=itemgetter(1))  # stream order, as fired one by one
+            except BaseException:
+                # Rule states would miss ticks whose offsets moved on (a flush on the way
+                # out must not commit that): PostgreSQL is the checkpoint, forget it all.
+                self._states.clear()
+                raise
 
     def _apply(self, msgs: list[Message], now: float,
                deferred: list[tuple[PartitionState, MarketRules, str, str]]) -> None:

@@ -80,7 +80,10 @@ def local_broker(settings: Settings) -> bool:
     """Whether ``kafka_bootstrap`` is the local stack's running broker."""
     from cryptoctl.stack.processes import StateFile
 
-    record = StateFile(settings.home).read().get("kafka")
+    try:
+        record = StateFile(settings.home).read().get("kafka")
+    except (TypeError, ValueError):  # a state file of another version: not ours to judge
+        return False
     if record is None or not record.alive:
         return False
     return settings.kafka_bootstrap.strip() in {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from rich import box
@@ -13,6 +14,7 @@ from cryptoctl.alerts.store import Rule
 from cryptoctl.render import numbers as fmt
 from cryptoctl.render.tables import fitted
 
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?")  # what is shown of a notify URL
 DELIVERED_STYLE = {"delivered": "green", "pending": "yellow", "failed": "bold red"}
 
 
@@ -29,8 +31,9 @@ def masked_target(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "…"
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]  # no user:password@
-    if scheme.lower() not in {"http", "https", "json", "jsons", "xml", "xmls", "form", "forms"}:
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0].rsplit("@", 1)[-1]  # no user:password@
+    if (scheme.lower() not in {"http", "https", "json", "jsons", "xml", "xmls", "form", "forms"}
+            or not _HOST.fullmatch(host)):
         host = ""  # apprise services keep their token where a host would be
     return f"{scheme}://{host}/…" if host else f"{scheme}://…"
 

@@ -281,3 +281,22 @@ def test_a_quiet_tick_behind_the_newest_keeps_the_window_in_order(batch):
     got = run([rule], ticks, batch=batch)
     assert [(i, ref) for i, _, _, _, _, ref in got] == [(3, 100.5)]
     assert got == fired([rule], ticks)
+
+
+def test_a_quiet_run_taken_at_once_marks_a_stored_window_changed():
+    """Windows stored with their ticks: after a flush, a run of quiet ticks taken at once
+    still marks the state changed, so the next flush stores the window with them."""
+    rule = Rule(5, "BTC", "change", 5.0, window_ms=10_000)
+    states = RuleStates(store_windows=True)
+    ticks = [("binance", "BTC", "USDT", 100.0 + i / 100, BASE + i * 10) for i in range(20)]
+    assert run([rule], ticks[:5], states, batch=1_000) == []
+    states.take_changed(None)  # a flush
+    m = states.markets[("BTC", "binance", "USDT")]
+    for i, (_, _, _, price, ts) in enumerate(ticks[5:], 5):  # as the aggregator defers
+        m.pending_prices.append(price)
+        m.pending_times.append(ts)
+        m.pending_offsets.append(i)
+    assert states.apply_pending(m, "binance", "USDT") == []
+    changed = states.take_changed(None)
+    assert [rid for rid, *_ in changed] == [5]
+    assert changed[0][3].to_json(True)["t"][-1] == ticks[-1][4]

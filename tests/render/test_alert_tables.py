@@ -18,6 +18,9 @@ from cryptoctl.render.alerts import masked_target, rules_table
     ("tgram://123456789:abcdefgh/12345", "tgram://…"),
     ("ntfy://mytopic", "ntfy://…"),
     ("no-scheme", "…"),
+    ("https://example.com?token=SECRET", "https://example.com/…"),
+    ("https://example.com#SECRET", "https://example.com/…"),
+    ("https://u:p/w@h/x", "https://…"),  # a password with a slash: nothing of it shown
 ])  # fmt: skip
 def test_a_notify_url_is_shown_by_scheme_and_host(url: str, shown: str) -> None:
     assert masked_target(url) == shown
