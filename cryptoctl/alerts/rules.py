@@ -448,9 +448,10 @@ class RuleStates:
                 out.extend((f, offset) for f in self.apply(market, source, quote, price, ts,
                                                           offset))
             return out
+        if market.lo < low and high < market.hi:
+            return out  # every tick inside the level rules' band
         # The level rules: only the runs of ticks that leave their band, tick by tick.
-        n = len(prices)
-        for start in range(0, n if not market.lo < low <= high < market.hi else 0, BLOCK):
+        for start in range(0, len(prices), BLOCK):
             run = prices[start : start + BLOCK]
             if market.lo < min(run) and max(run) < market.hi:
                 continue
