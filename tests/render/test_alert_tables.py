@@ -35,3 +35,14 @@ def test_the_rules_table_shows_no_token() -> None:
     screen = out.getvalue()
     assert "tgram://…" in screen and "https://hooks.example.com/…" in screen
     assert "abcdefgh" not in screen and "s3cr3t" not in screen
+
+
+def test_the_rules_table_fits_80_columns_and_still_shows_no_token() -> None:
+    rule = Rule(3, "BTC", "binance", "USDT", "change", 5.0, 600_000, True,
+                ("tgram://123456789:abcdefgh/12345",), True, 0)
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(rules_table([rule], 80))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any("binance BTC/USDT" in line for line in lines)
+    assert "abcdefgh" not in out.getvalue()
