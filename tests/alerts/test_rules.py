@@ -130,6 +130,9 @@ def test_a_restored_state_continues_exactly(rules, ticks, data, store_windows, b
     before = run(rules, ticks[:cut], first, start=rules_at, batch=batch)
     # Every later tick is at most 3 s behind the newest so far: nothing before that floor.
     floor = max((t[4] for t in ticks[:cut]), default=BASE) - 3_000
+    for state in first.states.values():  # as a flush may (take_changed: once grown)
+        if state.window is not None:
+            state.window.prune(floor)
     saved = stored(first, floor)
     for state in first.states.values():  # a pruned window pruned again is the same
         if state.window is not None:
@@ -186,6 +189,22 @@ def test_window_extremes_and_pruning(entries, width, floor):
         want = (min(inside), max(inside)) if inside else (float("inf"), float("-inf"))
         assert window.extremes(ts) == want
         assert pruned.extremes(ts) == want
+
+
+@given(st.lists(st.tuples(st.integers(0, 50_000), prices), min_size=130, max_size=300),
+       st.integers(1, 20_000), st.integers(0, 60_000))
+def test_pruning_keeps_exactly_the_ticks_a_later_window_may_need(entries, width, floor):
+    """Of the ticks in (floor - width, floor], those strictly lower or strictly higher than
+    every later one of them (the only ones a window of a tick at or after floor can have
+    as its low or high); every tick after floor. Many blocks: the skipped ones too."""
+    window = ChangeWindow(width, entries)
+    window.prune(floor)
+    ordered = sorted(entries, key=lambda e: e[0])
+    aged = [(t, p) for t, p in ordered if floor - width < t <= floor]
+    want = [(t, p) for n, (t, p) in enumerate(aged)
+            if all(p < q for _, q in aged[n + 1 :]) or all(p > q for _, q in aged[n + 1 :])]
+    want += [(t, p) for t, p in ordered if t > floor]
+    assert window.entries() == want
 
 
 @given(st.lists(st.tuples(st.integers(0, 3_000), st.integers(0, 5_000), prices), max_size=80),
